@@ -1,0 +1,49 @@
+# The commands people type. `make test` and `make demo` set up a fresh machine by themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard protos/stamen/v1/*.proto)
+
+.PHONY: install test lint typecheck unit protos demo bench certs clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU wheel: a looser pin would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared services tests examples benchmarks
+	$(BIN)/ruff format --check shared services tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared/stamen services
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+protos: $(STAMP)
+	$(BIN)/python protos/generate.py shared/stamen/proto
+
+demo: $(STAMP)
+	cd examples/quickstart-pytorch && ../../$(BIN)/stamen-simulation \
+		--server-app server:app --client-app client:app --num-supernodes 10 \
+		--run-config 'num-server-rounds=3'
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+certs:
+	bash scripts/make-certs.sh certs
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,142 @@
+"""The error hierarchy: one root, subclasses say whose fault it is and carry their data.
+
+Each class names the gRPC status it maps to; `stamen.transport.grpc.errors` holds the one
+table that turns them into `GRPCError` and back.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from grpclib.const import Status
+
+__all__ = [
+    "AggregationError",
+    "AppLoadError",
+    "ClientAppError",
+    "ConfigError",
+    "IntegrityError",
+    "InvalidMessageError",
+    "MessageNotFoundError",
+    "MessageTooLargeError",
+    "NodeNotFoundError",
+    "NotFoundError",
+    "ObjectNotFoundError",
+    "PermissionDeniedError",
+    "RunNotFoundError",
+    "RunNotRunningError",
+    "StamenError",
+    "UnavailableError",
+    "UserInputError",
+]
+
+
+class StamenError(Exception):
+    """Root of every error Stamen raises on purpose."""
+
+    status: ClassVar[Status] = Status.INTERNAL
+
+
+class UserInputError(StamenError):
+    """Something a user gave (a flag, a file, an app reference, a value) is not usable."""
+
+    status = Status.INVALID_ARGUMENT
+
+
+class ConfigError(UserInputError):
+    """A configuration value (flag, environment variable, run/node config) is invalid."""
+
+
+class AppLoadError(UserInputError):
+    """A `module:attribute` app reference does not resolve to an app of the right kind."""
+
+    def __init__(self, reference: str, reason: str) -> None:
+        super().__init__(f"cannot load app {reference!r}: {reason}")
+        self.reference = reference
+        self.reason = reason
+
+
+class InvalidMessageError(StamenError):
+    """A request or message is malformed or violates the protocol."""
+
+    status = Status.INVALID_ARGUMENT
+
+
+class IntegrityError(InvalidMessageError):
+    """Object bytes do not match their content hash, or chunks are missing."""
+
+
+class MessageTooLargeError(StamenError):
+    """A message is larger than the per-message cap."""
+
+    status = Status.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class NotFoundError(StamenError):
+    """Something named by id does not exist."""
+
+    status = Status.NOT_FOUND
+
+
+class NodeNotFoundError(NotFoundError):
+    def __init__(self, node_id: int) -> None:
+        super().__init__(f"node {node_id} is not registered")
+        self.node_id = node_id
+
+
+class RunNotFoundError(NotFoundError):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} does not exist")
+        self.run_id = run_id
+
+
+class MessageNotFoundError(NotFoundError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id!r} does not exist")
+        self.message_id = message_id
+
+
+class ObjectNotFoundError(NotFoundError):
+    def __init__(self, object_id: str) -> None:
+        super().__init__(f"object {object_id!r} is not in the store")
+        self.object_id = object_id
+
+
+class PermissionDeniedError(StamenError):
+    """A caller acts on something that is not addressed to it."""
+
+    status = Status.PERMISSION_DENIED
+
+
+class RunNotRunningError(StamenError):
+    """A run is finished (or stopped) and takes no more messages."""
+
+    status = Status.FAILED_PRECONDITION
+
+    def __init__(self, run_id: int, status: str) -> None:
+        super().__init__(f"run {run_id} is {status}")
+        self.run_id = run_id
+        self.run_status = status
+
+
+class UnavailableError(StamenError):
+    """The SuperLink cannot be reached (or went away) within the allowed time."""
+
+    status = Status.UNAVAILABLE
+
+
+class ClientAppError(StamenError):
+    """User code in a ClientApp raised; carries the type, message and traceback text."""
+
+    status = Status.UNKNOWN
+
+
+class AggregationError(StamenError):
+    """Replies cannot be aggregated (for example, array shapes disagree)."""
+
+    status = Status.FAILED_PRECONDITION

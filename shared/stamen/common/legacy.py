@@ -1,0 +1,242 @@
+"""The legacy API that published Flower apps speak: Parameters, FitIns/FitRes and friends.
+
+Strategies and NumPyClients written against it move over by changing imports. On the
+wire these become RecordDicts with the prefixed keys below, the one convention both the
+server's strategy loop and the client's adapter use.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from .records import Array, ArrayRecord, ConfigRecord, RecordDict
+
+__all__ = [
+    "Code",
+    "EvaluateIns",
+    "EvaluateRes",
+    "FitIns",
+    "FitRes",
+    "GetParametersIns",
+    "GetParametersRes",
+    "GetPropertiesIns",
+    "GetPropertiesRes",
+    "NDArrays",
+    "Parameters",
+    "Scalar",
+    "Status",
+    "evaluateins_to_recorddict",
+    "evaluateres_to_recorddict",
+    "fitins_to_recorddict",
+    "fitres_to_recorddict",
+    "ndarrays_to_parameters",
+    "parameters_to_ndarrays",
+    "recorddict_to_evaluateins",
+    "recorddict_to_evaluateres",
+    "recorddict_to_fitins",
+    "recorddict_to_fitres",
+]
+
+Scalar: TypeAlias = bool | bytes | float | int | str
+NDArrays: TypeAlias = list[npt.NDArray[Any]]
+Config: TypeAlias = dict[str, Scalar]
+Metrics: TypeAlias = dict[str, Scalar]
+
+
+@dataclass
+class Parameters:
+    """Model parameters as serialized tensors (numpy's .npy format, like Flower)."""
+
+    tensors: list[bytes]
+    tensor_type: str = "numpy.ndarray"
+
+
+def ndarray_to_bytes(array: npt.NDArray[Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def bytes_to_ndarray(data: bytes) -> npt.NDArray[Any]:
+    array: npt.NDArray[Any] = np.load(io.BytesIO(data), allow_pickle=False)
+    return array
+
+
+def ndarrays_to_parameters(ndarrays: Sequence[npt.NDArray[Any]]) -> Parameters:
+    return Parameters(tensors=[ndarray_to_bytes(a) for a in ndarrays])
+
+
+def parameters_to_ndarrays(parameters: Parameters) -> NDArrays:
+    return [bytes_to_ndarray(t) for t in parameters.tensors]
+
+
+class Code(IntEnum):
+    OK = 0
+    GET_PROPERTIES_NOT_IMPLEMENTED = 1
+    GET_PARAMETERS_NOT_IMPLEMENTED = 2
+    FIT_NOT_IMPLEMENTED = 3
+    EVALUATE_NOT_IMPLEMENTED = 4
+
+
+@dataclass
+class Status:
+    code: Code = Code.OK
+    message: str = "Success"
+
+
+@dataclass
+class GetPropertiesIns:
+    config: Config
+
+
+@dataclass
+class GetPropertiesRes:
+    status: Status
+    properties: dict[str, Scalar]
+
+
+@dataclass
+class GetParametersIns:
+    config: Config
+
+
+@dataclass
+class GetParametersRes:
+    status: Status
+    parameters: Parameters
+
+
+@dataclass
+class FitIns:
+    parameters: Parameters
+    config: Config
+
+
+@dataclass
+class FitRes:
+    status: Status
+    parameters: Parameters
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass
+class EvaluateIns:
+    parameters: Parameters
+    config: Config
+
+
+@dataclass
+class EvaluateRes:
+    status: Status
+    loss: float
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+# --- RecordDict conventions -------------------------------------------------------------
+
+
+def parameters_to_arrayrecord(parameters: Parameters) -> ArrayRecord:
+    return ArrayRecord([Array(bytes_to_ndarray(t)) for t in parameters.tensors])
+
+
+def arrayrecord_to_parameters(record: ArrayRecord) -> Parameters:
+    return ndarrays_to_parameters(record.to_numpy_ndarrays())
+
+
+def _config(record: RecordDict, key: str) -> dict[str, Any]:
+    value = record.get(key)
+    if not isinstance(value, ConfigRecord):
+        return {}
+    return dict(value)
+
+
+def _status_record(status: Status) -> ConfigRecord:
+    return ConfigRecord({"code": int(status.code), "message": status.message})
+
+
+def _status(record: RecordDict, prefix: str) -> Status:
+    raw = _config(record, f"{prefix}.status")
+    return Status(Code(int(raw.get("code", 0))), str(raw.get("message", "Success")))
+
+
+def _with_parameters(prefix: str, parameters: Parameters, config: Config) -> RecordDict:
+    return RecordDict(
+        {
+            f"{prefix}.parameters": parameters_to_arrayrecord(parameters),
+            f"{prefix}.config": ConfigRecord(config),
+        }
+    )
+
+
+def _parameters(record: RecordDict, key: str) -> Parameters:
+    value = record.get(key)
+    if not isinstance(value, ArrayRecord):
+        return Parameters(tensors=[])
+    return arrayrecord_to_parameters(value)
+
+
+def fitins_to_recorddict(ins: FitIns) -> RecordDict:
+    return _with_parameters("fitins", ins.parameters, ins.config)
+
+
+def recorddict_to_fitins(record: RecordDict) -> FitIns:
+    return FitIns(_parameters(record, "fitins.parameters"), _config(record, "fitins.config"))
+
+
+def evaluateins_to_recorddict(ins: EvaluateIns) -> RecordDict:
+    return _with_parameters("evaluateins", ins.parameters, ins.config)
+
+
+def recorddict_to_evaluateins(record: RecordDict) -> EvaluateIns:
+    return EvaluateIns(
+        _parameters(record, "evaluateins.parameters"), _config(record, "evaluateins.config")
+    )
+
+
+def fitres_to_recorddict(res: FitRes) -> RecordDict:
+    return RecordDict(
+        {
+            "fitres.parameters": parameters_to_arrayrecord(res.parameters),
+            "fitres.num_examples": ConfigRecord({"num_examples": int(res.num_examples)}),
+            "fitres.metrics": ConfigRecord(res.metrics),
+            "fitres.status": _status_record(res.status),
+        }
+    )
+
+
+def recorddict_to_fitres(record: RecordDict) -> FitRes:
+    return FitRes(
+        status=_status(record, "fitres"),
+        parameters=_parameters(record, "fitres.parameters"),
+        num_examples=int(_config(record, "fitres.num_examples").get("num_examples", 0)),
+        metrics=_config(record, "fitres.metrics"),
+    )
+
+
+def evaluateres_to_recorddict(res: EvaluateRes) -> RecordDict:
+    return RecordDict(
+        {
+            "evaluateres.loss": ConfigRecord({"loss": float(res.loss)}),
+            "evaluateres.num_examples": ConfigRecord({"num_examples": int(res.num_examples)}),
+            "evaluateres.metrics": ConfigRecord(res.metrics),
+            "evaluateres.status": _status_record(res.status),
+        }
+    )
+
+
+def recorddict_to_evaluateres(record: RecordDict) -> EvaluateRes:
+    return EvaluateRes(
+        status=_status(record, "evaluateres"),
+        loss=float(_config(record, "evaluateres.loss").get("loss", 0.0)),
+        num_examples=int(_config(record, "evaluateres.num_examples").get("num_examples", 0)),
+        metrics=_config(record, "evaluateres.metrics"),
+    )

@@ -1,0 +1,185 @@
+"""Message: what the ServerApp and the ClientApps say to each other through the SuperLink.
+
+A Message is metadata (who, to whom, in reply to what, of which type, how long it may
+wait) plus either content (a RecordDict) or an Error.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+from .errors import InvalidMessageError
+from .records import RecordDict
+
+__all__ = [
+    "DEFAULT_TTL",
+    "SUPERLINK_NODE_ID",
+    "Error",
+    "ErrorCode",
+    "Message",
+    "MessageType",
+    "Metadata",
+    "new_message_id",
+]
+
+DEFAULT_TTL = 3600.0
+"""Seconds a message may wait for delivery and its reply (Flower's default, too)."""
+
+SUPERLINK_NODE_ID = 0
+"""The node id that stands for the ServerApp side (source of instructions)."""
+
+
+class MessageType:
+    """The message types a ClientApp dispatches on (a query may add ".<name>")."""
+
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    QUERY = "query"
+    ALL = (TRAIN, EVALUATE, QUERY)
+
+
+@dataclass(slots=True)
+class Metadata:
+    run_id: int
+    message_id: str
+    src_node_id: int
+    dst_node_id: int
+    reply_to_message_id: str
+    group_id: str
+    message_type: str
+    ttl: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Why a message could not be answered. `reason` holds text a person can act on."""
+
+    code: int
+    reason: str = ""
+
+
+class ErrorCode:
+    UNKNOWN = 0
+    CLIENT_APP_RAISED = 1
+    NODE_UNAVAILABLE = 2
+    MESSAGE_EXPIRED = 3
+    WORKER_DIED = 4
+    LOAD_CLIENT_APP = 5
+    RUN_STOPPED = 6
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check_type(message_type: str) -> str:
+    base = message_type.split(".", 1)[0]
+    if base not in MessageType.ALL:
+        raise InvalidMessageError(
+            f"message type {message_type!r} is not one of {', '.join(MessageType.ALL)} "
+            "(a query may be 'query.<name>')"
+        )
+    return message_type
+
+
+class Message:
+    """A message with content or an error.
+
+    Instructions: `Message(content, dst_node_id, message_type)`.
+    Replies: `Message(content, reply_to=instruction)`, `Message(error=e, reply_to=...)`,
+    or `instruction.create_reply(content)`.
+    """
+
+    __slots__ = ("_content", "_error", "metadata")
+
+    def __init__(
+        self,
+        content: RecordDict | None = None,
+        dst_node_id: int | None = None,
+        message_type: str | None = None,
+        *,
+        error: Error | None = None,
+        ttl: float | None = None,
+        group_id: str = "",
+        reply_to: Message | None = None,
+        metadata: Metadata | None = None,
+    ) -> None:
+        if (content is None) == (error is None):
+            raise ValueError("a Message has either content or an error, not both or neither")
+        if content is not None and not isinstance(content, RecordDict):
+            raise TypeError(f"Message content must be a RecordDict, got {type(content).__name__}")
+        self._content = content
+        self._error = error
+        if metadata is not None:
+            self.metadata = metadata
+        elif reply_to is not None:
+            if dst_node_id is not None or message_type is not None:
+                raise ValueError("a reply takes its destination and type from reply_to")
+            self.metadata = _reply_metadata(reply_to.metadata, ttl)
+        else:
+            if dst_node_id is None or message_type is None:
+                raise ValueError("an instruction needs dst_node_id and message_type")
+            self.metadata = Metadata(
+                run_id=0,
+                message_id=new_message_id(),
+                src_node_id=SUPERLINK_NODE_ID,
+                dst_node_id=dst_node_id,
+                reply_to_message_id="",
+                group_id=group_id,
+                message_type=_check_type(message_type),
+                ttl=DEFAULT_TTL if ttl is None else float(ttl),
+                created_at=time.time(),
+            )
+
+    @property
+    def content(self) -> RecordDict:
+        if self._content is None:
+            raise InvalidMessageError(
+                f"message {self.metadata.message_id} carries an error, not content: {self._error}"
+            )
+        return self._content
+
+    @content.setter
+    def content(self, value: RecordDict) -> None:
+        self._content, self._error = value, None
+
+    @property
+    def error(self) -> Error:
+        if self._error is None:
+            raise InvalidMessageError(f"message {self.metadata.message_id} carries no error")
+        return self._error
+
+    def has_content(self) -> bool:
+        return self._content is not None
+
+    def has_error(self) -> bool:
+        return self._error is not None
+
+    def create_reply(self, content: RecordDict, ttl: float | None = None) -> Message:
+        return Message(content, reply_to=self, ttl=ttl)
+
+    def create_error_reply(self, error: Error, ttl: float | None = None) -> Message:
+        return Message(error=error, reply_to=self, ttl=ttl)
+
+    def __repr__(self) -> str:
+        body = f"error={self._error!r}" if self._error else f"content={self._content!r}"
+        return f"Message(metadata={self.metadata!r}, {body})"
+
+
+def _reply_metadata(instruction: Metadata, ttl: float | None) -> Metadata:
+    now = time.time()
+    if ttl is None:
+        # What is left of the instruction's lifetime, so a reply never outlives it.
+        ttl = max(instruction.created_at + instruction.ttl - now, 0.0)
+    return replace(
+        instruction,
+        message_id=new_message_id(),
+        src_node_id=instruction.dst_node_id,
+        dst_node_id=instruction.src_node_id,
+        reply_to_message_id=instruction.message_id,
+        ttl=float(ttl),
+        created_at=now,
+    )

@@ -1,0 +1,85 @@
+"""The three SuperLink APIs as typed async interfaces.
+
+The SuperLink's handlers implement them; `stamen.transport.grpc` serves them over gRPC
+and provides clients that implement them again on the other side; `stamen.transport.memory`
+hands callers the handlers themselves. The SuperNode agent and the ServerApp's Grid are
+written against these protocols and never know which transport carries them.
+
+Object streams: `push_object` consumes chunks (any bytes-like, in order, summing to
+`total_size`) and returns whether the store kept them (False: it already had the object);
+`pull_object` yields the object's bytes in chunks of about 1 MiB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Protocol
+
+from stamen.codec.envelope import Envelope
+from stamen.common.records import UserConfig
+
+from .types import Node, NodeRegistration, PushResult, Run
+
+__all__ = ["ControlApi", "FleetApi", "ServerAppIoApi"]
+
+Chunk = bytes | bytearray | memoryview
+
+
+class FleetApi(Protocol):
+    """What a SuperNode calls (port 9092)."""
+
+    async def register_node(self, node_config: UserConfig) -> NodeRegistration: ...
+
+    async def unregister_node(self, node_id: int) -> None: ...
+
+    async def heartbeat(self, node_id: int) -> float:
+        """Record that the node is alive; returns the heartbeat interval to keep."""
+        ...
+
+    async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]: ...
+
+    async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult: ...
+
+    async def push_object(
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool: ...
+
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]: ...
+
+    async def get_run(self, node_id: int, run_id: int) -> Run: ...
+
+
+class ServerAppIoApi(Protocol):
+    """What a ServerApp runner calls (port 9091)."""
+
+    async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int: ...
+
+    async def get_run(self, run_id: int) -> Run: ...
+
+    async def get_nodes(self, run_id: int) -> list[Node]: ...
+
+    async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult: ...
+
+    async def pull_messages(
+        self, run_id: int, message_ids: Sequence[str], timeout: float
+    ) -> list[Envelope]: ...
+
+    async def push_object(
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool: ...
+
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]: ...
+
+    async def update_run_status(
+        self, run_id: int, status: str, sub_status: str = "", details: str = ""
+    ) -> None: ...
+
+
+class ControlApi(Protocol):
+    """What an operator's tools call (port 9093)."""
+
+    async def list_runs(self) -> list[Run]: ...
+
+    async def get_run(self, run_id: int) -> Run: ...
+
+    async def stop_run(self, run_id: int) -> Run: ...
