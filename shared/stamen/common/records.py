@@ -122,8 +122,16 @@ class Array:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # memoryviews do not pickle: send the bytes (state crosses to worker processes).
+        return (_restore_array, (self.dtype, self.shape, bytes(self.data)))
+
     def __repr__(self) -> str:
         return f"Array(dtype={self.dtype!r}, shape={self.shape}, nbytes={self.nbytes})"
+
+
+def _restore_array(dtype: str, shape: tuple[int, ...], data: bytes) -> Array:
+    return Array(dtype=dtype, shape=shape, data=data)
 
 
 def _check_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
