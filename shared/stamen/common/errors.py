@@ -6,7 +6,7 @@ table that turns them into `GRPCError` and back.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from grpclib.const import Status
 
@@ -20,14 +20,19 @@ __all__ = [
     "MessageNotFoundError",
     "MessageTooLargeError",
     "NodeNotFoundError",
+    "NodeReplyError",
+    "NotEnoughNodesError",
     "NotFoundError",
     "ObjectNotFoundError",
     "PermissionDeniedError",
+    "RoundFailedError",
     "RunNotFoundError",
     "RunNotRunningError",
+    "ServerAppError",
     "StamenError",
     "UnavailableError",
     "UserInputError",
+    "WorkerDiedError",
 ]
 
 
@@ -35,6 +40,18 @@ class StamenError(Exception):
     """Root of every error Stamen raises on purpose."""
 
     status: ClassVar[Status] = Status.INTERNAL
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their data, not the message, in __init__: rebuild from the
+        # message and attributes so errors cross process boundaries (worker pools).
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[StamenError], args: tuple[Any, ...], state: dict[str, Any]) -> StamenError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UserInputError(StamenError):
@@ -140,3 +157,70 @@ class AggregationError(StamenError):
     """Replies cannot be aggregated (for example, array shapes disagree)."""
 
     status = Status.FAILED_PRECONDITION
+
+
+class NotEnoughNodesError(StamenError):
+    """Fewer nodes than a strategy needs came online within the allowed wait."""
+
+    status = Status.UNAVAILABLE
+
+    def __init__(self, required: int, available: int, waited: float) -> None:
+        super().__init__(
+            f"only {available} of the {required} nodes needed are online after waiting "
+            f"{waited:g}s: start more SuperNodes, lower the strategy's minimum "
+            "(min_available_clients, min_fit_clients, ...), or raise the run config's "
+            "'min-available-timeout'"
+        )
+        self.required = required
+        self.available = available
+        self.waited = waited
+
+
+class NodeReplyError(StamenError):
+    """A node answered an instruction with an error, or not at all in time."""
+
+    status = Status.UNAVAILABLE
+
+    def __init__(self, node_id: int, reason: str) -> None:
+        super().__init__(f"node {node_id}: {reason}")
+        self.node_id = node_id
+        self.reason = reason
+
+
+class RoundFailedError(StamenError):
+    """A round had failures and the strategy does not accept failures."""
+
+    status = Status.ABORTED
+
+    def __init__(self, server_round: int, phase: str, reasons: list[str]) -> None:
+        shown = "; ".join(reasons[:3]) + (
+            f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        )
+        super().__init__(
+            f"round {server_round} ({phase}) stopped: {len(reasons)} node(s) failed and the "
+            f"strategy does not accept failures (accept_failures=False): {shown}"
+        )
+        self.server_round = server_round
+        self.phase = phase
+        self.reasons = reasons
+
+
+class WorkerDiedError(StamenError):
+    """The process running a ClientApp died (crash, OOM kill, exit) before it answered."""
+
+    status = Status.UNAVAILABLE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the ClientApp worker process died: {reason}")
+        self.reason = reason
+
+
+class ServerAppError(StamenError):
+    """User code in a ServerApp raised; `details` is one line naming the error."""
+
+    status = Status.UNKNOWN
+
+    def __init__(self, run_id: int, details: str) -> None:
+        super().__init__(f"the ServerApp of run {run_id} failed: {details}")
+        self.run_id = run_id
+        self.details = details

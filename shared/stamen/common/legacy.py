@@ -36,12 +36,20 @@ __all__ = [
     "evaluateres_to_recorddict",
     "fitins_to_recorddict",
     "fitres_to_recorddict",
+    "getparametersins_to_recorddict",
+    "getparametersres_to_recorddict",
+    "getpropertiesins_to_recorddict",
+    "getpropertiesres_to_recorddict",
     "ndarrays_to_parameters",
     "parameters_to_ndarrays",
     "recorddict_to_evaluateins",
     "recorddict_to_evaluateres",
     "recorddict_to_fitins",
     "recorddict_to_fitres",
+    "recorddict_to_getparametersins",
+    "recorddict_to_getparametersres",
+    "recorddict_to_getpropertiesins",
+    "recorddict_to_getpropertiesres",
 ]
 
 Scalar: TypeAlias = bool | bytes | float | int | str
@@ -239,4 +247,52 @@ def recorddict_to_evaluateres(record: RecordDict) -> EvaluateRes:
         loss=float(_config(record, "evaluateres.loss").get("loss", 0.0)),
         num_examples=int(_config(record, "evaluateres.num_examples").get("num_examples", 0)),
         metrics=_config(record, "evaluateres.metrics"),
+    )
+
+
+def getparametersins_to_recorddict(ins: GetParametersIns) -> RecordDict:
+    return RecordDict({"getparametersins.config": ConfigRecord(ins.config)})
+
+
+def recorddict_to_getparametersins(record: RecordDict) -> GetParametersIns:
+    return GetParametersIns(_config(record, "getparametersins.config"))
+
+
+def getparametersres_to_recorddict(res: GetParametersRes) -> RecordDict:
+    return RecordDict(
+        {
+            "getparametersres.parameters": parameters_to_arrayrecord(res.parameters),
+            "getparametersres.status": _status_record(res.status),
+        }
+    )
+
+
+def recorddict_to_getparametersres(record: RecordDict) -> GetParametersRes:
+    return GetParametersRes(
+        status=_status(record, "getparametersres"),
+        parameters=_parameters(record, "getparametersres.parameters"),
+    )
+
+
+def getpropertiesins_to_recorddict(ins: GetPropertiesIns) -> RecordDict:
+    return RecordDict({"getpropertiesins.config": ConfigRecord(ins.config)})
+
+
+def recorddict_to_getpropertiesins(record: RecordDict) -> GetPropertiesIns:
+    return GetPropertiesIns(_config(record, "getpropertiesins.config"))
+
+
+def getpropertiesres_to_recorddict(res: GetPropertiesRes) -> RecordDict:
+    return RecordDict(
+        {
+            "getpropertiesres.properties": ConfigRecord(res.properties),
+            "getpropertiesres.status": _status_record(res.status),
+        }
+    )
+
+
+def recorddict_to_getpropertiesres(record: RecordDict) -> GetPropertiesRes:
+    return GetPropertiesRes(
+        status=_status(record, "getpropertiesres"),
+        properties=_config(record, "getpropertiesres.properties"),
     )

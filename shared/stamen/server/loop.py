@@ -1,0 +1,298 @@
+"""The default round loop: what `ServerApp(config=..., strategy=...)` runs over a Grid.
+
+Flower's legacy server loop, with the log lines Flower users know: [INIT] (initial
+parameters, centralized evaluation), then per round fit, centralized evaluation and
+federated evaluation, then [SUMMARY] with the History. Each round encodes the broadcast
+model once and shares that ArrayRecord between all the round's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from stamen.common.context import Context
+from stamen.common.errors import (
+    ConfigError,
+    InvalidMessageError,
+    NodeReplyError,
+    RoundFailedError,
+)
+from stamen.common.legacy import (
+    Code,
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    Parameters,
+    evaluateins_to_recorddict,
+    fitins_to_recorddict,
+    parameters_to_arrayrecord,
+    recorddict_to_evaluateres,
+    recorddict_to_fitres,
+)
+from stamen.common.message import MessageType
+from stamen.common.records import ArrayRecord, RecordDict
+
+from .client_manager import ClientManager
+from .client_proxy import ClientProxy, failure_reason
+from .config import ServerConfig
+from .grid import Grid
+from .history import History
+from .strategy.strategy import Strategy
+
+__all__ = ["run_rounds"]
+
+logger = logging.getLogger(__name__)
+
+Ins = TypeVar("Ins", FitIns, EvaluateIns)
+Res = TypeVar("Res", FitRes, EvaluateRes)
+Failures = list[tuple[ClientProxy, Res] | BaseException]
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase(Generic[Ins, Res]):
+    """How one kind of instruction goes out and its replies come back."""
+
+    name: str
+    message_type: str
+    encode: Callable[[Ins], RecordDict]
+    parameters_key: str
+    decode: Callable[[RecordDict], Res]
+
+
+_FIT: _Phase[FitIns, FitRes] = _Phase(
+    "fit", MessageType.TRAIN, fitins_to_recorddict, "fitins.parameters", recorddict_to_fitres
+)
+_EVALUATE: _Phase[EvaluateIns, EvaluateRes] = _Phase(
+    "evaluate",
+    MessageType.EVALUATE,
+    evaluateins_to_recorddict,
+    "evaluateins.parameters",
+    recorddict_to_evaluateres,
+)
+_NO_PARAMETERS = Parameters(tensors=[])
+
+
+def run_rounds(
+    grid: Grid,
+    context: Context,
+    config: ServerConfig,
+    strategy: Strategy,
+    client_manager: ClientManager,
+) -> History:
+    """Run `config.num_rounds` rounds of `strategy` over `grid`; the History they made.
+
+    Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes).
+    """
+    client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
+    return _RoundLoop(grid, config, strategy, client_manager).run()
+
+
+class _RoundLoop:
+    def __init__(
+        self, grid: Grid, config: ServerConfig, strategy: Strategy, client_manager: ClientManager
+    ) -> None:
+        self.grid = grid
+        self.config = config
+        self.strategy = strategy
+        self.client_manager = client_manager
+        self.history = History()
+        # Parameters -> their ArrayRecord, encoded once per round and shared by its messages.
+        self._encoded: dict[int, tuple[Parameters, ArrayRecord]] = {}
+
+    def run(self) -> History:
+        logger.info("[INIT]")
+        parameters = self._initial_parameters()
+        logger.info("Evaluating initial global parameters")
+        initial = self.strategy.evaluate(0, parameters=parameters)
+        if initial is None:
+            logger.info("Evaluation returned no results (`None`)")
+        else:
+            logger.info("initial parameters (loss, other metrics): %s, %s", *initial)
+            self.history.add_loss_centralized(0, initial[0])
+            self.history.add_metrics_centralized(0, initial[1])
+
+        start = time.perf_counter()
+        for server_round in range(1, self.config.num_rounds + 1):
+            round_start = time.perf_counter()
+            logger.info("")
+            logger.info("[ROUND %d]", server_round)
+            self._encoded.clear()
+            parameters = self._fit_round(server_round, parameters)
+            centralized = self.strategy.evaluate(server_round, parameters=parameters)
+            if centralized is not None:
+                loss, metrics = centralized
+                elapsed = time.perf_counter() - start
+                logger.info("fit progress: (%s, %s, %s, %s)", server_round, loss, metrics, elapsed)
+                self.history.add_loss_centralized(server_round, loss)
+                self.history.add_metrics_centralized(server_round, metrics)
+            self._evaluate_round(server_round, parameters)
+            logger.info("round %d took %.2fs", server_round, time.perf_counter() - round_start)
+        self._encoded.clear()
+
+        num_rounds = self.config.num_rounds
+        logger.info("")
+        logger.info("[SUMMARY]")
+        logger.info(
+            "Run finished %d %s in %.2fs",
+            num_rounds,
+            "round" if num_rounds == 1 else "rounds",
+            time.perf_counter() - start,
+        )
+        for line in repr(self.history).splitlines():
+            logger.info("%s", line)
+        return self.history
+
+    def _initial_parameters(self) -> Parameters:
+        parameters = self.strategy.initialize_parameters(client_manager=self.client_manager)
+        if parameters is not None:
+            logger.info("Using initial global parameters provided by strategy")
+            return parameters
+        logger.info("Requesting initial parameters from one random client")
+        proxy = self.client_manager.sample(1)[0]
+        try:
+            res = proxy.get_parameters(
+                GetParametersIns(config={}), timeout=self.config.round_timeout, group_id=0
+            )
+        except NodeReplyError as exc:
+            reason = str(exc)
+        else:
+            if res.status.code == Code.OK:
+                logger.info("Received initial parameters from one random client")
+                return res.parameters
+            reason = f"node {proxy.node_id}: {res.status.code.name}: {res.status.message}"
+        logger.warning(
+            "Failed to receive initial parameters from the client (%s). "
+            "Empty initial parameters will be used.",
+            reason,
+        )
+        return Parameters(tensors=[])
+
+    def _fit_round(self, server_round: int, parameters: Parameters) -> Parameters:
+        self.client_manager.refresh()
+        instructions = self.strategy.configure_fit(
+            server_round=server_round, parameters=parameters, client_manager=self.client_manager
+        )
+        if not instructions:
+            logger.info("configure_fit: no clients selected, cancel")
+            return parameters
+        logger.info(
+            "configure_fit: strategy sampled %d clients (out of %d)",
+            len(instructions),
+            self.client_manager.num_available(),
+        )
+        results, failures = self._exchange(_FIT, server_round, instructions)
+        aggregated, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        if aggregated is None:
+            return parameters
+        self.history.add_metrics_distributed_fit(server_round, metrics)
+        return aggregated
+
+    def _evaluate_round(self, server_round: int, parameters: Parameters) -> None:
+        self.client_manager.refresh()
+        instructions = self.strategy.configure_evaluate(
+            server_round=server_round, parameters=parameters, client_manager=self.client_manager
+        )
+        if not instructions:
+            logger.info("configure_evaluate: no clients selected, skipping evaluation")
+            return
+        logger.info(
+            "configure_evaluate: strategy sampled %d clients (out of %d)",
+            len(instructions),
+            self.client_manager.num_available(),
+        )
+        results, failures = self._exchange(_EVALUATE, server_round, instructions)
+        loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
+        if loss is not None:
+            self.history.add_loss_distributed(server_round, loss)
+            self.history.add_metrics_distributed(server_round, metrics)
+
+    def _exchange(
+        self,
+        phase: _Phase[Ins, Res],
+        server_round: int,
+        instructions: list[tuple[ClientProxy, Ins]],
+    ) -> tuple[list[tuple[ClientProxy, Res]], Failures[Res]]:
+        """Send each node its instructions; sort the replies into results and failures."""
+        timeout = self.config.round_timeout
+        sent: dict[str, ClientProxy] = {}
+        messages = []
+        for proxy, ins in instructions:
+            content = phase.encode(replace(ins, parameters=_NO_PARAMETERS))
+            content[phase.parameters_key] = self._encode(ins.parameters)
+            message = self.grid.create_message(
+                content, phase.message_type, proxy.node_id, group_id=str(server_round)
+            )
+            sent[message.metadata.message_id] = proxy
+            messages.append(message)
+        replies = {
+            reply.metadata.reply_to_message_id: reply
+            for reply in self.grid.send_and_receive(messages, timeout=timeout)
+        }
+        results: list[tuple[ClientProxy, Res]] = []
+        failures: Failures[Res] = []
+        for message_id, proxy in sent.items():
+            reply = replies.get(message_id)
+            if reply is None or not reply.has_content():
+                failures.append(NodeReplyError(proxy.node_id, failure_reason(reply, timeout)))
+                continue
+            try:
+                res = phase.decode(reply.content)
+            except (InvalidMessageError, TypeError, ValueError) as exc:
+                reason = f"{phase.name} reply cannot be read: {exc}"
+                failures.append(NodeReplyError(proxy.node_id, reason))
+                continue
+            if res.status.code == Code.OK:
+                results.append((proxy, res))
+            else:
+                failures.append((proxy, res))
+        logger.info(
+            "aggregate_%s: received %d results and %d failures",
+            phase.name,
+            len(results),
+            len(failures),
+        )
+        reasons = [_describe(failure) for failure in failures]
+        for reason in reasons:
+            logger.warning("round %d %s failure: %s", server_round, phase.name, reason)
+        if reasons and not getattr(self.strategy, "accept_failures", True):
+            raise RoundFailedError(server_round, phase.name, reasons)
+        return results, failures
+
+    def _encode(self, parameters: Parameters) -> ArrayRecord:
+        entry = self._encoded.get(id(parameters))
+        if entry is None:
+            entry = (parameters, parameters_to_arrayrecord(parameters))
+            self._encoded[id(parameters)] = entry
+        return entry[1]
+
+
+def _describe(failure: tuple[ClientProxy, FitRes | EvaluateRes] | BaseException) -> str:
+    if isinstance(failure, BaseException):
+        return str(failure)
+    proxy, res = failure
+    return f"node {proxy.node_id}: {res.status.code.name}: {res.status.message}"
+
+
+def _seed(context: Context) -> int:
+    raw = context.run_config.get("seed", 0)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"run config 'seed' must be an integer, got {raw!r}") from None
+
+
+def _wait_timeout(context: Context) -> float:
+    raw = context.run_config.get("min-available-timeout", 300.0)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"run config 'min-available-timeout' must be seconds >= 0, got {raw!r}")
+    return value

@@ -1,0 +1,121 @@
+"""Aggregation math, deterministic whatever the arrival order and node ids.
+
+Weighted averages are a running sum in float64 (complex128 for complex arrays) over an
+iterable, so updates need not all be in memory at once, rounded to each array's dtype
+once at the end. The legacy helpers order results by (partition id, node id) first:
+floating-point sums depend on their order, and that key is the same in simulation and
+in deployment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from stamen.common.errors import AggregationError
+from stamen.common.legacy import FitRes, NDArrays, parameters_to_ndarrays
+
+from ..client_proxy import ClientProxy
+
+__all__ = ["aggregate", "aggregate_inplace", "ordered", "weighted_loss_avg"]
+
+R = TypeVar("R")
+
+
+def ordered(results: Iterable[tuple[ClientProxy, R]]) -> list[tuple[ClientProxy, R]]:
+    """`results` sorted by their proxy's (partition id, node id)."""
+    return sorted(results, key=lambda result: result[0].order_key)
+
+
+def aggregate(results: Iterable[tuple[NDArrays, int]]) -> NDArrays:
+    """The average of each array weighted by its number of examples, in the given order."""
+    return _weighted_average((f"result {i}", arrays, n) for i, (arrays, n) in enumerate(results))
+
+
+def aggregate_inplace(results: Iterable[tuple[ClientProxy, FitRes]]) -> NDArrays:
+    """FedAvg of fit results, ordered by node first; decodes one result at a time."""
+    return _weighted_average(
+        (
+            f"node {proxy.node_id} (cid {proxy.cid})",
+            parameters_to_ndarrays(res.parameters),
+            res.num_examples,
+        )
+        for proxy, res in ordered(results)
+    )
+
+
+def weighted_loss_avg(results: Iterable[tuple[int, float]]) -> float:
+    """The loss averaged over examples; exactly rounded, so order does not matter."""
+    pairs = list(results)
+    total = _total((n for n, _ in pairs), "losses")
+    return math.fsum(n * float(loss) for n, loss in pairs) / total
+
+
+def _total(counts: Iterable[int], what: str) -> int:
+    total = 0
+    for n in counts:
+        if n < 0:
+            raise AggregationError(f"cannot aggregate {what}: a result has {n} examples")
+        total += n
+    if total == 0:
+        raise AggregationError(
+            f"cannot aggregate {what}: the results report 0 examples in total "
+            "(num_examples weights the average; return the size of the local data)"
+        )
+    return total
+
+
+def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
+    sums: list[npt.NDArray[Any]] | None = None
+    reference: list[tuple[tuple[int, ...], np.dtype[Any]]] = []
+    first = ""
+    counts: list[int] = []
+    for label, arrays, num_examples in results:
+        if num_examples < 0:
+            raise AggregationError(
+                f"cannot aggregate parameters: {label} has {num_examples} examples"
+            )
+        counts.append(num_examples)
+        if sums is None:
+            first = label
+            reference = [(a.shape, a.dtype) for a in arrays]
+            sums = [np.zeros(a.shape, dtype=_accumulator(a.dtype)) for a in arrays]
+        _check(label, arrays, first, reference)
+        for total, array in zip(sums, arrays, strict=True):
+            total += np.multiply(array, num_examples, dtype=total.dtype)
+    if sums is None:
+        raise AggregationError("cannot aggregate parameters: there are no results")
+    weight = _total(counts, "parameters")
+    return [
+        _round(total / weight, dtype) for total, (_, dtype) in zip(sums, reference, strict=True)
+    ]
+
+
+def _accumulator(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return np.result_type(dtype, np.float64)
+
+
+def _check(
+    label: str,
+    arrays: NDArrays,
+    first: str,
+    reference: list[tuple[tuple[int, ...], np.dtype[Any]]],
+) -> None:
+    if len(arrays) != len(reference):
+        raise AggregationError(f"{label} has {len(arrays)} arrays but {first} has {len(reference)}")
+    for index, (array, (shape, dtype)) in enumerate(zip(arrays, reference, strict=True)):
+        if array.shape != shape or array.dtype != dtype:
+            raise AggregationError(
+                f"array {index}: {label} has shape {array.shape} dtype {array.dtype}, "
+                f"but {first} has shape {shape} dtype {dtype}"
+            )
+
+
+def _round(mean: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    if dtype.kind in "biu":
+        mean = np.rint(mean)
+    return mean.astype(dtype, copy=False)
