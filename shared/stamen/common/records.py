@@ -160,7 +160,9 @@ def _to_contiguous_ndarray(array: Any) -> npt.NDArray[Any]:
                 f"Array needs a numpy array or torch tensor, got {type(array).__name__}"
             )
     _check_dtype(array.dtype)
-    return np.ascontiguousarray(array)
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+    nd = np.asarray(array)
+    return nd if nd.flags.c_contiguous else nd.copy(order="C")
 
 
 V = TypeVar("V")
@@ -264,7 +266,7 @@ class MetricRecord(_Record[MetricValue]):
         if isinstance(value, list | tuple):
             items = [_metric_scalar(v) for v in value]
             kinds = {type(v) for v in items}
-            if None not in kinds and len(kinds) <= 1:
+            if all(v is not None for v in items) and len(kinds) <= 1:
                 return cast(MetricValue, items)
         raise TypeError(
             f"MetricRecord[{key!r}]: unsupported value {value!r} of type "
@@ -299,7 +301,7 @@ class ConfigRecord(_Record[ConfigValue]):
         if isinstance(value, list | tuple):
             items = [_config_scalar(v) for v in value]
             kinds = {type(v) for v in items}
-            if None not in kinds and len(kinds) <= 1:
+            if all(v is not None for v in items) and len(kinds) <= 1:
                 return cast(ConfigValue, items)
         raise TypeError(
             f"ConfigRecord[{key!r}]: unsupported value {value!r} of type "

@@ -1,0 +1,59 @@
+"""Run and node config from the command line: `--run-config 'num-server-rounds=3 lr=0.1'`.
+
+Pairs are `key=value`, separated by spaces. Values are typed like TOML scalars: integers,
+floats, true/false, and "double" or 'single' quoted strings (quoted values are always
+strings, so `id="007"` stays "007"); any other bare word is a string.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from .errors import ConfigError
+from .records import UserConfig, UserConfigValue
+
+__all__ = ["parse_user_config"]
+
+_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_QUOTE = re.compile("[\"']")
+# key=value, where value is a TOML basic string, a TOML literal string, or a bare word.
+_PAIR = re.compile(r"""(?P<key>[^\s=]*)=(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
+_PIECE = re.compile(r"""(?:[^\s"']|"(?:[^"\\]|\\.)*"?|'[^']*'?)+""")
+
+
+def parse_user_config(text: str) -> UserConfig:
+    """Parse space-separated `key=value` pairs; ConfigError names the first bad piece."""
+    config: UserConfig = {}
+    for piece in _PIECE.findall(text):
+        match = _PAIR.fullmatch(piece)
+        if match is None:
+            why = "a quote is unclosed or misplaced" if _QUOTE.search(piece) else "not key=value"
+            raise ConfigError(f"config entry {piece!r}: {why}")
+        key, raw = match["key"], match["value"]
+        if not _KEY.fullmatch(key):
+            raise ConfigError(
+                f"config entry {piece!r}: the key must be letters, digits, '_', '.' or '-'"
+            )
+        if key in config:
+            raise ConfigError(f"config entry {piece!r}: the key {key!r} is given twice")
+        if not raw:
+            raise ConfigError(f'config entry {piece!r} has no value (write {key}="" for "")')
+        config[key] = _value(piece, raw)
+    return config
+
+
+def _value(piece: str, raw: str) -> UserConfigValue:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if "#" in raw and raw[0] not in "\"'":
+        return raw  # TOML would read the rest as a comment
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if raw[0] in "\"'":
+            raise ConfigError(f"config entry {piece!r}: {raw} is not a valid string") from None
+        return raw
+    if isinstance(value, bool | int | float | str):
+        return value
+    return raw  # a bare word that TOML reads as a date or an array stays text

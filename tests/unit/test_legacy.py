@@ -1,0 +1,146 @@
+"""The legacy (Flower-style) API: Parameters and FitIns/FitRes/EvaluateIns/EvaluateRes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from stamen.codec import decode_message, encode_message
+from stamen.common.legacy import (
+    Code,
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    NDArrays,
+    Parameters,
+    Status,
+    evaluateins_to_recorddict,
+    evaluateres_to_recorddict,
+    fitins_to_recorddict,
+    fitres_to_recorddict,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+    recorddict_to_evaluateins,
+    recorddict_to_evaluateres,
+    recorddict_to_fitins,
+    recorddict_to_fitres,
+)
+from stamen.common.message import Message
+from stamen.common.records import RecordDict
+
+
+def _model() -> NDArrays:
+    return [
+        np.arange(6, dtype=np.float32).reshape(2, 3),
+        np.array([1, -2], dtype=np.int64),
+        np.array(0.5),
+        np.zeros((0, 4), dtype=np.float16),
+        np.array([True, False]),
+    ]
+
+
+def _assert_same(left: NDArrays, right: NDArrays) -> None:
+    assert len(left) == len(right)
+    for a, b in zip(left, right, strict=True):
+        assert a.dtype == b.dtype
+        assert a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+
+
+def _over_the_wire(record: RecordDict) -> RecordDict:
+    envelope, objects = encode_message(Message(record, 1, "train"))
+    return decode_message(envelope, objects).content
+
+
+def test_parameters_round_trip() -> None:
+    parameters = ndarrays_to_parameters(_model())
+    assert parameters.tensor_type == "numpy.ndarray"
+    assert all(isinstance(t, bytes) for t in parameters.tensors)
+    _assert_same(parameters_to_ndarrays(parameters), _model())
+    assert parameters_to_ndarrays(ndarrays_to_parameters([])) == []
+
+
+def test_parameters_refuse_pickled_objects() -> None:
+    with pytest.raises(ValueError, match="allow_pickle"):
+        ndarrays_to_parameters([np.array([{"a": 1}], dtype=object)])
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["records", "wire"])
+def test_fitins_round_trip(wire: bool) -> None:
+    ins = FitIns(ndarrays_to_parameters(_model()), {"lr": 0.1, "epochs": 2, "opt": "sgd"})
+    record = fitins_to_recorddict(ins)
+    back = recorddict_to_fitins(_over_the_wire(record) if wire else record)
+    _assert_same(parameters_to_ndarrays(back.parameters), _model())
+    assert back.config == ins.config
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["records", "wire"])
+def test_evaluateins_round_trip(wire: bool) -> None:
+    ins = EvaluateIns(ndarrays_to_parameters(_model()), {"batch": 32, "flag": True})
+    record = evaluateins_to_recorddict(ins)
+    back = recorddict_to_evaluateins(_over_the_wire(record) if wire else record)
+    _assert_same(parameters_to_ndarrays(back.parameters), _model())
+    assert back.config == ins.config
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["records", "wire"])
+def test_fitres_round_trip(wire: bool) -> None:
+    res = FitRes(
+        Status(Code.OK, "Success"),
+        ndarrays_to_parameters(_model()),
+        num_examples=1234,
+        metrics={"loss": 0.25, "name": "c1", "blob": b"\x01", "done": False},
+    )
+    record = fitres_to_recorddict(res)
+    back = recorddict_to_fitres(_over_the_wire(record) if wire else record)
+    assert back.status == res.status
+    assert back.num_examples == 1234
+    assert back.metrics == res.metrics
+    _assert_same(parameters_to_ndarrays(back.parameters), _model())
+
+
+@pytest.mark.parametrize("wire", [False, True], ids=["records", "wire"])
+def test_evaluateres_round_trip(wire: bool) -> None:
+    res = EvaluateRes(
+        Status(Code.EVALUATE_NOT_IMPLEMENTED, "no evaluate"),
+        loss=0.75,
+        num_examples=10,
+        metrics={"accuracy": 0.9},
+    )
+    record = evaluateres_to_recorddict(res)
+    back = recorddict_to_evaluateres(_over_the_wire(record) if wire else record)
+    assert back == res
+    assert back.status.code is Code.EVALUATE_NOT_IMPLEMENTED
+
+
+def test_record_keys_follow_the_convention() -> None:
+    parameters = ndarrays_to_parameters(_model()[:1])
+    assert list(fitins_to_recorddict(FitIns(parameters, {}))) == [
+        "fitins.parameters",
+        "fitins.config",
+    ]
+    assert list(fitres_to_recorddict(FitRes(Status(), parameters, 1))) == [
+        "fitres.parameters",
+        "fitres.num_examples",
+        "fitres.metrics",
+        "fitres.status",
+    ]
+
+
+def test_missing_records_give_defaults() -> None:
+    empty = RecordDict()
+    fitres = recorddict_to_fitres(empty)
+    assert (fitres.status, fitres.num_examples, fitres.metrics) == (Status(), 0, {})
+    assert fitres.parameters.tensors == []
+    evaluateres = recorddict_to_evaluateres(empty)
+    assert (evaluateres.loss, evaluateres.num_examples) == (0.0, 0)
+    fitins = recorddict_to_fitins(empty)
+    assert (fitins.parameters, fitins.config) == (Parameters(tensors=[]), {})
+
+
+def test_unsupported_config_values_fail_at_conversion() -> None:
+    bad: dict[str, Any] = {"nested": {"a": 1}}
+    with pytest.raises(TypeError, match="nested"):
+        fitins_to_recorddict(FitIns(ndarrays_to_parameters([]), bad))
