@@ -1,0 +1,202 @@
+"""`stamen-serverapp server:app --server HOST:9091`: run a ServerApp against a SuperLink.
+
+Exit codes: 0 when the app returns; 1 when it raises, when the run is stopped from outside,
+or when the SuperLink stays unreachable for --max-wait-time seconds; 2 for bad input (flags,
+certificates, an app reference that does not load); 128 + the signal's number (130 for
+SIGINT, 143 for SIGTERM) when a signal stops the run, which is then marked stopped. A
+second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+from stamen import __version__
+from stamen.common.errors import StamenError, UserInputError
+from stamen.common.loading import load_app
+from stamen.common.logging import setup_logging
+from stamen.server import ServerApp
+from stamen.transport.grpc.channel import connect
+from stamen.transport.grpc.clients import GrpcServerAppIoClient
+
+from .retry import RetryingServerAppIo
+from .runner import run_serverapp
+from .settings import DEFAULT_SERVER, ServerAppSettings
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_PROG = "stamen-serverapp"
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@click.command(
+    name=_PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Exit codes: 0 done, 1 the app or the SuperLink failed, 2 bad input, "
+    "130/143 stopped by SIGINT/SIGTERM.",
+)
+@click.argument("app", envvar="STAMEN_APP")
+@click.option(
+    "--server",
+    "--superlink",
+    "server",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    envvar="STAMEN_SERVER",
+    help="The SuperLink's ServerAppIo address, HOST:PORT.",
+)
+@click.option(
+    "--root-certificates",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STAMEN_ROOT_CERTIFICATES",
+    help="PEM file of the CA that signed the SuperLink's certificate (TLS).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    envvar="STAMEN_INSECURE",
+    help="Connect without TLS (only to a SuperLink started with --insecure).",
+)
+@click.option(
+    "--run-config",
+    default="",
+    envvar="STAMEN_RUN_CONFIG",
+    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1'.",
+)
+@click.option(
+    "--run-id",
+    type=int,
+    envvar="STAMEN_RUN_ID",
+    help="Run an existing (pending) run instead of creating one.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    envvar="STAMEN_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to import the app from.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="STAMEN_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--max-wait-time",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="STAMEN_MAX_WAIT_TIME",
+    help="Seconds to keep retrying while the SuperLink is unreachable.",
+)
+@click.version_option(__version__, "--version", prog_name=_PROG)
+def main(**flags: Any) -> None:
+    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
+    try:
+        settings = ServerAppSettings(**flags)
+        setup_logging(settings.log_level)
+        server_app = load_app(settings.app, ServerApp, settings.directory)
+        code = _run(_serve(settings, server_app))
+    except ValidationError as exc:
+        _fail(_first_problem(exc), 2)
+    except UserInputError as exc:
+        _fail(exc, 2)
+    except StamenError as exc:
+        _fail(exc, 1)
+    except KeyboardInterrupt:  # before the event loop took over SIGINT
+        _fail("interrupted", 128 + signal.SIGINT)
+    sys.exit(code)
+
+
+async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
+    channel = connect(
+        settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
+    )
+    serverappio = RetryingServerAppIo(
+        GrpcServerAppIoClient(channel), max_wait_time=settings.max_wait_time
+    )
+    stop = _Stop(asyncio.get_running_loop())
+    try:
+        logger.info("connecting to the SuperLink at %s", settings.server)
+        await run_serverapp(
+            serverappio,
+            server_app,
+            server_app_ref=settings.app,
+            run_config=settings.run_config,
+            run_id=settings.run_id,
+        )
+        return 0
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if stop.signal is None or task is None:
+            raise
+        task.uncancel()
+        logger.warning("stopped by %s", stop.signal.name)
+        return 128 + stop.signal
+    finally:
+        stop.remove()
+        channel.close()
+
+
+class _Stop:
+    """SIGINT/SIGTERM cancel the running task once (the runner marks the run stopped);
+    a second signal exits at once."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.signal: signal.Signals | None = None
+        self._loop = loop
+        self._task = asyncio.current_task()
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, self._received, signum)
+
+    def _received(self, signum: signal.Signals) -> None:
+        if self.signal is not None:
+            os._exit(128 + signum)
+        self.signal = signum
+        logger.warning("%s received: stopping the run (again to exit at once)", signum.name)
+        if self._task is not None:
+            self._task.cancel()
+
+    def remove(self) -> None:
+        for signum in _SIGNALS:
+            self._loop.remove_signal_handler(signum)
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` on uvloop when it is installed, else on asyncio's own loop."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+    try:
+        import uvloop
+    except ImportError:
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main)
+
+
+def _first_problem(error: ValidationError) -> str:
+    """One line for the first invalid flag: `--max-wait-time: Input should be ...`."""
+    problem = error.errors()[0]
+    flag = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
+    return f"{flag}: {problem['msg']}"
+
+
+def _fail(error: BaseException | str, code: int) -> NoReturn:
+    click.echo(f"{_PROG}: error: {error}", err=True)
+    sys.exit(code)

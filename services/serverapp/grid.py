@@ -1,0 +1,298 @@
+"""ServerAppIoGrid: the Grid that ServerApp code calls, over any ServerAppIo transport.
+
+User code runs in a worker thread and calls this synchronous interface; each call hands a
+coroutine to the runner's event loop (`run_coroutine_threadsafe`) and waits a bounded time.
+Encoding and decoding (hashing the model, wrapping the arrays) stay in the calling thread,
+so the event loop only does I/O. The same class serves deployment (gRPC) and simulation
+(memory transport): it knows nothing about addresses, TLS or retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from stamen.codec import (
+    ArrayMemo,
+    Buffer,
+    collect_object,
+    decode_message,
+    encode_message,
+    iter_chunks,
+)
+from stamen.codec.envelope import Envelope
+from stamen.common.errors import InvalidMessageError, RunNotRunningError, UnavailableError
+from stamen.common.message import Message
+from stamen.common.records import RecordDict
+from stamen.transport.api import ServerAppIoApi
+from stamen.transport.types import Node, PushResult, Run, RunStatus
+
+__all__ = ["ServerAppIoGrid"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Wire = tuple[Envelope, dict[str, Buffer]]
+
+POLL_TIMEOUT = 10.0
+"""Seconds one long-poll for replies may wait before the grid asks again."""
+CALL_TIMEOUT = 600.0
+"""Seconds the calling thread waits for one bridged call (a backstop: the transport and
+the retry wrapper bound each request far below it)."""
+CACHE_BYTES = 64 << 20
+"""Bytes of pulled objects kept, so an array several replies share is downloaded once."""
+
+
+class ServerAppIoGrid:
+    """The Grid of one run, bridging a worker thread to ServerAppIo on `loop`."""
+
+    def __init__(
+        self,
+        serverappio: ServerAppIoApi,
+        run: Run,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        poll_timeout: float = POLL_TIMEOUT,
+        call_timeout: float = CALL_TIMEOUT,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self._io = serverappio
+        self._run = run
+        self._loop = loop
+        self._poll_timeout = poll_timeout
+        self._call_timeout = call_timeout
+        self._cache = _ObjectCache(cache_bytes)
+        self._lock = threading.Lock()
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def close(self) -> None:
+        """Refuse further calls and abandon those in flight, so the user thread unwinds."""
+        with self._lock:
+            self._closed = True
+            inflight, self._inflight = self._inflight, set()
+        for future in inflight:
+            future.cancel()
+
+    # --- the Grid protocol ----------------------------------------------------------------
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str = "",
+        ttl: float | None = None,
+    ) -> Message:
+        message = Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+        message.metadata.run_id = self._run.run_id
+        return message
+
+    def get_nodes(self) -> list[Node]:
+        return self._call("get_nodes", partial(self._io.get_nodes, self._run.run_id))
+
+    def get_node_ids(self) -> list[int]:
+        return [node.node_id for node in self.get_nodes()]
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        envelopes, objects = self._encode(messages)
+        if not envelopes:
+            return []
+        result = self._call("push_messages", partial(self._push, envelopes, objects))
+        return list(result.message_ids)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        ids = list(message_ids)
+        if not ids:
+            return []
+        wires = self._call("pull_messages", partial(self._pull, ids, 0.0))
+        return [decode_message(envelope, objects) for envelope, objects in wires]
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Message]:
+        """Push, then long-poll until every instruction has its reply or `timeout` passed.
+
+        Replies come back in the order of their instructions; missing ones are left out.
+        """
+        ids = self.push_messages(messages)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: dict[str, Message] = {}
+        pending = list(ids)
+        while pending:
+            wait = self._poll_timeout
+            if deadline is not None:
+                wait = max(min(wait, deadline - time.monotonic()), 0.0)
+            wires = self._call(
+                "pull_messages",
+                partial(self._pull, pending, wait),
+                timeout=wait + self._call_timeout,
+            )
+            for envelope, objects in wires:
+                reply = decode_message(envelope, objects)
+                replies.setdefault(reply.metadata.reply_to_message_id, reply)
+            pending = [message_id for message_id in pending if message_id not in replies]
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        if pending:
+            logger.info(
+                "run %d: %d of %d replies did not arrive within %ss",
+                self._run.run_id,
+                len(pending),
+                len(ids),
+                timeout,
+            )
+        return [replies[message_id] for message_id in ids if message_id in replies]
+
+    # --- in the calling thread --------------------------------------------------------------
+
+    def _encode(self, messages: Iterable[Message]) -> tuple[list[Envelope], dict[str, Buffer]]:
+        """Envelopes and their objects; one memo for the batch hashes a shared model once."""
+        memo: ArrayMemo = {}
+        envelopes: list[Envelope] = []
+        objects: dict[str, Buffer] = {}
+        for message in messages:
+            message.metadata.run_id = self._run.run_id
+            envelope, message_objects = encode_message(message, memo)
+            envelopes.append(envelope)
+            objects.update(message_objects)
+        return envelopes, objects
+
+    def _call(
+        self,
+        what: str,
+        call: Callable[[], Coroutine[Any, Any, T]],
+        timeout: float | None = None,
+    ) -> T:
+        """Run `call()` on the loop and wait for it from this thread, at most `timeout`."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RuntimeError(
+                "Grid methods block: call them from the ServerApp's worker thread, "
+                "not from the event loop that serves them"
+            )
+        coroutine = call()
+        with self._lock:
+            if self._closed:
+                coroutine.close()
+                raise RunNotRunningError(self._run.run_id, RunStatus.STOPPED)
+            try:
+                future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+            except RuntimeError:  # the loop is closed: the runner is gone
+                coroutine.close()
+                raise RunNotRunningError(self._run.run_id, RunStatus.STOPPED) from None
+            self._inflight.add(future)
+        limit = self._call_timeout if timeout is None else timeout
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise UnavailableError(
+                f"{what} for run {self._run.run_id} did not finish within {limit:g}s"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise RunNotRunningError(self._run.run_id, RunStatus.STOPPED) from None
+        finally:
+            with self._lock:
+                self._inflight.discard(future)
+
+    # --- on the event loop ------------------------------------------------------------------
+
+    async def _push(self, envelopes: Sequence[Envelope], objects: dict[str, Buffer]) -> PushResult:
+        run_id = self._run.run_id
+        result = await self._io.push_messages(run_id, envelopes)
+        for object_id in result.missing_object_ids:
+            data = objects.get(object_id)
+            if data is None:
+                raise InvalidMessageError(
+                    f"the SuperLink asked for object {object_id}, which no pushed message names"
+                )
+            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, _Chunks(data))
+        return result
+
+    async def _pull(self, message_ids: Sequence[str], timeout: float) -> list[Wire]:
+        run_id = self._run.run_id
+        envelopes = await self._io.pull_messages(run_id, message_ids, timeout)
+        if not envelopes and timeout > 0:
+            # A finished run's pulls come back empty: say so, or a long-poll loop never ends.
+            run = await self._io.get_run(run_id)
+            if run.status == RunStatus.FINISHED:
+                raise RunNotRunningError(run_id, f"{run.status} ({run.sub_status})")
+        wires: list[Wire] = []
+        for envelope in envelopes:
+            objects = {oid: await self._fetch(oid) for oid in envelope.object_ids}
+            wires.append((envelope, objects))
+        return wires
+
+    async def _fetch(self, object_id: str) -> Buffer:
+        cached = self._cache.get(object_id)
+        if cached is not None:
+            return cached
+        stream = self._io.pull_object(self._run.run_id, object_id)
+        try:
+            data = await collect_object(object_id, stream)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return self._cache.put(object_id, data)
+
+
+class _Chunks:
+    """An object's chunks as an async iterable that can be iterated again (for retries)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Buffer) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[memoryview]:
+        for chunk in iter_chunks(self._data):
+            yield chunk
+
+
+class _ObjectCache:
+    """Recently pulled objects, least recently used out first, at most `max_bytes`.
+
+    Every hand-out is a read-only view: replies that share an object share its memory, so
+    none of them may change it in place.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[str, memoryview] = OrderedDict()
+
+    def get(self, object_id: str) -> memoryview | None:
+        view = self._entries.get(object_id)
+        if view is not None:
+            self._entries.move_to_end(object_id)
+        return view
+
+    def put(self, object_id: str, data: bytearray) -> memoryview:
+        view = memoryview(data).toreadonly()
+        if view.nbytes > self._max_bytes:
+            return view
+        self._entries[object_id] = view
+        self._bytes += view.nbytes
+        while self._bytes > self._max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.nbytes
+        return view

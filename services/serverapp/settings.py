@@ -1,0 +1,68 @@
+"""ServerAppSettings: the runner's flags and STAMEN_* variables, validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from stamen.common.config import parse_user_config
+from stamen.common.errors import ConfigError
+from stamen.common.records import UserConfig
+from stamen.transport.grpc.channel import split_address
+from stamen.transport.grpc.tls import client_context
+
+__all__ = ["DEFAULT_SERVER", "LogLevel", "ServerAppSettings"]
+
+DEFAULT_SERVER = "127.0.0.1:9091"
+"""The SuperLink's ServerAppIo API on this machine."""
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ServerAppSettings(BaseModel):
+    """What `stamen-serverapp` runs, where, and how it connects.
+
+    Validators raise ConfigError (a UserInputError) with one line a person can act on.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app: str
+    server: str = DEFAULT_SERVER
+    root_certificates: Path | None = None
+    insecure: bool = False
+    run_config: UserConfig = Field(default_factory=dict)
+    run_id: int | None = Field(default=None, gt=0)
+    directory: Path = Path(".")
+    log_level: LogLevel = "INFO"
+    max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("server")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+    @field_validator("run_config", mode="before")
+    @classmethod
+    def _parse_run_config(cls, value: Any) -> Any:
+        return parse_user_config(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> ServerAppSettings:
+        if self.insecure and self.root_certificates is not None:
+            raise ConfigError("--insecure and --root-certificates exclude each other: pass one")
+        if not self.insecure and self.root_certificates is None:
+            raise ConfigError(
+                "pass --root-certificates CA (the CA that signed the SuperLink's certificate) "
+                "or, for a SuperLink started with --insecure, --insecure"
+            )
+        if self.root_certificates is not None:
+            client_context(self.root_certificates)  # unreadable or not PEM: ConfigError now
+        return self

@@ -1,0 +1,152 @@
+"""The runner over gRPC against an in-process SuperLink on 127.0.0.1: a SIGTERM stops the
+run (exit 143), and a run outlives a SuperLink restart (SQLite state, same address)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stamen.common.context import Context
+from stamen.common.errors import UnavailableError
+from stamen.server import Grid, History
+from stamen.serverapp import cli
+from stamen.serverapp.retry import RetryingServerAppIo
+from stamen.serverapp.runner import run_serverapp
+from stamen.serverapp.settings import ServerAppSettings
+from stamen.superlink.serve import Listening, serve
+from stamen.superlink.settings import SuperLinkSettings
+from stamen.transport.api import ServerAppIoApi
+from stamen.transport.grpc.channel import connect
+from stamen.transport.grpc.clients import GrpcServerAppIoClient
+from stamen.transport.types import Node, Run, RunStatus
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def free_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynccontextmanager
+async def running_superlink(
+    database: str = ":memory:", serverappio: str = "127.0.0.1:0"
+) -> AsyncIterator[Listening]:
+    settings = SuperLinkSettings(
+        fleet_api_address="127.0.0.1:0",
+        serverappio_api_address=serverappio,
+        control_api_address="127.0.0.1:0",
+        insecure=True,
+        database=database,
+        grace_period=0.2,
+    )
+    ready: asyncio.Future[Listening] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(settings, ready=ready, stop=stop))
+    try:
+        await asyncio.wait([ready, serving], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 10)
+
+
+async def get_run(address: str, run_id: int) -> Run:
+    channel = connect(address, root_certificates=None, insecure=True)
+    try:
+        return await GrpcServerAppIoClient(channel).get_run(run_id)
+    finally:
+        channel.close()
+
+
+async def test_sigterm_marks_the_run_stopped_and_exits_143() -> None:
+    started = threading.Event()
+    run_ids: list[int] = []
+
+    def app(grid: Grid, context: Context) -> History:
+        run_ids.append(context.run_id)
+        started.set()
+        while True:  # until the runner closes the grid
+            grid.get_nodes()
+            threading.Event().wait(0.01)
+
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(app="server:app", server=listening.serverappio, insecure=True)
+        serving = asyncio.create_task(cli._serve(settings, app))  # type: ignore[arg-type]
+        assert await asyncio.to_thread(started.wait, 10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(serving, 10) == 128 + signal.SIGTERM
+
+        run = await get_run(listening.serverappio, run_ids[0])
+    assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.STOPPED)
+
+
+class SpiedServerAppIo:
+    """Passes calls through; sets `failed` when one finds the SuperLink unavailable."""
+
+    def __init__(self, inner: ServerAppIoApi) -> None:
+        self._inner = inner
+        self.failed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def get_nodes(self, run_id: int) -> list[Node]:
+        try:
+            return await self._inner.get_nodes(run_id)
+        except UnavailableError:
+            self.failed.set()
+            raise
+
+
+async def test_a_run_outlives_a_superlink_restart(tmp_path: Path) -> None:
+    database = str(tmp_path / "superlink.db")
+    address = free_address()
+    before_restart, go_on = threading.Event(), threading.Event()
+    nodes_seen: list[Sequence[Node]] = []
+    run_ids: list[int] = []
+
+    def app(grid: Grid, context: Context) -> History:
+        run_ids.append(context.run_id)
+        nodes_seen.append(grid.get_nodes())
+        before_restart.set()
+        go_on.wait(10)
+        nodes_seen.append(grid.get_nodes())  # while the SuperLink is away: retried
+        return History()
+
+    channel = connect(address, root_certificates=None, insecure=True)
+    spy = SpiedServerAppIo(GrpcServerAppIoClient(channel))
+    io = RetryingServerAppIo(
+        spy,  # type: ignore[arg-type]
+        max_wait_time=10,
+        initial_delay=0.02,
+        max_delay=0.1,
+    )
+    try:
+        async with running_superlink(database, address):
+            runner = asyncio.create_task(
+                run_serverapp(io, app, server_app_ref="server:app", run_config={})
+            )
+            assert await asyncio.to_thread(before_restart.wait, 10)
+        # A stopped in-process server leaves accepted connections open; a SuperLink process
+        # that exits takes them down with it. Drop ours as its exit would.
+        channel.close()
+        go_on.set()
+        await asyncio.wait_for(spy.failed.wait(), 10)
+        async with running_superlink(database, address):
+            await asyncio.wait_for(runner, 10)
+            run = await get_run(address, run_ids[0])
+    finally:
+        channel.close()
+
+    assert nodes_seen == [[], []]
+    assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.COMPLETED)
