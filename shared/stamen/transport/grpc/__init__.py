@@ -1,0 +1,43 @@
+"""The three SuperLink APIs over gRPC (grpclib): servicers, clients, channels, servers."""
+
+from .channel import SuperLinkChannel, check_health, connect, connection_failure, split_address
+from .clients import (
+    DEFAULT_STREAM_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    GrpcControlClient,
+    GrpcFleetClient,
+    GrpcServerAppIoClient,
+)
+from .drain import Drain
+from .errors import as_over_grpc, from_grpc, grpc_errors
+from .limits import MAX_MESSAGE_SIZE, BoundedProtoCodec
+from .server import api_server, listen, socket_address
+from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer
+from .tls import client_context, server_context
+
+__all__ = [
+    "DEFAULT_STREAM_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "MAX_MESSAGE_SIZE",
+    "BoundedProtoCodec",
+    "ControlServicer",
+    "Drain",
+    "FleetServicer",
+    "GrpcControlClient",
+    "GrpcFleetClient",
+    "GrpcServerAppIoClient",
+    "ServerAppIoServicer",
+    "SuperLinkChannel",
+    "api_server",
+    "as_over_grpc",
+    "check_health",
+    "client_context",
+    "connect",
+    "connection_failure",
+    "from_grpc",
+    "grpc_errors",
+    "listen",
+    "server_context",
+    "socket_address",
+    "split_address",
+]

@@ -1,0 +1,120 @@
+"""Connecting to a SuperLink API: channels, health checks, and what a failure means.
+
+A TLS mistake otherwise surfaces as a bare `SSLError`, `ConnectionResetError` or
+"Connection lost" on the first call; `connection_failure` turns it into one line that says
+what is likely wrong (a TLS client at a plaintext server, a plaintext client at a TLS
+server, an untrusted certificate). Deterministic mismatches are `ConfigError` (retrying
+cannot help); a refused or dropped connection is `UnavailableError` (retry with backoff).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from stamen.common.errors import ConfigError, StamenError, UnavailableError
+
+from . import h2patch
+from .errors import from_grpc
+from .limits import BoundedProtoCodec
+from .tls import client_context
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "SuperLinkChannel",
+    "check_health",
+    "connect",
+    "connection_failure",
+    "split_address",
+]
+
+CONNECTION_ERRORS = (OSError, StreamTerminatedError)
+"""What grpclib raises when the peer cannot be reached or goes away (`ssl.SSLError`,
+`ConnectionError` and `TimeoutError` are `OSError`s)."""
+
+
+class SuperLinkChannel(Channel):
+    """A grpclib `Channel` that remembers its address and whether it uses TLS."""
+
+    def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, ssl=ssl_context, codec=BoundedProtoCodec())
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.tls = ssl_context is not None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); ConfigError if it is neither."""
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"{address!r} is not an address of the form HOST:PORT")
+    return host, int(port_text)
+
+
+def connect(address: str, *, root_certificates: Path | None, insecure: bool) -> Channel:
+    """A channel to `address` (call inside the event loop; close it when done).
+
+    TLS unless `insecure`: trusting `root_certificates`, or the system's roots when None.
+    The connection itself opens on the first call.
+    """
+    if insecure and root_certificates is not None:
+        raise ConfigError("--insecure and --root-certificates exclude each other: pass one")
+    host, port = split_address(address)
+    context = None if insecure else client_context(root_certificates)
+    h2patch.install()
+    return SuperLinkChannel(host, port, ssl_context=context)
+
+
+async def check_health(channel: Channel, *, timeout: float) -> None:
+    """Return if the server behind `channel` reports SERVING within `timeout` seconds."""
+    try:
+        reply = await HealthStub(channel).Check(HealthCheckRequest(service=""), timeout=timeout)
+    except GRPCError as exc:
+        raise from_grpc(exc) from exc
+    except CONNECTION_ERRORS as exc:
+        raise connection_failure(channel, exc) from exc
+    if reply.status != HealthCheckResponse.SERVING:
+        raise UnavailableError(f"{_address(channel)} is not serving (it may be shutting down)")
+
+
+def connection_failure(channel: Channel, exc: BaseException) -> StamenError:
+    """The error to raise for `exc`, a connection failure on `channel`, saying why."""
+    where = _address(channel)
+    tls = getattr(channel, "tls", None)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"TLS: {where} presented a certificate this client does not trust "
+            f"({exc.verify_message}): pass the CA that signed the SuperLink's certificate "
+            "as --root-certificates, and connect with a name the certificate is for"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ConfigError(
+            f"TLS handshake with {where} failed ({exc.reason or exc}): the SuperLink "
+            "probably serves without TLS; if it was started with --insecure, "
+            "connect with --insecure"
+        )
+    if isinstance(exc, TimeoutError):
+        return UnavailableError(f"{where} did not answer in time")
+    if isinstance(exc, ConnectionRefusedError):
+        return UnavailableError(f"cannot reach {where}: connection refused (is it running?)")
+    if tls is False and isinstance(exc, StreamTerminatedError | ConnectionResetError):
+        return UnavailableError(
+            f"{where} closed the connection: the SuperLink probably requires TLS; "
+            "connect with --root-certificates CA instead of --insecure (or it went away)"
+        )
+    if tls is True and isinstance(exc, ConnectionResetError | StreamTerminatedError):
+        return UnavailableError(
+            f"{where} closed the connection during TLS setup: the SuperLink may serve "
+            "without TLS (--insecure), or it went away"
+        )
+    return UnavailableError(f"cannot reach {where}: {exc or type(exc).__name__}")
+
+
+def _address(channel: Channel) -> str:
+    return str(getattr(channel, "address", "the SuperLink"))

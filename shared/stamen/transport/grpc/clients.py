@@ -1,0 +1,289 @@
+"""The three API protocols implemented again over gRPC, on the caller's side.
+
+`GrpcFleetClient(channel)` is a `FleetApi` like the SuperLink's own handler: the SuperNode
+agent and the ServerApp's Grid take either. Every call has a deadline (`timeout`, plus
+the long-poll bound for pulls, `stream_timeout` for object streams); a status comes back
+as the error class the one table names (`errors.from_grpc`), a connection failure as the
+`UnavailableError` or `ConfigError` that `channel.connection_failure` words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError
+
+from stamen.codec.envelope import Envelope
+from stamen.codec.proto import (
+    envelope_from_proto,
+    envelope_to_proto,
+    node_from_proto,
+    run_from_proto,
+    user_config_to_proto,
+)
+from stamen.common.errors import InvalidMessageError
+from stamen.common.records import UserConfig
+from stamen.proto.stamen import v1 as pb
+from stamen.transport.api import Chunk
+from stamen.transport.types import Node, NodeRegistration, PushResult, Run
+
+from ._streams import aclose
+from .channel import CONNECTION_ERRORS, connection_failure
+from .errors import from_grpc
+
+__all__ = [
+    "DEFAULT_STREAM_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "GrpcControlClient",
+    "GrpcFleetClient",
+    "GrpcServerAppIoClient",
+]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a unary call may take (a long-poll gets its own bound on top)."""
+
+DEFAULT_STREAM_TIMEOUT = 600.0
+"""Seconds an object stream may take: 2 GB at a slow 4 MB/s."""
+
+
+_PushObject = Callable[..., Awaitable[pb.PushObjectResponse]]
+_PullObject = Callable[..., AsyncIterator[pb.ObjectChunk]]
+
+
+class _Client:
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+    ) -> None:
+        self.channel = channel
+        self.timeout = timeout
+        self.stream_timeout = stream_timeout
+
+    @contextmanager
+    def _call(self) -> Iterator[None]:
+        try:
+            yield
+        except GRPCError as exc:
+            raise from_grpc(exc) from exc
+        except CONNECTION_ERRORS as exc:
+            raise connection_failure(self.channel, exc) from exc
+
+    async def _push_object(
+        self, push: _PushObject, first: pb.ObjectChunk, chunks: AsyncIterable[Chunk]
+    ) -> bool:
+        """Stream `chunks`; `first` (naming the object and its sender) carries the first."""
+
+        async def requests() -> AsyncIterator[pb.ObjectChunk]:
+            offset = 0
+            async for data in chunks:
+                if offset == 0:
+                    first.data = bytes(data)
+                    yield first
+                else:
+                    yield pb.ObjectChunk(offset=offset, data=bytes(data))
+                offset += len(data)
+            if offset == 0:  # no data: the stream still names the object
+                yield first
+
+        with self._call():
+            reply = await push(requests(), timeout=self.stream_timeout)
+        return reply.stored
+
+    async def _pull_object(
+        self, pull: _PullObject, request: pb.PullObjectRequest
+    ) -> AsyncIterator[Chunk]:
+        stream = pull(request, timeout=self.stream_timeout)
+        received = 0
+        try:
+            with self._call():
+                async for chunk in stream:
+                    if chunk.offset != received or (
+                        received == 0 and chunk.object_id != request.object_id
+                    ):
+                        raise InvalidMessageError(
+                            f"object {request.object_id}: unexpected chunk "
+                            f"(object {chunk.object_id!r}, offset {chunk.offset})"
+                        )
+                    received += len(chunk.data)
+                    yield chunk.data
+        finally:
+            await aclose(stream)
+
+
+class GrpcFleetClient(_Client):
+    """`FleetApi` over a channel to the SuperLink's Fleet API."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+    ) -> None:
+        super().__init__(channel, timeout=timeout, stream_timeout=stream_timeout)
+        self._stub = pb.FleetStub(channel)
+
+    async def register_node(self, node_config: UserConfig) -> NodeRegistration:
+        request = pb.RegisterNodeRequest(node_config=user_config_to_proto(node_config))
+        with self._call():
+            reply = await self._stub.register_node(request, timeout=self.timeout)
+        return NodeRegistration(node_id=reply.node_id, heartbeat_interval=reply.heartbeat_interval)
+
+    async def unregister_node(self, node_id: int) -> None:
+        with self._call():
+            await self._stub.unregister_node(
+                pb.UnregisterNodeRequest(node_id=node_id), timeout=self.timeout
+            )
+
+    async def heartbeat(self, node_id: int) -> float:
+        with self._call():
+            reply = await self._stub.heartbeat(
+                pb.HeartbeatRequest(node_id=node_id), timeout=self.timeout
+            )
+        return reply.heartbeat_interval
+
+    async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
+        request = pb.PullMessagesRequest(node_id=node_id, timeout=timeout)
+        with self._call():
+            reply = await self._stub.pull_messages(request, timeout=timeout + self.timeout)
+            return [envelope_from_proto(message) for message in reply.messages]
+
+    async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        request = pb.PushMessagesRequest(
+            node_id=node_id, messages=[envelope_to_proto(e) for e in envelopes]
+        )
+        with self._call():
+            reply = await self._stub.push_messages(request, timeout=self.timeout)
+        return _push_result(reply)
+
+    async def push_object(
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool:
+        first = pb.ObjectChunk(object_id=object_id, total_size=total_size, node_id=node_id)
+        return await self._push_object(self._stub.push_object, first, chunks)
+
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+        request = pb.PullObjectRequest(object_id=object_id, node_id=node_id)
+        return self._pull_object(self._stub.pull_object, request)
+
+    async def get_run(self, node_id: int, run_id: int) -> Run:
+        with self._call():
+            reply = await self._stub.get_run(
+                pb.GetRunRequest(node_id=node_id, run_id=run_id), timeout=self.timeout
+            )
+            return _run(reply)
+
+
+class GrpcServerAppIoClient(_Client):
+    """`ServerAppIoApi` over a channel to the SuperLink's ServerAppIo API."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+    ) -> None:
+        super().__init__(channel, timeout=timeout, stream_timeout=stream_timeout)
+        self._stub = pb.ServerAppIoStub(channel)
+
+    async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
+        request = pb.CreateRunRequest(
+            server_app=server_app,
+            client_app=client_app,
+            run_config=user_config_to_proto(run_config),
+        )
+        with self._call():
+            reply = await self._stub.create_run(request, timeout=self.timeout)
+        return reply.run_id
+
+    async def get_run(self, run_id: int) -> Run:
+        with self._call():
+            reply = await self._stub.get_run(pb.GetRunRequest(run_id=run_id), timeout=self.timeout)
+            return _run(reply)
+
+    async def get_nodes(self, run_id: int) -> list[Node]:
+        with self._call():
+            reply = await self._stub.get_nodes(
+                pb.GetNodesRequest(run_id=run_id), timeout=self.timeout
+            )
+            return [node_from_proto(node) for node in reply.nodes]
+
+    async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        request = pb.PushInstructionsRequest(
+            run_id=run_id, messages=[envelope_to_proto(e) for e in envelopes]
+        )
+        with self._call():
+            reply = await self._stub.push_messages(request, timeout=self.timeout)
+        return _push_result(reply)
+
+    async def pull_messages(
+        self, run_id: int, message_ids: Sequence[str], timeout: float
+    ) -> list[Envelope]:
+        request = pb.PullRepliesRequest(
+            run_id=run_id, message_ids=list(message_ids), timeout=timeout
+        )
+        with self._call():
+            reply = await self._stub.pull_messages(request, timeout=timeout + self.timeout)
+            return [envelope_from_proto(message) for message in reply.messages]
+
+    async def push_object(
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool:
+        first = pb.ObjectChunk(object_id=object_id, total_size=total_size, run_id=run_id)
+        return await self._push_object(self._stub.push_object, first, chunks)
+
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+        request = pb.PullObjectRequest(object_id=object_id, run_id=run_id)
+        return self._pull_object(self._stub.pull_object, request)
+
+    async def update_run_status(
+        self, run_id: int, status: str, sub_status: str = "", details: str = ""
+    ) -> None:
+        request = pb.UpdateRunStatusRequest(
+            run_id=run_id, status=status, sub_status=sub_status, details=details
+        )
+        with self._call():
+            await self._stub.update_run_status(request, timeout=self.timeout)
+
+
+class GrpcControlClient(_Client):
+    """`ControlApi` over a channel to the SuperLink's Control API."""
+
+    def __init__(self, channel: Channel, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(channel, timeout=timeout)
+        self._stub = pb.ControlStub(channel)
+
+    async def list_runs(self) -> list[Run]:
+        with self._call():
+            reply = await self._stub.list_runs(pb.ListRunsRequest(), timeout=self.timeout)
+            return [run_from_proto(run) for run in reply.runs]
+
+    async def get_run(self, run_id: int) -> Run:
+        with self._call():
+            reply = await self._stub.get_run(pb.GetRunRequest(run_id=run_id), timeout=self.timeout)
+            return _run(reply)
+
+    async def stop_run(self, run_id: int) -> Run:
+        with self._call():
+            reply = await self._stub.stop_run(
+                pb.StopRunRequest(run_id=run_id), timeout=self.timeout
+            )
+            return _run(reply)
+
+
+def _push_result(reply: pb.PushMessagesResponse) -> PushResult:
+    return PushResult(
+        message_ids=tuple(reply.message_ids), missing_object_ids=tuple(reply.missing_object_ids)
+    )
+
+
+def _run(reply: pb.GetRunResponse) -> Run:
+    if reply.run is None:
+        raise InvalidMessageError("GetRun answered without a run")
+    return run_from_proto(reply.run)

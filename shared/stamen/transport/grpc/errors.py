@@ -1,0 +1,98 @@
+"""The one table between Stamen's errors and gRPC statuses, used in both directions.
+
+Server side: `grpc_errors()` turns a `StamenError` into `GRPCError(exc.status, str(exc))`
+and any other exception into `INTERNAL`, logged once with its traceback. Client side:
+`from_grpc()` turns a status back into the class the table names for it, so callers catch
+the same classes whichever transport carries them. Subclasses carrying data
+(`NodeNotFoundError(node_id)`) arrive as their status's class (`NotFoundError`) with the
+same message; the memory transport raises its errors the same way (`as_over_grpc`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from stamen.common.errors import (
+    InvalidMessageError,
+    MessageTooLargeError,
+    NotFoundError,
+    PermissionDeniedError,
+    RunNotRunningError,
+    StamenError,
+    UnavailableError,
+)
+
+__all__ = ["as_over_grpc", "from_grpc", "grpc_errors"]
+
+logger = logging.getLogger(__name__)
+
+_TOO_LARGE: Final = re.compile(r"of (\d+) bytes exceeds the limit of (\d+) bytes")
+_NOT_RUNNING: Final = re.compile(r"^run (\d+) is (\S+)$")
+
+
+def _message_too_large(message: str) -> StamenError:
+    match = _TOO_LARGE.search(message)
+    if match is None:
+        return StamenError(message)
+    return MessageTooLargeError(int(match[1]), int(match[2]))
+
+
+def _run_not_running(message: str) -> StamenError:
+    match = _NOT_RUNNING.match(message)
+    if match is None:
+        return StamenError(message)
+    return RunNotRunningError(int(match[1]), match[2])
+
+
+_FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
+    Status.INVALID_ARGUMENT: InvalidMessageError,
+    Status.NOT_FOUND: NotFoundError,
+    Status.PERMISSION_DENIED: PermissionDeniedError,
+    Status.RESOURCE_EXHAUSTED: _message_too_large,
+    Status.FAILED_PRECONDITION: _run_not_running,
+    Status.UNAVAILABLE: UnavailableError,
+    Status.DEADLINE_EXCEEDED: UnavailableError,
+}
+"""Status -> the error a caller receives. The other direction is each class's `status`."""
+
+
+def from_grpc(exc: GRPCError) -> StamenError:
+    """The Stamen error a caller sees for a status it received."""
+    message = exc.message or exc.status.name.lower().replace("_", " ")
+    return _FROM_STATUS.get(exc.status, StamenError)(message)
+
+
+@contextmanager
+def grpc_errors(method: str) -> Iterator[None]:
+    """Server side: raise what the handler raised as the `GRPCError` the table names."""
+    try:
+        yield
+    except GRPCError:
+        raise
+    except StamenError as exc:
+        logger.debug("%s failed: %s", method, exc)
+        raise GRPCError(exc.status, str(exc)) from exc
+    except Exception as exc:
+        logger.exception("%s failed unexpectedly", method)
+        raise GRPCError(Status.INTERNAL, f"internal error in {method}") from exc
+
+
+@contextmanager
+def as_over_grpc(method: str) -> Iterator[None]:
+    """Raise what the block raises as a caller over gRPC would receive it.
+
+    The memory transport runs handler calls in this, so that both transports raise the
+    same classes with the same messages, through the same table.
+    """
+    try:
+        with grpc_errors(method):
+            yield
+    except GRPCError as exc:
+        raise from_grpc(exc) from exc.__cause__

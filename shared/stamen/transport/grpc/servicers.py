@@ -1,0 +1,249 @@
+"""gRPC servicers that serve any implementation of the three API protocols.
+
+Each servicer converts protocol messages to domain objects (`stamen.codec.proto`), calls
+the API object it wraps, and converts back; betterproto types stop here. Every call runs
+inside the server's `Drain` (graceful shutdown) and `grpc_errors` (the one error table).
+Object streams: PushObject's first chunk names the object, its size and the pushing node
+or run, and the handler receives the data of all chunks, checked to arrive in order;
+PullObject sends the handler's chunks with their offsets, the object id on the first
+(`total_size` 0: the size is the sum of the chunks, checked against the hash by the reader).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+
+from stamen.codec.objects import Buffer
+from stamen.codec.proto import (
+    envelope_from_proto,
+    envelope_to_proto,
+    node_to_proto,
+    run_to_proto,
+    user_config_from_proto,
+)
+from stamen.common.errors import IntegrityError, InvalidMessageError
+from stamen.proto.stamen import v1 as pb
+from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
+from stamen.transport.types import PushResult
+
+from ._streams import aclose
+from .drain import Drain
+from .errors import grpc_errors
+
+__all__ = ["ControlServicer", "FleetServicer", "ServerAppIoServicer"]
+
+
+class _Servicer:
+    _service: str
+
+    def __init__(self, drain: Drain | None) -> None:
+        self.drain = Drain() if drain is None else drain
+
+    @asynccontextmanager
+    async def _serving(self, method: str) -> AsyncIterator[None]:
+        with grpc_errors(f"{self._service}.{method}"):
+            async with self.drain.call():
+                yield
+
+
+class FleetServicer(_Servicer, pb.FleetBase):
+    """The Fleet API (what SuperNodes call) over gRPC."""
+
+    _service = "Fleet"
+
+    def __init__(self, api: FleetApi, drain: Drain | None = None) -> None:
+        super().__init__(drain)
+        self._api = api
+
+    async def register_node(self, message: pb.RegisterNodeRequest) -> pb.RegisterNodeResponse:
+        async with self._serving("RegisterNode"):
+            registration = await self._api.register_node(
+                user_config_from_proto(message.node_config)
+            )
+        return pb.RegisterNodeResponse(
+            node_id=registration.node_id, heartbeat_interval=registration.heartbeat_interval
+        )
+
+    async def unregister_node(self, message: pb.UnregisterNodeRequest) -> pb.UnregisterNodeResponse:
+        async with self._serving("UnregisterNode"):
+            await self._api.unregister_node(message.node_id)
+        return pb.UnregisterNodeResponse()
+
+    async def heartbeat(self, message: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
+        async with self._serving("Heartbeat"):
+            interval = await self._api.heartbeat(message.node_id)
+        return pb.HeartbeatResponse(heartbeat_interval=interval)
+
+    async def pull_messages(self, message: pb.PullMessagesRequest) -> pb.PullMessagesResponse:
+        async with self._serving("PullMessages"):
+            poll = self._api.pull_messages(message.node_id, message.timeout)
+            envelopes = await self.drain.long_poll(poll, [])
+            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+
+    async def push_messages(self, message: pb.PushMessagesRequest) -> pb.PushMessagesResponse:
+        async with self._serving("PushMessages"):
+            envelopes = [envelope_from_proto(m) for m in message.messages]
+            result = await self._api.push_messages(message.node_id, envelopes)
+        return _push_response(result)
+
+    async def push_object(self, messages: AsyncIterator[pb.ObjectChunk]) -> pb.PushObjectResponse:
+        async with self._serving("PushObject"):
+            first = await _first_chunk(messages)
+            stored = await self._api.push_object(
+                first.node_id, first.object_id, first.total_size, _chunk_data(first, messages)
+            )
+            async for _ in messages:  # what the handler did not need (it had the object)
+                pass
+        return pb.PushObjectResponse(object_id=first.object_id, stored=stored)
+
+    async def pull_object(self, message: pb.PullObjectRequest) -> AsyncIterator[pb.ObjectChunk]:
+        async with self._serving("PullObject"):
+            chunks = self._api.pull_object(message.node_id, message.object_id)
+            async with aclosing(_object_chunks(message.object_id, chunks)) as stream:
+                async for chunk in stream:
+                    yield chunk
+
+    async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
+        async with self._serving("GetRun"):
+            run = await self._api.get_run(message.node_id, message.run_id)
+            return pb.GetRunResponse(run=run_to_proto(run))
+
+
+class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
+    """The ServerAppIo API (what ServerApp runners call) over gRPC."""
+
+    _service = "ServerAppIo"
+
+    def __init__(self, api: ServerAppIoApi, drain: Drain | None = None) -> None:
+        super().__init__(drain)
+        self._api = api
+
+    async def create_run(self, message: pb.CreateRunRequest) -> pb.CreateRunResponse:
+        async with self._serving("CreateRun"):
+            run_id = await self._api.create_run(
+                message.server_app, message.client_app, user_config_from_proto(message.run_config)
+            )
+        return pb.CreateRunResponse(run_id=run_id)
+
+    async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
+        async with self._serving("GetRun"):
+            run = await self._api.get_run(message.run_id)
+            return pb.GetRunResponse(run=run_to_proto(run))
+
+    async def get_nodes(self, message: pb.GetNodesRequest) -> pb.GetNodesResponse:
+        async with self._serving("GetNodes"):
+            nodes = await self._api.get_nodes(message.run_id)
+            return pb.GetNodesResponse(nodes=[node_to_proto(node) for node in nodes])
+
+    async def push_messages(self, message: pb.PushInstructionsRequest) -> pb.PushMessagesResponse:
+        async with self._serving("PushMessages"):
+            envelopes = [envelope_from_proto(m) for m in message.messages]
+            result = await self._api.push_messages(message.run_id, envelopes)
+        return _push_response(result)
+
+    async def pull_messages(self, message: pb.PullRepliesRequest) -> pb.PullMessagesResponse:
+        async with self._serving("PullMessages"):
+            poll = self._api.pull_messages(message.run_id, message.message_ids, message.timeout)
+            envelopes = await self.drain.long_poll(poll, [])
+            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+
+    async def push_object(self, messages: AsyncIterator[pb.ObjectChunk]) -> pb.PushObjectResponse:
+        async with self._serving("PushObject"):
+            first = await _first_chunk(messages)
+            stored = await self._api.push_object(
+                first.run_id, first.object_id, first.total_size, _chunk_data(first, messages)
+            )
+            async for _ in messages:  # what the handler did not need (it had the object)
+                pass
+        return pb.PushObjectResponse(object_id=first.object_id, stored=stored)
+
+    async def pull_object(self, message: pb.PullObjectRequest) -> AsyncIterator[pb.ObjectChunk]:
+        async with self._serving("PullObject"):
+            chunks = self._api.pull_object(message.run_id, message.object_id)
+            async with aclosing(_object_chunks(message.object_id, chunks)) as stream:
+                async for chunk in stream:
+                    yield chunk
+
+    async def update_run_status(
+        self, message: pb.UpdateRunStatusRequest
+    ) -> pb.UpdateRunStatusResponse:
+        async with self._serving("UpdateRunStatus"):
+            await self._api.update_run_status(
+                message.run_id, message.status, message.sub_status, message.details
+            )
+        return pb.UpdateRunStatusResponse()
+
+
+class ControlServicer(_Servicer, pb.ControlBase):
+    """The Control API (what operators' tools call) over gRPC."""
+
+    _service = "Control"
+
+    def __init__(self, api: ControlApi, drain: Drain | None = None) -> None:
+        super().__init__(drain)
+        self._api = api
+
+    async def list_runs(self, message: pb.ListRunsRequest) -> pb.ListRunsResponse:
+        async with self._serving("ListRuns"):
+            runs = await self._api.list_runs()
+            return pb.ListRunsResponse(runs=[run_to_proto(run) for run in runs])
+
+    async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
+        async with self._serving("GetRun"):
+            run = await self._api.get_run(message.run_id)
+            return pb.GetRunResponse(run=run_to_proto(run))
+
+    async def stop_run(self, message: pb.StopRunRequest) -> pb.GetRunResponse:
+        async with self._serving("StopRun"):
+            run = await self._api.stop_run(message.run_id)
+            return pb.GetRunResponse(run=run_to_proto(run))
+
+
+def _push_response(result: PushResult) -> pb.PushMessagesResponse:
+    return pb.PushMessagesResponse(
+        message_ids=list(result.message_ids), missing_object_ids=list(result.missing_object_ids)
+    )
+
+
+async def _first_chunk(messages: AsyncIterator[pb.ObjectChunk]) -> pb.ObjectChunk:
+    first = await anext(messages, None)
+    if first is None:
+        raise InvalidMessageError("PushObject carried no chunk")
+    if not first.object_id:
+        raise InvalidMessageError("the first chunk of a PushObject stream names no object")
+    return first
+
+
+async def _chunk_data(
+    first: pb.ObjectChunk, rest: AsyncIterator[pb.ObjectChunk]
+) -> AsyncIterator[bytes]:
+    """The data of a pushed object's chunks, checked to arrive in order."""
+    received = 0
+    chunk = first
+    while True:
+        if chunk.offset != received:
+            raise IntegrityError(
+                f"object {first.object_id}: chunk at offset {chunk.offset}, expected offset "
+                f"{received} (chunks out of order or missing)"
+            )
+        received += len(chunk.data)
+        yield chunk.data
+        next_chunk = await anext(rest, None)
+        if next_chunk is None:
+            return
+        chunk = next_chunk
+
+
+async def _object_chunks(
+    object_id: str, chunks: AsyncIterator[Buffer]
+) -> AsyncGenerator[pb.ObjectChunk, None]:
+    offset = 0
+    try:
+        async for data in chunks:
+            yield pb.ObjectChunk(
+                object_id=object_id if offset == 0 else "", offset=offset, data=bytes(data)
+            )
+            offset += len(data)
+    finally:
+        await aclose(chunks)

@@ -1,0 +1,133 @@
+"""The memory transport: the SuperLink's handlers, called directly in the caller's loop.
+
+Nothing is serialized and array bytes are never copied. The one thing the wrappers add is
+what a caller could otherwise tell apart from gRPC: errors arrive as the classes and
+messages the gRPC clients raise (`as_over_grpc`), including errors met while an object
+streams. The rest holds already: the SuperLink's state copies what it keeps and what it
+returns, and its object store hands out read-only views (the contract suite checks both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+
+from stamen.codec.envelope import Envelope
+from stamen.common.records import UserConfig
+from stamen.transport.api import Chunk, ControlApi, FleetApi, ServerAppIoApi
+from stamen.transport.grpc._streams import aclose
+from stamen.transport.grpc.errors import as_over_grpc
+from stamen.transport.types import Node, NodeRegistration, PushResult, Run
+
+__all__ = ["MemoryControl", "MemoryFleet", "MemoryServerAppIo"]
+
+
+class MemoryFleet:
+    """`FleetApi` for a virtual SuperNode: the SuperLink's Fleet handler, called directly."""
+
+    def __init__(self, handler: FleetApi) -> None:
+        self._handler = handler
+
+    async def register_node(self, node_config: UserConfig) -> NodeRegistration:
+        with as_over_grpc("Fleet.RegisterNode"):
+            return await self._handler.register_node(node_config)
+
+    async def unregister_node(self, node_id: int) -> None:
+        with as_over_grpc("Fleet.UnregisterNode"):
+            await self._handler.unregister_node(node_id)
+
+    async def heartbeat(self, node_id: int) -> float:
+        with as_over_grpc("Fleet.Heartbeat"):
+            return await self._handler.heartbeat(node_id)
+
+    async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
+        with as_over_grpc("Fleet.PullMessages"):
+            return await self._handler.pull_messages(node_id, timeout)
+
+    async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        with as_over_grpc("Fleet.PushMessages"):
+            return await self._handler.push_messages(node_id, envelopes)
+
+    async def push_object(
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool:
+        with as_over_grpc("Fleet.PushObject"):
+            return await self._handler.push_object(node_id, object_id, total_size, chunks)
+
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+        return _streamed("Fleet.PullObject", self._handler.pull_object(node_id, object_id))
+
+    async def get_run(self, node_id: int, run_id: int) -> Run:
+        with as_over_grpc("Fleet.GetRun"):
+            return await self._handler.get_run(node_id, run_id)
+
+
+class MemoryServerAppIo:
+    """`ServerAppIoApi` for an in-process ServerApp runner."""
+
+    def __init__(self, handler: ServerAppIoApi) -> None:
+        self._handler = handler
+
+    async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
+        with as_over_grpc("ServerAppIo.CreateRun"):
+            return await self._handler.create_run(server_app, client_app, run_config)
+
+    async def get_run(self, run_id: int) -> Run:
+        with as_over_grpc("ServerAppIo.GetRun"):
+            return await self._handler.get_run(run_id)
+
+    async def get_nodes(self, run_id: int) -> list[Node]:
+        with as_over_grpc("ServerAppIo.GetNodes"):
+            return await self._handler.get_nodes(run_id)
+
+    async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        with as_over_grpc("ServerAppIo.PushMessages"):
+            return await self._handler.push_messages(run_id, envelopes)
+
+    async def pull_messages(
+        self, run_id: int, message_ids: Sequence[str], timeout: float
+    ) -> list[Envelope]:
+        with as_over_grpc("ServerAppIo.PullMessages"):
+            return await self._handler.pull_messages(run_id, message_ids, timeout)
+
+    async def push_object(
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+    ) -> bool:
+        with as_over_grpc("ServerAppIo.PushObject"):
+            return await self._handler.push_object(run_id, object_id, total_size, chunks)
+
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+        return _streamed("ServerAppIo.PullObject", self._handler.pull_object(run_id, object_id))
+
+    async def update_run_status(
+        self, run_id: int, status: str, sub_status: str = "", details: str = ""
+    ) -> None:
+        with as_over_grpc("ServerAppIo.UpdateRunStatus"):
+            await self._handler.update_run_status(run_id, status, sub_status, details)
+
+
+class MemoryControl:
+    """`ControlApi` for in-process tools and tests."""
+
+    def __init__(self, handler: ControlApi) -> None:
+        self._handler = handler
+
+    async def list_runs(self) -> list[Run]:
+        with as_over_grpc("Control.ListRuns"):
+            return await self._handler.list_runs()
+
+    async def get_run(self, run_id: int) -> Run:
+        with as_over_grpc("Control.GetRun"):
+            return await self._handler.get_run(run_id)
+
+    async def stop_run(self, run_id: int) -> Run:
+        with as_over_grpc("Control.StopRun"):
+            return await self._handler.stop_run(run_id)
+
+
+async def _streamed(method: str, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    try:
+        with as_over_grpc(method):
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        await aclose(chunks)
