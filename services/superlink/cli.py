@@ -1,0 +1,243 @@
+"""`stamen-superlink`: run the SuperLink as a service.
+
+The only place that exits the process: bad input is one line on stderr and exit code 2;
+SIGINT/SIGTERM stop it gracefully (exit 0), a second signal forces exit (code 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from stamen.common.errors import StamenError, UserInputError
+from stamen.common.logging import setup_logging
+
+from .serve import serve
+from .settings import Certificates, SuperLinkSettings, describe
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+PROG = "stamen-superlink"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+_PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+def _version() -> str:
+    try:
+        return version("stamen")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.command(
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Every option can also be set through its STAMEN_* environment variable, shown "
+        "with each option (STAMEN_CERTIFICATES takes the three paths separated by spaces). "
+        "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
+        "exit, code 1), 1 when serving fails, 2 for bad input."
+    ),
+)
+@click.option(
+    "--certificates",
+    nargs=3,
+    type=_PATH,
+    metavar="CA CERT KEY",
+    envvar="STAMEN_CERTIFICATES",
+    show_envvar=True,
+    help="Serve over TLS: the CA certificate that clients pass as --root-certificates, "
+    "then this SuperLink's certificate and its private key (PEM files; "
+    "`make certs` makes a local set).",
+)
+@click.option(
+    "--ssl-ca-certfile",
+    type=_PATH,
+    envvar="STAMEN_SSL_CA_CERTFILE",
+    show_envvar=True,
+    help="The CA of --certificates, as a separate option.",
+)
+@click.option(
+    "--ssl-certfile",
+    type=_PATH,
+    envvar="STAMEN_SSL_CERTFILE",
+    show_envvar=True,
+    help="The CERT of --certificates, as a separate option.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=_PATH,
+    envvar="STAMEN_SSL_KEYFILE",
+    show_envvar=True,
+    help="The KEY of --certificates, as a separate option.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    envvar="STAMEN_INSECURE",
+    show_envvar=True,
+    help="Serve without TLS: anyone who can reach the ports can join or read. "
+    "For local experiments only.",
+)
+@click.option(
+    "--fleet-api-address",
+    default="0.0.0.0:9092",
+    show_default=True,
+    envvar="STAMEN_FLEET_API_ADDRESS",
+    show_envvar=True,
+    help="HOST:PORT where SuperNodes connect (port 0: any free port).",
+)
+@click.option(
+    "--serverappio-api-address",
+    default="0.0.0.0:9091",
+    show_default=True,
+    envvar="STAMEN_SERVERAPPIO_API_ADDRESS",
+    show_envvar=True,
+    help="HOST:PORT where ServerApp runners connect.",
+)
+@click.option(
+    "--control-api-address",
+    default="0.0.0.0:9093",
+    show_default=True,
+    envvar="STAMEN_CONTROL_API_ADDRESS",
+    show_envvar=True,
+    help="HOST:PORT where the `stamen` CLI submits and watches runs.",
+)
+@click.option(
+    "--database",
+    default="stamen-superlink.db",
+    show_default=True,
+    metavar="PATH",
+    envvar="STAMEN_DATABASE",
+    show_envvar=True,
+    help="SQLite file holding runs, nodes and undelivered messages, so that a restart "
+    "loses none of them; ':memory:' keeps nothing.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    envvar="STAMEN_HEARTBEAT_INTERVAL",
+    show_envvar=True,
+    help="Seconds between a SuperNode's heartbeats; a node that misses its deadline is "
+    "offline and the messages waiting for it get error replies.",
+)
+@click.option(
+    "--grace-period",
+    type=float,
+    default=5.0,
+    show_default=True,
+    envvar="STAMEN_GRACE_PERIOD",
+    show_envvar=True,
+    help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="STAMEN_LOG_LEVEL",
+    show_envvar=True,
+    help="DEBUG, INFO, WARNING or ERROR.",
+)
+@click.version_option(_version(), "--version", prog_name=PROG)
+@click.pass_context
+def main(ctx: click.Context, /, **options: Any) -> None:
+    """Run a SuperLink: the hub that SuperNodes, ServerApp runners and operators talk to.
+
+    It serves three gRPC APIs: Fleet (SuperNodes register, heartbeat, pull instructions
+    and push replies), ServerAppIo (ServerApp runners create runs, send instructions and
+    collect replies) and Control (list and stop runs). Each also answers the standard
+    gRPC health check.
+
+    Pass --certificates CA CERT KEY to serve over TLS, or --insecure to serve in plain
+    text; one of the two is required.
+    """
+    try:
+        settings = _settings(options)
+    except ValidationError as exc:
+        ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    setup_logging(settings.log_level)
+    logger.info("%s %s starting", PROG, _version())
+    try:
+        ctx.exit(_run(settings))
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    except StamenError as exc:
+        ctx.exit(_fail(str(exc), EXIT_FAILED))
+    except asyncio.CancelledError:
+        ctx.exit(_fail("forced exit: calls in flight were dropped", EXIT_FAILED))
+
+
+def _settings(options: dict[str, Any]) -> SuperLinkSettings:
+    separate = [options.pop(name) for name in ("ssl_ca_certfile", "ssl_certfile", "ssl_keyfile")]
+    certificates = options.pop("certificates")
+    if any(separate):
+        if certificates:
+            raise UserInputError("pass either --certificates or the --ssl-* options, not both")
+        if not all(separate):
+            raise UserInputError(
+                "--ssl-ca-certfile, --ssl-certfile and --ssl-keyfile go together: pass all three"
+            )
+        certificates = separate
+    if certificates:
+        ca, cert, key = certificates
+        options["certificates"] = Certificates(ca=ca, cert=cert, key=key)
+    return SuperLinkSettings(**options)
+
+
+def _run(settings: SuperLinkSettings) -> int:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve_until_signalled(settings))
+    return 0
+
+
+async def _serve_until_signalled(settings: SuperLinkSettings) -> None:
+    """serve() with the signal handlers: the first signal stops, the second cancels."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            logger.info("%s: shutting down (send it again to force exit)", signum.name)
+            stop.set()
+        else:
+            logger.warning("%s again: forcing exit", signum.name)
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await serve(settings, stop=stop)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""serve(): the SuperLink as a service: its three APIs on gRPC, until told to stop.
+
+Start-up: check the TLS files, bind the three sockets (port 0 = any free port), open the
+SuperLink (state, object store, heartbeats), start the servers, log the bound addresses
+and resolve `ready` with them. Shutdown in stages, when `stop` is set: refuse new calls
+and end long-polls (`Drain`), wait up to the grace period for the calls in flight, end
+the rest with UNAVAILABLE (clients retry), close the servers, close the SuperLink.
+Cancelling `serve()` skips the waits: the servers cancel their calls. Only the CLI
+installs signal handlers; it sets `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from grpclib.server import Server
+from stamen.transport.grpc.drain import Drain
+from stamen.transport.grpc.server import api_server, listen, socket_address
+from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, ServerAppIoServicer
+from stamen.transport.grpc.tls import server_context
+
+from .settings import SuperLinkSettings
+from .superlink import open_superlink
+
+__all__ = ["Listening", "serve"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds to wait for ended or cancelled calls to finish."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """The addresses the three APIs are bound to (the real ports when 0 was asked)."""
+
+    fleet: str
+    serverappio: str
+    control: str
+
+
+async def serve(
+    settings: SuperLinkSettings,
+    *,
+    ready: asyncio.Future[Listening] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until `stop` is set (or forever), then shut down in stages.
+
+    `ready` gets the bound addresses once all three APIs serve; await it next to the task
+    that runs `serve()`, since a start-up error (ConfigError for a bad certificate, an
+    address in use or a database that does not open) ends that task instead.
+    """
+    certificates = settings.certificates
+    tls = None
+    if certificates is not None:
+        tls = server_context(certificates.ca, certificates.cert, certificates.key)
+    with contextlib.ExitStack() as sockets:
+        fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
+        serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
+        control_socket = sockets.enter_context(listen(settings.control_api_address))
+        async with open_superlink(
+            settings.database, heartbeat_interval=settings.heartbeat_interval
+        ) as link:
+            drain = Drain()
+            servers: list[Server] = []
+            try:
+                for servicer, sock in (
+                    (FleetServicer(link.fleet, drain), fleet_socket),
+                    (ServerAppIoServicer(link.serverappio, drain), serverappio_socket),
+                    (ControlServicer(link.control, drain), control_socket),
+                ):
+                    server = api_server(servicer)
+                    await server.start(sock=sock, ssl=tls)
+                    servers.append(server)
+                listening = Listening(
+                    socket_address(fleet_socket),
+                    socket_address(serverappio_socket),
+                    socket_address(control_socket),
+                )
+                _log_listening(listening, settings, tls_on=tls is not None)
+                if ready is not None:
+                    ready.set_result(listening)
+                await (asyncio.Event() if stop is None else stop).wait()
+                drain.close()
+                link.stop_waiting()
+                await _drain(drain, settings.grace_period)
+            finally:
+                await _close(servers)
+    logger.info("SuperLink stopped")
+
+
+async def _drain(drain: Drain, grace_period: float) -> None:
+    """Wait up to the grace period for the calls in flight, then end them (UNAVAILABLE)."""
+    if drain.calls:
+        logger.info(
+            "shutting down: waiting up to %gs for %d call(s) in flight", grace_period, drain.calls
+        )
+    try:
+        async with asyncio.timeout(grace_period):
+            await drain.idle()
+    except TimeoutError:
+        logger.warning(
+            "%d call(s) still running after the %gs grace period: ending them",
+            drain.calls,
+            grace_period,
+        )
+        drain.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await drain.idle()
+
+
+async def _close(servers: list[Server]) -> None:
+    for server in servers:
+        server.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            for server in servers:
+                await server.wait_closed()
+    except TimeoutError:
+        logger.warning("calls did not finish within %gs of being cancelled", CLOSE_TIMEOUT)
+
+
+def _log_listening(listening: Listening, settings: SuperLinkSettings, *, tls_on: bool) -> None:
+    security = "TLS" if tls_on else "insecure, no TLS"
+    logger.info("Fleet API listening on %s (%s)", listening.fleet, security)
+    logger.info("ServerAppIo API listening on %s (%s)", listening.serverappio, security)
+    logger.info("Control API listening on %s (%s)", listening.control, security)
+    logger.info(
+        "SuperLink ready: state in %s, heartbeat interval %gs",
+        "memory (not kept)" if settings.database == ":memory:" else settings.database,
+        settings.heartbeat_interval,
+    )

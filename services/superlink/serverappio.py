@@ -1,0 +1,180 @@
+"""ServerAppIoHandler: the ServerAppIo API (what ServerApp runners call), over the router.
+
+A run is created pending and becomes running with its first pushed instruction (or an
+explicit `update_run_status(run_id, "running")`). Instructions go only to registered
+nodes; one for a node that is offline is answered at once with NODE_UNAVAILABLE. Pulls
+long-poll for replies to the given instructions; a finished run's pulls return nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import aclosing
+
+from stamen.codec.envelope import Envelope
+from stamen.codec.objects import Buffer
+from stamen.common.errors import (
+    InvalidMessageError,
+    PermissionDeniedError,
+    RunNotFoundError,
+    RunNotRunningError,
+)
+from stamen.common.message import Error, ErrorCode
+from stamen.common.records import UserConfig
+from stamen.transport.types import Node, PushResult, Run, RunStatus
+
+from .core import check_instruction, check_object_id, new_id, transition_run
+from .linkstate import StoredMessage
+from .router import Router
+
+__all__ = ["ServerAppIoHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+class ServerAppIoHandler:
+    """Implements `stamen.transport.api.ServerAppIoApi`."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._state = router.state
+
+    async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
+        run_id = new_id(self._run_exists)
+        run = Run(
+            run_id,
+            server_app=server_app,
+            client_app=client_app,
+            run_config=dict(run_config),
+            created_at=self._router.clock.time(),
+        )
+        self._state.add_run(run)
+        logger.info(
+            "run %d created (server app %r, client app %r)",
+            run_id,
+            server_app,
+            client_app,
+            extra={"run_id": run_id},
+        )
+        return run_id
+
+    def _run_exists(self, run_id: int) -> bool:
+        try:
+            self._state.get_run(run_id)
+        except RunNotFoundError:
+            return False
+        return True
+
+    async def get_run(self, run_id: int) -> Run:
+        return self._state.get_run(run_id)
+
+    async def get_nodes(self, run_id: int) -> list[Node]:
+        self._state.get_run(run_id)
+        return [node for node in self._state.list_nodes() if node.online]
+
+    async def update_run_status(
+        self, run_id: int, status: str, sub_status: str = "", details: str = ""
+    ) -> None:
+        run = self._state.get_run(run_id)
+        self._change_run(run, status, sub_status, details)
+
+    def _change_run(self, run: Run, status: str, sub_status: str, details: str) -> Run:
+        changed = transition_run(run, status, sub_status, details, self._router.clock.time())
+        if changed is run:
+            return run
+        self._state.update_run(changed)
+        if changed.status == RunStatus.FINISHED:
+            self._router.run_finished(changed)
+        else:
+            logger.info("run %d started", run.run_id, extra={"run_id": run.run_id})
+        return changed
+
+    async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        router = self._router
+        run = self._state.get_run(run_id)
+        if run.status == RunStatus.FINISHED:
+            raise RunNotRunningError(run_id, run.status)
+        taken = self._state.find_messages(e.message_id for e in envelopes)
+        new: dict[str, Envelope] = {}
+        nodes: set[int] = set()
+        for envelope in envelopes:
+            check_instruction(envelope, run_id)
+            earlier = taken.get(envelope.message_id)
+            known = earlier.envelope if earlier is not None else new.get(envelope.message_id)
+            if known is not None:
+                if known == envelope:
+                    continue
+                raise InvalidMessageError(
+                    f"message id {envelope.message_id!r} is taken by a different message"
+                )
+            dst = envelope.metadata.dst_node_id
+            if dst not in nodes:
+                self._state.get_node(dst)
+                nodes.add(dst)
+            new[envelope.message_id] = envelope
+        if new and run.status == RunStatus.PENDING:
+            self._change_run(run, RunStatus.RUNNING, "", run.details)
+        now = router.clock.time()
+        messages = [StoredMessage(e, expires_at=now + e.metadata.ttl) for e in new.values()]
+        router.add(messages)
+        offline = [m for m in messages if not router.liveness.is_online(_dst(m))]
+        if offline:
+            router.fail(
+                offline,
+                lambda m: Error(ErrorCode.NODE_UNAVAILABLE, f"node {_dst(m)} is offline"),
+            )
+        return PushResult(tuple(e.message_id for e in envelopes), router.missing_objects(envelopes))
+
+    async def pull_messages(
+        self, run_id: int, message_ids: Sequence[str], timeout: float
+    ) -> list[Envelope]:
+        router = self._router
+        wanted = list(dict.fromkeys(message_ids))
+        loop = asyncio.get_running_loop()
+        deadline = router.pull_deadline(timeout)
+        while True:
+            if self._state.get_run(run_id).status == RunStatus.FINISHED:
+                return []
+            ready = self._ready(run_id, wanted)
+            if ready or router.closing or loop.time() >= deadline:
+                break
+            await router.run_waiters.wait(run_id, deadline)
+        router.deliver_replies(ready)
+        return [m.envelope for m in ready]
+
+    def _ready(self, run_id: int, instruction_ids: list[str]) -> list[StoredMessage]:
+        replies = self._state.find_replies(instruction_ids)
+        return [
+            reply
+            for instruction_id in instruction_ids
+            if (reply := replies.get(instruction_id)) is not None
+            and not reply.delivered
+            and reply.run_id == run_id
+            and self._router.complete(reply.envelope)
+        ]
+
+    async def push_object(
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
+    ) -> bool:
+        self._state.get_run(run_id)
+        check_object_id(object_id)
+        if not self._state.referrers(object_id, run_id=run_id, limit=1):
+            raise PermissionDeniedError(f"no message of run {run_id} refers to object {object_id}")
+        return await self._router.put_object(object_id, total_size, chunks)
+
+    async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
+        router = self._router
+        self._state.get_run(run_id)
+        check_object_id(object_id)
+        allowed = bool(self._state.referrers(object_id, run_id=run_id, limit=1))
+        router.check_object_access(object_id, allowed)
+        async with aclosing(router.store.get(object_id)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+        router.object_collected(run_id, object_id)
+
+
+def _dst(message: StoredMessage) -> int:
+    return message.envelope.metadata.dst_node_id

@@ -1,0 +1,77 @@
+"""SuperLinkSettings: what `stamen-superlink` is told, validated once at the edge.
+
+The CLI fills it from flags and their `STAMEN_*` environment variables (click reads
+those: `STAMEN_FLEET_API_ADDRESS`, `STAMEN_CERTIFICATES`, ...); `serve()` takes it as is.
+`describe` turns a validation failure into the one line the CLI prints, naming the flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from stamen.common.errors import ConfigError
+from stamen.transport.grpc.channel import split_address
+
+__all__ = ["Certificates", "SuperLinkSettings", "describe"]
+
+
+class Certificates(BaseModel):
+    """The SuperLink's TLS files: the CA its clients trust, its certificate and key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class SuperLinkSettings(BaseModel):
+    """A SuperLink's settings (see `stamen-superlink --help` for each one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fleet_api_address: str = "0.0.0.0:9092"
+    serverappio_api_address: str = "0.0.0.0:9091"
+    control_api_address: str = "0.0.0.0:9093"
+    insecure: bool = False
+    certificates: Certificates | None = None
+    database: str = "stamen-superlink.db"
+    """An SQLite file that keeps state across restarts; ":memory:" keeps nothing."""
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    grace_period: float = Field(default=5.0, ge=0)
+    """Seconds a shutdown waits for calls in flight before it cancels them."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("fleet_api_address", "serverappio_api_address", "control_api_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            split_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_way_to_serve(self) -> SuperLinkSettings:
+        if self.insecure == (self.certificates is not None):
+            raise ValueError(
+                "pass exactly one of --certificates CA CERT KEY (TLS) and --insecure (plaintext)"
+            )
+        return self
+
+
+def describe(error: ValidationError) -> str:
+    """The first problem in `error`, as one line that names the flag."""
+    problem = error.errors()[0]
+    location = [str(part) for part in problem["loc"]]
+    message = problem["msg"].removeprefix("Value error, ")
+    if not location:
+        return message
+    return f"--{location[0].replace('_', '-')}: {message}"
