@@ -21,8 +21,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared services tests examples benchmarks
 	$(BIN)/ruff format --check shared services tests examples benchmarks
 
+# mypy cannot follow the editable install's import hook that maps services/<name> to
+# stamen.<name>, so it checks a tree of links laid out as the installed package is.
+TYPECHECK_TREE := build/typecheck
 typecheck: $(STAMP)
-	$(BIN)/mypy shared/stamen services
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/stamen
+	ln -s $(CURDIR)/shared/stamen/* $(TYPECHECK_TREE)/stamen/
+	for s in superlink supernode serverapp simulation; do \
+		ln -s $(CURDIR)/services/$$s $(TYPECHECK_TREE)/stamen/$$s; done
+	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p stamen
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
