@@ -1,0 +1,22 @@
+"""stamen.supernode: the agent on each data-holding machine.
+
+`SuperNodeAgent` registers with the SuperLink, keeps a heartbeat, pulls the messages
+addressed to it, runs the ClientApp on them through an `AppExecutor` and pushes the
+replies; the same class drives the virtual nodes of a simulation. The executors here run
+the app in a warm worker process (`WorkerProcessExecutor`) or a thread
+(`ThreadExecutor`); `stamen.supernode.cli` is the `stamen-supernode` command.
+"""
+
+from .agent import SuperNodeAgent
+from .backoff import Backoff, Outage
+from .cache import ObjectCache
+from .executor import ThreadExecutor, WorkerProcessExecutor
+
+__all__ = [
+    "Backoff",
+    "ObjectCache",
+    "Outage",
+    "SuperNodeAgent",
+    "ThreadExecutor",
+    "WorkerProcessExecutor",
+]

@@ -1,0 +1,504 @@
+"""SuperNodeAgent: the node's loop of pull -> run -> push against a FleetApi.
+
+The agent registers, keeps a heartbeat, long-polls for instructions, fetches the objects
+it lacks (each once: fetched objects are cached by id), runs the ClientApp through an
+`AppExecutor` and pushes the reply with the objects the SuperLink still lacks. It is the
+same class in deployment (over gRPC, with a worker process) and in simulation (over the
+memory transport, with the shared pool), so it knows nothing of processes, signals or TLS;
+an idle agent holds a few small objects and waits in one long poll. Virtual nodes should
+share one `object_cache`: each agent's own cache keeps copies of the models it fetched.
+
+Resilience: while the SuperLink is unreachable, every call is retried with exponential
+backoff (bounded by `max_retries` / `max_wait_time`, unbounded by default) and a reply
+that could not be pushed is pushed after the reconnect; a SuperLink that no longer knows
+the node gets a fresh registration. `stop()` shuts down in stages: stop pulling, give the
+task in hand `grace_period` seconds (then answer it with an error), unregister, return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from stamen.client.task import AppExecutor, AppResult, AppTask, Buffer
+from stamen.codec import collect_object, encode_message, iter_chunks
+from stamen.codec.envelope import Envelope
+from stamen.common.clock import SYSTEM_CLOCK, Clock
+from stamen.common.context import Context
+from stamen.common.errors import (
+    AppLoadError,
+    InvalidMessageError,
+    NodeNotFoundError,
+    NotFoundError,
+    StamenError,
+    UnavailableError,
+    WorkerDiedError,
+)
+from stamen.common.message import Error, ErrorCode, Message, Metadata
+from stamen.common.records import UserConfig
+from stamen.transport.api import FleetApi
+
+from .backoff import Backoff, Outage
+from .cache import ObjectCache
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_PULL_TIMEOUT",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "SuperNodeAgent",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Reply = tuple[Envelope, Mapping[str, Buffer]]
+
+DEFAULT_PULL_TIMEOUT = 30.0
+"""Seconds one long poll waits for work before it is renewed."""
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds any other call (or one object chunk) may take before the link counts as lost."""
+
+DEFAULT_GRACE_PERIOD = 8.0
+"""Seconds a stopping node gives the task in hand: under `docker stop`'s 10 s, leaving
+time to reply and unregister."""
+
+MIN_HEARTBEAT_INTERVAL = 0.05
+"""A floor under the SuperLink's heartbeat interval, so a zero cannot spin the loop."""
+
+MAX_RUNS = 64
+"""Runs whose Context (and state) a node keeps; the least recently served is dropped."""
+
+
+_DEFAULT_BACKOFF = Backoff()
+
+
+class _Stopping(Exception):
+    """stop() interrupted a wait for the SuperLink; the serve loop ends."""
+
+
+class SuperNodeAgent:
+    """One node: registers with the SuperLink and answers its instructions until stopped."""
+
+    def __init__(
+        self,
+        fleet: FleetApi,
+        executor: AppExecutor,
+        node_config: UserConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        max_retries: int | None = None,
+        max_wait_time: float | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        object_cache: ObjectCache | None = None,
+    ) -> None:
+        if max_retries is not None and max_retries < 0:
+            raise ValueError(f"max_retries must not be negative, got {max_retries}")
+        if max_wait_time is not None and max_wait_time < 0:
+            raise ValueError(f"max_wait_time must not be negative, got {max_wait_time}")
+        self._fleet = fleet
+        self._executor = executor
+        self._node_config = dict(node_config)
+        self._clock = clock
+        self._max_retries = max_retries
+        self._max_wait_time = max_wait_time
+        self._backoff = backoff or _DEFAULT_BACKOFF
+        self._rng = rng
+        self._pull_timeout = pull_timeout
+        self._request_timeout = request_timeout
+        self._grace_period = grace_period
+        self._cache = ObjectCache() if object_cache is None else object_cache
+        self._contexts: OrderedDict[int, Context] = OrderedDict()
+        self._node_id: int | None = None
+        self._heartbeat_interval = 0.0
+        self._stopping = asyncio.Event()
+        self._pull_scope: asyncio.Timeout | None = None
+        self._task_scope: asyncio.Timeout | None = None
+
+    @property
+    def node_id(self) -> int | None:
+        """The id the SuperLink gave this node (None while not registered)."""
+        return self._node_id
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown: stop pulling, give the task in hand the grace
+        period, unregister; `run()` then returns. Call it from the agent's event loop."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        now = asyncio.get_running_loop().time()
+        if self._pull_scope is not None:
+            self._pull_scope.reschedule(now)
+        if self._task_scope is not None:
+            self._task_scope.reschedule(now + self._grace_period)
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until stopped; sets `ready` once registered. Raises UnavailableError when
+        it gives up reaching the SuperLink. Cancelling it unregisters, then re-raises."""
+        try:
+            await self._call(self._nothing)  # registers, retrying while unreachable
+        except _Stopping:
+            return
+        if ready is not None:
+            ready.set()
+        failure: StamenError | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._keep_alive())
+                try:
+                    await self._serve()
+                except StamenError as exc:  # kept out of the TaskGroup's ExceptionGroup
+                    failure = exc
+                finally:
+                    self._stopping.set()  # ends the heartbeats
+        finally:
+            # Not after giving up: there is no SuperLink to unregister from.
+            if not isinstance(failure, UnavailableError):
+                await self._unregister()
+        if failure is not None:
+            raise failure
+
+    # The serve loop.
+
+    async def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                envelopes = await self._call(self._pull)
+            except _Stopping:
+                return
+            for envelope in envelopes:
+                try:
+                    await self._answer(envelope)
+                except _Stopping:
+                    return
+
+    async def _answer(self, envelope: Envelope) -> None:
+        meta = envelope.metadata
+        started = self._clock.now()
+        logger.info(
+            "received %s message %s for run %d",
+            meta.message_type,
+            meta.message_id,
+            meta.run_id,
+            extra={"run_id": meta.run_id, "node_id": self._node_id},
+        )
+        if self._stopping.is_set():
+            reply = _error_reply(
+                meta, ErrorCode.NODE_UNAVAILABLE, f"node {self._node_id} is shutting down"
+            )
+        else:
+            reply = await self._serve_instruction(envelope)
+        try:
+            await self._call(lambda node_id: self._push_reply(node_id, reply))
+        except _Stopping:
+            logger.warning("stopping with the reply to message %s unsent", meta.message_id)
+            raise
+        except UnavailableError:
+            raise  # gave up reconnecting
+        except StamenError as exc:  # refused for good (run stopped, message expired, ...)
+            logger.error("the SuperLink refused the reply to message %s: %s", meta.message_id, exc)
+            return
+        logger.info(
+            "replied to %s message %s in %.2fs",
+            meta.message_type,
+            meta.message_id,
+            self._clock.now() - started,
+            extra={"run_id": meta.run_id, "node_id": self._node_id},
+        )
+
+    async def _serve_instruction(self, envelope: Envelope) -> Reply:
+        """The reply to one instruction: the app's, or an error saying why there is none."""
+        meta = envelope.metadata
+        try:
+            objects = await self._fetch_objects(envelope)
+            context = await self._context(meta.run_id, meta.dst_node_id)
+        except UnavailableError:
+            raise  # gave up reconnecting
+        except StamenError as exc:  # the run or an object is gone, or failed its hash check
+            logger.error("cannot serve message %s: %s", meta.message_id, exc)
+            return _error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
+        task = AppTask(envelope=envelope, objects=objects, context=context)
+        try:
+            result = await self._execute(task)
+        except TimeoutError:
+            reason = (
+                f"node {self._node_id} stopped before the ClientApp finished "
+                f"(grace period {self._grace_period:g}s)"
+            )
+            logger.warning("%s: message %s", reason, meta.message_id)
+            return _error_reply(meta, ErrorCode.NODE_UNAVAILABLE, reason)
+        except StamenError as exc:
+            logger.error("message %s: %s", meta.message_id, exc)
+            return _error_reply(meta, _error_code(exc), f"node {self._node_id}: {exc}")
+        context.state = result.state
+        return result.envelope, result.objects
+
+    async def _execute(self, task: AppTask) -> AppResult:
+        """Run the task; once stop() is called it has the grace period (TimeoutError after)."""
+        async with asyncio.timeout(None) as scope:
+            self._task_scope = scope
+            if self._stopping.is_set():
+                scope.reschedule(asyncio.get_running_loop().time() + self._grace_period)
+            try:
+                return await self._executor.execute(task)
+            finally:
+                self._task_scope = None
+
+    async def _fetch_objects(self, envelope: Envelope) -> dict[str, Buffer]:
+        objects: dict[str, Buffer] = {}
+        for object_id in envelope.object_ids:
+            data = self._cache.get(object_id)
+            if data is None:
+                data = await self._call(functools.partial(self._pull_object, object_id=object_id))
+                self._cache.put(object_id, data)
+            objects[object_id] = data
+        return objects
+
+    async def _context(self, run_id: int, node_id: int) -> Context:
+        """The run's Context: made on its first message (with the run's config), then
+        kept so that `state` carries over from round to round."""
+        context = self._contexts.get(run_id)
+        if context is None:
+            run = await self._call(
+                lambda current: self._bounded(self._fleet.get_run(current, run_id), "GetRun")
+            )
+            context = Context(
+                run_id=run_id,
+                node_id=node_id,
+                node_config=dict(self._node_config),
+                run_config=dict(run.run_config),
+            )
+            self._contexts[run_id] = context
+            if len(self._contexts) > MAX_RUNS:
+                self._contexts.popitem(last=False)
+        self._contexts.move_to_end(run_id)
+        context.node_id = node_id  # a node registered again has a new id
+        return context
+
+    # Calls to the SuperLink, each bounded in time.
+
+    async def _nothing(self, node_id: int) -> None:
+        """The call that only makes `_call` register."""
+
+    async def _register(self) -> int:
+        registration = await self._bounded(
+            self._fleet.register_node(dict(self._node_config)), "RegisterNode"
+        )
+        self._node_id = registration.node_id
+        self._heartbeat_interval = registration.heartbeat_interval
+        logger.info(
+            "registered as node %d (heartbeat every %gs)",
+            registration.node_id,
+            registration.heartbeat_interval,
+            extra={"node_id": registration.node_id},
+        )
+        return registration.node_id
+
+    async def _unregister(self) -> None:
+        node_id, self._node_id = self._node_id, None
+        if node_id is None:
+            return
+        try:
+            await self._bounded(self._fleet.unregister_node(node_id), "UnregisterNode")
+        except StamenError as exc:
+            logger.warning("could not unregister node %d: %s", node_id, exc)
+            return
+        logger.info("unregistered node %d", node_id, extra={"node_id": node_id})
+
+    async def _pull(self, node_id: int) -> list[Envelope]:
+        """One long poll; stop() ends it at once (with no messages)."""
+        try:
+            async with asyncio.timeout(self._pull_timeout + self._request_timeout) as scope:
+                self._pull_scope = scope
+                if self._stopping.is_set():
+                    return []
+                return await self._fleet.pull_messages(node_id, self._pull_timeout)
+        except TimeoutError:
+            if self._stopping.is_set():
+                return []
+            raise UnavailableError(
+                f"the SuperLink did not answer PullMessages within "
+                f"{self._pull_timeout + self._request_timeout:g}s"
+            ) from None
+        finally:
+            self._pull_scope = None
+
+    async def _pull_object(self, node_id: int, object_id: str) -> Buffer:
+        """Fetch one object, verified against its id; each chunk must come in time."""
+        idle = self._request_timeout
+        try:
+            async with asyncio.timeout(idle) as scope:
+                stream = _extending(self._fleet.pull_object(node_id, object_id), scope, idle)
+                async with contextlib.aclosing(stream):
+                    return await collect_object(object_id, stream)
+        except TimeoutError:
+            raise UnavailableError(
+                f"the SuperLink sent no part of object {object_id} for {idle:g}s"
+            ) from None
+
+    async def _push_reply(self, node_id: int, reply: Reply) -> None:
+        """Push the reply, then the objects the SuperLink does not have yet."""
+        envelope, objects = reply
+        result = await self._bounded(self._fleet.push_messages(node_id, [envelope]), "PushMessages")
+        for object_id in result.missing_object_ids:
+            data = objects.get(object_id)
+            if data is None:
+                raise InvalidMessageError(
+                    f"the SuperLink asked for object {object_id}, which reply "
+                    f"{envelope.message_id} does not carry"
+                )
+            idle = self._request_timeout
+            try:
+                async with asyncio.timeout(idle) as scope:
+                    chunks = _extending(_aiter_chunks(data), scope, idle)
+                    async with contextlib.aclosing(chunks):
+                        await self._fleet.push_object(
+                            node_id, object_id, memoryview(data).nbytes, chunks
+                        )
+            except TimeoutError:
+                raise UnavailableError(
+                    f"the SuperLink took more than {idle:g}s over a part of object {object_id}"
+                ) from None
+
+    async def _bounded(self, call: Awaitable[T], name: str) -> T:
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                return await call
+        except TimeoutError:
+            raise UnavailableError(
+                f"the SuperLink did not answer {name} within {self._request_timeout:g}s"
+            ) from None
+
+    async def _call(self, operation: Callable[[int], Awaitable[T]]) -> T:
+        """`operation(node_id)`, registering first when needed, retried with backoff
+        while the SuperLink is unreachable and after a registration it forgot."""
+        outage: Outage | None = None
+        while True:
+            registered_now = False
+            node_id = self._node_id
+            try:
+                if node_id is None:
+                    node_id = await self._register()
+                    registered_now = True
+                result = await operation(node_id)
+            except UnavailableError as exc:
+                failure: StamenError = exc
+            except NotFoundError as exc:
+                if node_id is None or not _forgot(node_id, exc):
+                    raise
+                self._node_id = None
+                if not registered_now:
+                    logger.warning("the SuperLink no longer knows this node: %s", exc)
+                    continue  # register again, at once
+                failure = exc
+            else:
+                if outage is not None:
+                    logger.info(
+                        "reconnected to the SuperLink after %.1fs",
+                        self._clock.now() - outage.started_at,
+                    )
+                return result
+            if self._stopping.is_set():
+                raise _Stopping
+            now = self._clock.now()
+            if outage is None:
+                lost = "waiting for" if self._node_id is None else "lost the connection to"
+                logger.warning("%s the SuperLink: %s", lost, failure)
+                outage = Outage(
+                    self._backoff,
+                    started_at=now,
+                    max_retries=self._max_retries,
+                    max_wait_time=self._max_wait_time,
+                    rng=self._rng or random.Random(),
+                )
+            try:
+                delay = outage.next_delay(now, str(failure))
+            except UnavailableError as exc:
+                raise exc from failure
+            logger.info("retrying in %.1fs (retry %d)", delay, outage.retries)
+            await self._wait_stopping(delay)
+            if self._stopping.is_set():
+                raise _Stopping
+
+    # Heartbeats.
+
+    async def _keep_alive(self) -> None:
+        """Send a heartbeat every interval the SuperLink asks for, while registered.
+
+        Failures are only noted here: the serve loop reconnects and registers again.
+        """
+        healthy = True
+        while True:
+            await self._wait_stopping(max(self._heartbeat_interval, MIN_HEARTBEAT_INTERVAL))
+            node_id = self._node_id
+            if self._stopping.is_set():
+                return
+            if node_id is None:
+                continue
+            try:
+                self._heartbeat_interval = await self._bounded(
+                    self._fleet.heartbeat(node_id), "Heartbeat"
+                )
+            except StamenError as exc:
+                if healthy:
+                    logger.warning("heartbeat of node %d failed: %s", node_id, exc)
+                healthy = False
+                continue
+            if not healthy:
+                logger.info("heartbeats of node %d go through again", node_id)
+            healthy = True
+
+    async def _wait_stopping(self, seconds: float) -> None:
+        """Wait `seconds`, or less if stop() is called meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+
+def _forgot(node_id: int, exc: NotFoundError) -> bool:
+    """Whether `exc` says that the SuperLink does not know node `node_id`. Over gRPC a
+    NodeNotFoundError arrives as a NotFoundError with the same message."""
+    return isinstance(exc, NodeNotFoundError) or str(exc) == str(NodeNotFoundError(node_id))
+
+
+def _error_code(exc: StamenError) -> int:
+    if isinstance(exc, WorkerDiedError):
+        return ErrorCode.WORKER_DIED
+    if isinstance(exc, AppLoadError):
+        return ErrorCode.LOAD_CLIENT_APP
+    return ErrorCode.UNKNOWN
+
+
+def _error_reply(instruction: Metadata, code: int, reason: str) -> Reply:
+    """An error reply to an instruction known only by its metadata."""
+    stub = Message(error=Error(ErrorCode.UNKNOWN), metadata=instruction)
+    return encode_message(stub.create_error_reply(Error(code, reason)))
+
+
+async def _aiter_chunks(data: Buffer) -> AsyncIterator[memoryview]:
+    for chunk in iter_chunks(data):
+        yield chunk
+
+
+async def _extending(
+    chunks: AsyncIterator[T], scope: asyncio.Timeout, idle: float
+) -> AsyncGenerator[T, None]:
+    """The chunks, pushing `scope`'s deadline `idle` seconds past each one."""
+    loop = asyncio.get_running_loop()
+    try:
+        async for chunk in chunks:
+            scope.reschedule(loop.time() + idle)
+            yield chunk
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()

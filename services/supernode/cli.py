@@ -1,0 +1,252 @@
+"""`stamen-supernode client:app --server HOST:9092 --root-certificates ca.crt`.
+
+The deployment wiring of a node: flags and `STAMEN_*` variables become SuperNodeSettings,
+the app is imported (in its worker process, or here with `--isolation thread`) before
+anything is served, and the agent runs over gRPC until SIGTERM or Ctrl-C. Exit codes:
+0 after a graceful stop, 1 when the node gives up or is forced to stop, 2 for bad input
+(with one line that says what to fix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from stamen.client import ClientApp
+from stamen.client.task import AppExecutor
+from stamen.common.errors import StamenError, UserInputError
+from stamen.common.loading import load_app
+from stamen.common.logging import setup_logging
+from stamen.transport.grpc.channel import connect
+from stamen.transport.grpc.clients import GrpcFleetClient
+
+from .agent import SuperNodeAgent
+from .executor import ThreadExecutor, WorkerProcessExecutor
+from .settings import DEFAULT_SERVER, SuperNodeSettings, describe
+
+__all__ = ["main", "serve", "supernode"]
+
+logger = logging.getLogger(__name__)
+
+PROG = "stamen-supernode"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _version() -> str:
+    try:
+        return version("stamen")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.command(
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Every option can also be set through its STAMEN_* environment variable "
+        "(STAMEN_SERVER, STAMEN_ROOT_CERTIFICATES, STAMEN_NODE_CONFIG, ...). "
+        "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
+        "exit), 1 when the node gives up reaching the SuperLink, 2 for bad input."
+    ),
+)
+@click.argument("app", envvar="STAMEN_APP")
+@click.option(
+    "--server",
+    "--superlink",
+    "server",
+    default=DEFAULT_SERVER,
+    metavar="HOST:PORT",
+    show_default=True,
+    envvar="STAMEN_SERVER",
+    help="The SuperLink's Fleet API address, HOST:PORT.",
+)
+@click.option(
+    "--root-certificates",
+    metavar="CA",
+    envvar="STAMEN_ROOT_CERTIFICATES",
+    help="PEM file of the CA that signed the SuperLink's certificate (TLS).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    envvar="STAMEN_INSECURE",
+    help="Connect without TLS (for a local SuperLink started with --insecure).",
+)
+@click.option(
+    "--node-config",
+    default="",
+    metavar="'KEY=VALUE ...'",
+    envvar="STAMEN_NODE_CONFIG",
+    help="This node's settings, which the app reads from context.node_config "
+    "(for example 'partition-id=0 num-partitions=10').",
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    metavar="DIR",
+    show_default=True,
+    envvar="STAMEN_DIR",
+    help="Directory the app module is imported from.",
+)
+@click.option(
+    "--isolation",
+    default="process",
+    metavar="[process|thread]",
+    show_default=True,
+    envvar="STAMEN_ISOLATION",
+    help="'process': the app runs in a warm worker process that is restarted if it dies; "
+    "'thread': in this process (for debugging).",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    metavar="N",
+    envvar="STAMEN_MAX_RETRIES",
+    help="Give up after this many failed reconnection attempts in a row [default: never].",
+)
+@click.option(
+    "--max-wait-time",
+    type=float,
+    metavar="SECONDS",
+    envvar="STAMEN_MAX_WAIT_TIME",
+    help="Give up after this many seconds without the SuperLink [default: never].",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    metavar="LEVEL",
+    show_default=True,
+    envvar="STAMEN_LOG_LEVEL",
+    help="DEBUG, INFO, WARNING or ERROR.",
+)
+@click.version_option(_version(), "--version", prog_name=PROG)
+@click.pass_context
+def supernode(ctx: click.Context, /, **options: Any) -> None:
+    """Run a SuperNode: serve the ClientApp APP (module:attribute, for example client:app)
+    to a SuperLink.
+
+    The node registers with the SuperLink, long-polls for instructions, runs APP on each
+    and sends the replies back; it reconnects with backoff when the SuperLink goes away.
+    """
+    try:
+        settings = SuperNodeSettings(**options)
+    except ValidationError as exc:
+        ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
+    setup_logging(settings.log_level)
+    try:
+        _run(serve(settings))
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    except StamenError as exc:
+        ctx.exit(_fail(str(exc), EXIT_FAILED))
+    except asyncio.CancelledError as exc:  # a signal cancelled it: say which way
+        ctx.exit(_fail(exc.args[0] if exc.args else "cancelled", EXIT_FAILED))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `stamen-supernode` entry point."""
+    try:
+        code = supernode.main(args=argv, prog_name=PROG, standalone_mode=False) or 0
+    except click.ClickException as exc:
+        code = _fail(exc.format_message(), EXIT_BAD_INPUT)
+    except click.Abort:
+        code = EXIT_FAILED
+    sys.exit(code)
+
+
+async def serve(settings: SuperNodeSettings) -> None:
+    """Run one node until it is stopped (SIGTERM/SIGINT) or gives up."""
+    shutdown = _Shutdown(asyncio.current_task())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shutdown.signalled, sig)
+    channel = connect(
+        settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
+    )
+    try:
+        executor = await _start_executor(settings)
+        try:
+            agent = SuperNodeAgent(
+                GrpcFleetClient(channel),
+                executor,
+                settings.node_config,
+                max_retries=settings.max_retries,
+                max_wait_time=settings.max_wait_time,
+            )
+            shutdown.stop = agent.stop
+            logger.info("connecting to the SuperLink at %s", settings.server)
+            await agent.run()
+            logger.info("stopped")
+        finally:
+            await executor.aclose()
+    finally:
+        channel.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
+    """The app's executor, with the app imported: a bad app fails here, before serving."""
+    if settings.isolation == "thread":
+        app = load_app(settings.app, ClientApp, settings.directory)
+        return ThreadExecutor(app)
+    executor = WorkerProcessExecutor(
+        settings.app, Path(settings.directory), log_level=settings.log_level_number
+    )
+    try:
+        await executor.start()
+    except BaseException:
+        await executor.aclose()
+        raise
+    return executor
+
+
+class _Shutdown:
+    """Signals: the first stops the node gracefully, a second cancels it."""
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self._task = task
+        self._signalled = False
+        self.stop: Callable[[], None] | None = None
+
+    def signalled(self, sig: signal.Signals) -> None:
+        if self.stop is None:
+            self._cancel(f"{sig.name} before the node had started")
+            return
+        if self._signalled:
+            self._cancel(f"{sig.name} again: stopped at once, the task in hand got no reply")
+            return
+        self._signalled = True
+        logger.warning("%s: stopping gracefully (again to force)", sig.name)
+        self.stop()
+
+    def _cancel(self, reason: str) -> None:
+        logger.warning("%s", reason)
+        if self._task is not None:
+            self._task.cancel(reason)
+
+
+def _run(coroutine: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(coroutine)
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    return code

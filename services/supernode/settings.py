@@ -1,0 +1,105 @@
+"""SuperNodeSettings: what `stamen-supernode` is told, validated once at the edge.
+
+The CLI fills it from flags and `STAMEN_*` environment variables; everything past the CLI
+gets plain, checked values. `describe` turns a validation failure into the one line
+the CLI prints, naming the flag to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from stamen.common.config import parse_user_config
+from stamen.common.errors import ConfigError
+from stamen.common.records import UserConfig
+from stamen.transport.grpc.channel import split_address
+
+__all__ = ["DEFAULT_SERVER", "SuperNodeSettings", "describe"]
+
+DEFAULT_SERVER = "127.0.0.1:9092"
+
+_REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+_FLAGS = {"app": "APP", "directory": "--dir"}
+
+
+class SuperNodeSettings(BaseModel):
+    """A SuperNode's settings (see `stamen-supernode --help` for each one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app: str
+    server: str = DEFAULT_SERVER
+    root_certificates: Path | None = None
+    insecure: bool = False
+    node_config: UserConfig = Field(default_factory=dict)
+    directory: Path = Path()
+    isolation: Literal["process", "thread"] = "process"
+    max_retries: int | None = Field(default=None, ge=0)
+    max_wait_time: float | None = Field(default=None, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("app")
+    @classmethod
+    def _app_reference(cls, value: str) -> str:
+        if not _REFERENCE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a 'module:attribute' reference (like client:app)")
+        return value
+
+    @field_validator("server")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            split_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("node_config", mode="before")
+    @classmethod
+    def _parse_node_config(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_user_config(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("directory")
+    @classmethod
+    def _existing_directory(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> SuperNodeSettings:
+        if self.insecure == (self.root_certificates is not None):
+            raise ValueError(
+                "pass exactly one of --root-certificates CA (TLS) and --insecure (plaintext)"
+            )
+        return self
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+def describe(error: ValidationError) -> str:
+    """The first problem in `error`, as one line that names the flag."""
+    problem = error.errors()[0]
+    location = [str(part) for part in problem["loc"]]
+    message = problem["msg"].removeprefix("Value error, ")
+    if not location:
+        return message
+    field = location[0]
+    return f"{_FLAGS.get(field, '--' + field.replace('_', '-'))}: {message}"
