@@ -152,6 +152,10 @@ class FleetHandler:
         router = self._router
         router.touch(node_id)
         check_object_id(object_id)
+        if object_id in router.store:
+            # Deduplicated: another reply brought the same bytes first (frozen layers).
+            # This node's reply may already be complete and delivered because of it.
+            return False
         refs = self._state.referrers(object_id)
         allowed = any(r.is_reply and not r.delivered and r.src_node_id == node_id for r in refs)
         if not allowed:

@@ -256,6 +256,25 @@ async def test_reply_objects_flow_to_the_serverapp_and_are_freed_once_pulled(
     assert link.state.find_messages([answer.message_id]) == {}
 
 
+async def test_a_late_push_of_an_object_another_reply_brought_is_not_refused(
+    setup: Setup,
+) -> None:
+    # Two nodes reply with identical bytes (frozen layers): the first push completes
+    # both replies, so the second node's own push of that object must still succeed.
+    link, run_id, first = setup.link, setup.run_id, setup.node_id
+    second = (await link.fleet.register_node({"partition-id": 1})).node_id
+    ins_a, ins_b = instruction(run_id, first), instruction(run_id, second)
+    await link.serverappio.push_messages(run_id, [ins_a, ins_b])
+    for node_id in (first, second):
+        await link.fleet.pull_messages(node_id, timeout=0)
+    await link.fleet.push_messages(first, [reply(ins_a, objects=[UPDATE])])
+    await link.fleet.push_messages(second, [reply(ins_b, objects=[UPDATE])])
+    assert await link.fleet.push_object(first, oid(UPDATE), len(UPDATE), chunks(UPDATE))
+    ids = [ins_a.message_id, ins_b.message_id]
+    assert len(await link.serverappio.pull_messages(run_id, ids, 0)) == 2
+    assert not await link.fleet.push_object(second, oid(UPDATE), len(UPDATE), chunks(UPDATE))
+
+
 async def test_a_half_read_object_is_not_released(setup: Setup) -> None:
     link, run_id, node_id = setup.link, setup.run_id, setup.node_id
     ins = instruction(run_id, node_id)
