@@ -1,0 +1,139 @@
+"""A simulation worker process: import the ClientApp once, then run tasks for the pool.
+
+The worker says `Loaded()` or `LoadFailed(reason)` once, then answers each `Job` with
+`Done` (or `Failed` when the task could not run at all; what user code raises is an error
+reply inside `Done`), one at a time, until its pipe closes. Large objects arrive as
+shared-memory segments that the worker maps once and reads in place; large reply objects
+leave through the worker's reply arena, named `<segment prefix>r<pid>-<n>` so that the
+pool can find what a dead worker left. Ctrl-C in a terminal reaches the whole process
+group: the worker ignores it, the pool decides when its workers stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from stamen.client import ClientApp
+from stamen.client.runtime import run_task
+from stamen.client.task import AppTask, Buffer
+from stamen.codec.envelope import Envelope
+from stamen.common.context import Context
+from stamen.common.errors import AppLoadError
+from stamen.common.loading import load_app
+from stamen.common.records import RecordDict
+
+from .resources import THREAD_VARIABLES, WorkerSpec
+from .shm import Attachments, ReplyArena, SharedRef
+
+__all__ = [
+    "Done",
+    "Failed",
+    "Job",
+    "LoadFailed",
+    "Loaded",
+    "Packed",
+    "serve",
+]
+
+Packed = dict[str, bytes | SharedRef]
+"""Objects as they cross the pipe: small ones inline, large ones by segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: int
+    envelope: Envelope
+    objects: Packed
+    context: Context
+    release: tuple[str, ...] = ()
+    """Segments the pool has unlinked since this worker's last job: unmap them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    job_id: int
+    envelope: Envelope
+    objects: Packed
+    state: RecordDict
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    job_id: int
+    reason: str
+
+
+def serve(
+    conn: Connection,
+    app_ref: str,
+    directory: str | None,
+    spec: WorkerSpec,
+    segment_prefix: str,
+    log_level: int,
+) -> None:
+    """The worker process's main function."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s",
+    )
+    _apply(spec)
+    try:
+        # With a forkserver the app module is already imported: this only looks it up.
+        app = load_app(app_ref, ClientApp, directory)
+    except AppLoadError as exc:
+        conn.send(LoadFailed(exc.reason))
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported before our variables applied (forkserver preload)
+        torch.set_num_threads(spec.threads)
+    conn.send(Loaded(os.getpid()))
+    replies = ReplyArena(f"{segment_prefix}r{os.getpid()}-")
+    attachments = Attachments()
+    try:
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:  # the pool closed the pipe: time to go
+                return
+            attachments.release(job.release)
+            conn.send(_run(app, job, attachments, replies))
+    finally:
+        attachments.close()
+        replies.close()
+
+
+def _apply(spec: WorkerSpec) -> None:
+    """Give this worker its threads and GPUs before the app (and torch) initialize."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(spec.threads)
+    if spec.cuda_visible_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec.cuda_visible_devices
+
+
+def _run(app: ClientApp, job: Job, attachments: Attachments, replies: ReplyArena) -> object:
+    try:
+        objects: dict[str, Buffer] = {
+            oid: attachments.view(item) if isinstance(item, SharedRef) else item
+            for oid, item in job.objects.items()
+        }
+        result = run_task(app, AppTask(job.envelope, objects, job.context))
+        return Done(job.job_id, result.envelope, replies.pack(result.objects), result.state)
+    except Exception as exc:  # run_task answers user errors itself: this is ours or the codec's
+        logging.getLogger(__name__).exception("task %d could not run", job.job_id)
+        return Failed(job.job_id, f"{type(exc).__name__}: {exc}")
