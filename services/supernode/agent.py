@@ -35,7 +35,6 @@ from stamen.common.errors import (
     AppLoadError,
     InvalidMessageError,
     NodeNotFoundError,
-    NotFoundError,
     StamenError,
     UnavailableError,
     WorkerDiedError,
@@ -393,8 +392,8 @@ class SuperNodeAgent:
                 result = await operation(node_id)
             except UnavailableError as exc:
                 failure: StamenError = exc
-            except NotFoundError as exc:
-                if node_id is None or not _forgot(node_id, exc):
+            except NodeNotFoundError as exc:
+                if node_id is None or exc.node_id != node_id:
                     raise
                 self._node_id = None
                 if not registered_now:
@@ -463,12 +462,6 @@ class SuperNodeAgent:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
-
-
-def _forgot(node_id: int, exc: NotFoundError) -> bool:
-    """Whether `exc` says that the SuperLink does not know node `node_id`. Over gRPC a
-    NodeNotFoundError arrives as a NotFoundError with the same message."""
-    return isinstance(exc, NodeNotFoundError) or str(exc) == str(NodeNotFoundError(node_id))
 
 
 def _error_code(exc: StamenError) -> int:

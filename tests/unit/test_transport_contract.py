@@ -20,6 +20,7 @@ from stamen.codec.envelope import Envelope
 from stamen.codec.objects import Buffer
 from stamen.common.errors import (
     InvalidMessageError,
+    NodeNotFoundError,
     NotFoundError,
     PermissionDeniedError,
     RunNotRunningError,
@@ -131,9 +132,9 @@ async def test_nodes_register_heartbeat_and_unregister(apis: Apis) -> None:
     ]
     await apis.fleet.unregister_node(registration.node_id)
     assert await apis.serverappio.get_nodes(run_id) == []
-    with pytest.raises(NotFoundError) as caught:
+    with pytest.raises(NodeNotFoundError) as caught:
         await apis.fleet.heartbeat(registration.node_id)
-    assert type(caught.value) is NotFoundError
+    assert caught.value.node_id == registration.node_id
     assert str(caught.value) == f"node {registration.node_id} is not registered"
 
 
@@ -283,6 +284,6 @@ async def test_invalid_messages_are_refused_with_their_reason(apis: Apis) -> Non
 
 
 async def test_unregistering_an_unknown_node_is_not_found(apis: Apis) -> None:
-    with pytest.raises(NotFoundError, match="node 424242 is not registered") as caught:
+    with pytest.raises(NodeNotFoundError, match="node 424242 is not registered") as caught:
         await apis.fleet.unregister_node(424242)
-    assert type(caught.value) is NotFoundError
+    assert caught.value.node_id == 424242

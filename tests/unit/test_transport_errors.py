@@ -34,7 +34,7 @@ def _server_side(exc: Exception) -> GRPCError:
 @pytest.mark.parametrize(
     ("raised", "status", "received"),
     [
-        (NodeNotFoundError(7), Status.NOT_FOUND, NotFoundError),
+        (NodeNotFoundError(7), Status.NOT_FOUND, NodeNotFoundError),
         (RunNotFoundError(3), Status.NOT_FOUND, NotFoundError),
         (ObjectNotFoundError("ab"), Status.NOT_FOUND, NotFoundError),
         (PermissionDeniedError("not yours"), Status.PERMISSION_DENIED, PermissionDeniedError),
@@ -88,6 +88,7 @@ def test_an_unexpected_exception_is_internal_and_logged_once(
 def test_the_memory_transport_raises_what_grpc_clients_raise() -> None:
     with pytest.raises(NotFoundError) as caught, as_over_grpc("Fleet.Test"):
         raise NodeNotFoundError(7)
-    assert type(caught.value) is NotFoundError
+    assert type(caught.value) is NodeNotFoundError
+    assert caught.value.node_id == 7
     assert str(caught.value) == "node 7 is not registered"
     assert isinstance(caught.value.__cause__, NodeNotFoundError)

@@ -3,9 +3,10 @@
 Server side: `grpc_errors()` turns a `StamenError` into `GRPCError(exc.status, str(exc))`
 and any other exception into `INTERNAL`, logged once with its traceback. Client side:
 `from_grpc()` turns a status back into the class the table names for it, so callers catch
-the same classes whichever transport carries them. Subclasses carrying data
-(`NodeNotFoundError(node_id)`) arrive as their status's class (`NotFoundError`) with the
-same message; the memory transport raises its errors the same way (`as_over_grpc`).
+the same classes whichever transport carries them. Subclasses carrying data are rebuilt
+from their message where callers act on them (`NodeNotFoundError(node_id)`: the node
+re-registers); others arrive as their status's class (`NotFoundError`) with the same
+message. The memory transport raises its errors the same way (`as_over_grpc`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from grpclib.exceptions import GRPCError
 from stamen.common.errors import (
     InvalidMessageError,
     MessageTooLargeError,
+    NodeNotFoundError,
     NotFoundError,
     PermissionDeniedError,
     RunNotRunningError,
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _TOO_LARGE: Final = re.compile(r"of (\d+) bytes exceeds the limit of (\d+) bytes")
 _NOT_RUNNING: Final = re.compile(r"^run (\d+) is (\S+)$")
+_NODE_NOT_FOUND: Final = re.compile(r"^node (\d+) is not registered$")
 
 
 def _message_too_large(message: str) -> StamenError:
@@ -51,9 +54,16 @@ def _run_not_running(message: str) -> StamenError:
     return RunNotRunningError(int(match[1]), match[2])
 
 
+def _not_found(message: str) -> StamenError:
+    match = _NODE_NOT_FOUND.match(message)
+    if match is None:
+        return NotFoundError(message)
+    return NodeNotFoundError(int(match[1]))
+
+
 _FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
     Status.INVALID_ARGUMENT: InvalidMessageError,
-    Status.NOT_FOUND: NotFoundError,
+    Status.NOT_FOUND: _not_found,
     Status.PERMISSION_DENIED: PermissionDeniedError,
     Status.RESOURCE_EXHAUSTED: _message_too_large,
     Status.FAILED_PRECONDITION: _run_not_running,
