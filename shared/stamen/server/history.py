@@ -10,7 +10,8 @@ __all__ = ["History"]
 
 
 class History:
-    """Losses as `[(round, loss)]`; metrics as `{name: [(round, value)]}`."""
+    """Losses as `[(round, loss)]`; metrics as `{name: [(round, value)]}`; how long each
+    round took as `round_times`, `[(round, seconds)]`."""
 
     def __init__(self) -> None:
         self.losses_distributed: list[tuple[int, float]] = []
@@ -18,12 +19,16 @@ class History:
         self.metrics_distributed_fit: dict[str, list[tuple[int, Scalar]]] = {}
         self.metrics_distributed: dict[str, list[tuple[int, Scalar]]] = {}
         self.metrics_centralized: dict[str, list[tuple[int, Scalar]]] = {}
+        self.round_times: list[tuple[int, float]] = []
 
     def add_loss_distributed(self, server_round: int, loss: float) -> None:
         self.losses_distributed.append((server_round, loss))
 
     def add_loss_centralized(self, server_round: int, loss: float) -> None:
         self.losses_centralized.append((server_round, loss))
+
+    def add_round_time(self, server_round: int, seconds: float) -> None:
+        self.round_times.append((server_round, seconds))
 
     def add_metrics_distributed_fit(self, server_round: int, metrics: Mapping[str, Scalar]) -> None:
         _add_metrics(self.metrics_distributed_fit, server_round, metrics)

@@ -132,7 +132,9 @@ class _RoundLoop:
                 self.history.add_loss_centralized(server_round, loss)
                 self.history.add_metrics_centralized(server_round, metrics)
             self._evaluate_round(server_round, parameters)
-            logger.info("round %d took %.2fs", server_round, time.perf_counter() - round_start)
+            took = time.perf_counter() - round_start
+            self.history.add_round_time(server_round, took)
+            logger.info("round %d took %.2fs", server_round, took)
         self._encoded.clear()
 
         num_rounds = self.config.num_rounds

@@ -1,0 +1,276 @@
+"""`stamen-simulation --server-app server:app --client-app client:app --num-supernodes N`.
+
+The only place that exits the process: bad input (an app reference that does not load, a
+bad backend config) is one line on stderr and exit code 2; a run that fails exits 1;
+SIGINT/SIGTERM stop the run cleanly (workers ended, shared memory unlinked) and exit
+128 + the signal's number, and a second signal cuts the clean-up short.
+
+Start-up is ordered to hide the apps' import time: references are checked without
+importing, the worker pool's forkserver is launched (it imports the ClientApp at once),
+and only then does this process import the rest of Stamen and the ServerApp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+from stamen.common.errors import StamenError, UserInputError
+from stamen.common.logging import setup_logging
+
+from .launcher import close_context, default_start_method, open_context
+from .progress import RoundProgress, StatusLine
+from .references import check_reference
+from .resources import plan_workers, usable_cpus
+from .settings import SimulationSettings, describe
+from .summary import summary_table
+
+if TYPE_CHECKING:
+    from stamen.server.history import History
+
+__all__ = ["main", "simulation"]
+
+logger = logging.getLogger(__name__)
+
+PROG = "stamen-simulation"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+FORKSERVER_STOP_TIMEOUT = 5.0
+"""Seconds to wait for the forkserver to exit once the pool is closed."""
+
+
+def _version() -> str:
+    try:
+        return version("stamen")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.command(
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Every option can also be set through its STAMEN_* environment variable, shown "
+        "with each option. Exit codes: 0 when the run completes, 1 when it fails, 2 for "
+        "bad input, 128 + the signal's number after SIGINT or SIGTERM (sent twice, the "
+        "clean-up is cut short)."
+    ),
+)
+@click.option(
+    "--server-app",
+    required=True,
+    metavar="MODULE:ATTR",
+    envvar="STAMEN_SERVER_APP",
+    show_envvar=True,
+    help="The ServerApp, for example server:app (imported from --dir).",
+)
+@click.option(
+    "--client-app",
+    required=True,
+    metavar="MODULE:ATTR",
+    envvar="STAMEN_CLIENT_APP",
+    show_envvar=True,
+    help="The ClientApp, for example client:app; each worker process imports it once.",
+)
+@click.option(
+    "--num-supernodes",
+    type=int,
+    required=True,
+    envvar="STAMEN_NUM_SUPERNODES",
+    show_envvar=True,
+    help="Virtual SuperNodes to simulate. Node i gets node config partition-id=i and "
+    "num-partitions=N (a legacy client_fn(cid) gets cid 'i').",
+)
+@click.option(
+    "--backend-config",
+    metavar="JSON|PATH",
+    envvar="STAMEN_BACKEND_CONFIG",
+    show_envvar=True,
+    help='The worker pool, as JSON text or a JSON file: {"num_workers": 2, '
+    '"client_resources": {"num_cpus": 1, "num_gpus": 0.5}}. Default: one worker per '
+    "usable CPU; fractions of a GPU let that many workers share one.",
+)
+@click.option(
+    "--run-config",
+    default="",
+    metavar="'KEY=VALUE ...'",
+    envvar="STAMEN_RUN_CONFIG",
+    show_envvar=True,
+    help="Settings both apps read from context.run_config, for example "
+    "'num-server-rounds=3 lr=0.1'.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    envvar="STAMEN_SEED",
+    show_envvar=True,
+    help="Put seed=SEED in the run config: the ServerApp samples nodes with it, so a "
+    "run repeats exactly, whatever the number of workers.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    envvar="STAMEN_DIR",
+    show_envvar=True,
+    help="Directory both apps are imported from.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="STAMEN_LOG_LEVEL",
+    show_envvar=True,
+    help="DEBUG (adds every virtual node's own lines), INFO, WARNING or ERROR.",
+)
+@click.version_option(_version(), "--version", prog_name=PROG)
+@click.pass_context
+def simulation(ctx: click.Context, /, **options: Any) -> None:
+    """Simulate a federation on this machine: a SuperLink, NUM-SUPERNODES virtual
+    SuperNodes running the ClientApp in a pool of worker processes, and the ServerApp.
+
+    The apps are the ones you deploy, unchanged. Logs go to stderr (with a progress line
+    per round on a terminal); the per-round summary table goes to stdout at the end.
+    """
+    try:
+        settings = SimulationSettings(**options)
+    except ValidationError as exc:
+        ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
+    status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
+    setup_logging(settings.log_level, None if status is None else status.stream)
+    try:
+        history = _simulate(settings, status)
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    except StamenError as exc:
+        ctx.exit(_fail(str(exc), EXIT_FAILED))
+    except _Stopped as exc:
+        ctx.exit(_fail(f"stopped by {exc.signal.name}", 128 + exc.signal.value))
+    table = summary_table(history)
+    if table:
+        click.echo(table)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `stamen-simulation` entry point."""
+    try:
+        code = simulation.main(args=argv, prog_name=PROG, standalone_mode=False) or 0
+    except click.ClickException as exc:
+        code = _fail(exc.format_message(), EXIT_BAD_INPUT)
+    except click.Abort:
+        code = EXIT_FAILED
+    except KeyboardInterrupt:  # Ctrl-C before the event loop's handlers were installed
+        code = _fail("stopped by SIGINT", 128 + signal.SIGINT.value)
+    sys.exit(code)
+
+
+class _Stopped(Exception):
+    """A signal stopped the run."""
+
+    def __init__(self, signum: signal.Signals) -> None:
+        super().__init__(signum.name)
+        self.signal = signum
+
+
+def _simulate(settings: SimulationSettings, status: StatusLine | None) -> History:
+    check_reference(settings.server_app, settings.directory)
+    check_reference(settings.client_app, settings.directory)
+    with _forkserver(settings):
+        # Imported now, while the forkserver imports the ClientApp: this is the other
+        # half of start-up (the SuperLink, the agents, the runner).
+        from .engine import loop_factory, run_simulation_async
+
+        progress = None if status is None else RoundProgress(status)
+        began = time.perf_counter()
+        main_task: asyncio.Task[History] | None = None
+        stopped_by: list[signal.Signals] = []
+
+        def on_signal(signum: signal.Signals) -> None:
+            stopped_by.append(signum)
+            if len(stopped_by) == 1:
+                logger.warning(
+                    "%s: stopping the simulation (again to cut the clean-up short)", signum.name
+                )
+            else:
+                logger.warning("%s again: cutting the clean-up short", signum.name)
+            if main_task is not None:
+                main_task.cancel()
+
+        async def run() -> History:
+            nonlocal main_task
+            main_task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, on_signal, signum)
+            try:
+                return await run_simulation_async(
+                    settings.server_app,
+                    settings.client_app,
+                    settings.num_supernodes,
+                    settings.backend_config,
+                    settings.run_config,
+                    seed=settings.seed,
+                    directory=settings.directory,
+                    observer=progress,
+                )
+            finally:
+                if progress is not None:
+                    progress.close()
+
+        try:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                history = runner.run(run())
+        except asyncio.CancelledError:
+            if stopped_by:
+                raise _Stopped(stopped_by[0]) from None
+            raise
+    logger.info("simulation finished in %.2fs", time.perf_counter() - began)
+    return history
+
+
+@contextlib.contextmanager
+def _forkserver(settings: SimulationSettings) -> Iterator[None]:
+    """Launch the worker pool's forkserver with the ClientApp now (the pool then uses
+    it): it imports the app while this process imports the rest."""
+    backend = settings.backend_config
+    start_method = default_start_method(backend.client_resources.num_gpus)
+    if start_method != "forkserver":  # spawn: each worker imports the app itself
+        yield
+        return
+    specs = plan_workers(
+        num_workers=backend.num_workers,
+        num_cpus=backend.client_resources.num_cpus,
+        num_gpus=0.0,
+        cpus=usable_cpus(),
+        gpus=[],
+    )
+    open_context(start_method, settings.client_app, str(settings.directory), specs[0].threads)
+    try:
+        yield
+    finally:
+        stopper = threading.Thread(
+            target=close_context, args=(start_method,), name="stamen-forkserver-stop", daemon=True
+        )
+        stopper.start()
+        stopper.join(FORKSERVER_STOP_TIMEOUT)
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""run_simulation: a whole federation in one process, wired from the deployment's parts.
+
+The SuperLink core with in-memory state, N virtual SuperNodes, each the deployment's
+`SuperNodeAgent` over the memory transport with a handle on the shared `WorkerPool` as
+its executor, and the ServerApp runner. Nothing here routes messages or runs apps: it
+only connects those parts, so a simulation behaves as a deployment does.
+
+Start-up order hides the app's import time: the pool starts first, so the workers
+import the ClientApp (torch: seconds) while this process imports the ServerApp,
+opens the SuperLink and registers the nodes. The first instructions wait in the pool's
+queue until a worker is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stamen.client import ClientApp
+from stamen.common.errors import ConfigError
+from stamen.common.records import UserConfig
+from stamen.server import ServerApp
+from stamen.server.history import History
+from stamen.serverapp.runner import run_serverapp
+from stamen.superlink.memorystate import MemoryLinkState
+from stamen.superlink.objectstore import MemoryObjectStore
+from stamen.superlink.superlink import SuperLink
+from stamen.supernode.agent import SuperNodeAgent
+from stamen.supernode.cache import ObjectCache
+from stamen.transport.api import ServerAppIoApi
+from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
+
+from .apps import AppRef, client_app_ref, server_app_of
+from .config import BackendConfig, parse_backend_config
+from .pool import WorkerPool
+from .progress import ObservedServerAppIo, RunObserver
+from .references import check_reference
+
+__all__ = ["Simulation", "open_simulation", "run_simulation", "run_simulation_async"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HEARTBEAT_INTERVAL = 3600.0
+"""Virtual nodes live in this process and cannot vanish: heartbeats would only burn CPU
+(10,000 agents at the deployment's 5 s are 2,000 calls a second)."""
+
+CHATTY_LOGGERS = ("stamen.supernode", "stamen.superlink")
+"""Per-node records (registered, received, replied): one line each for thousands of
+virtual nodes. Quieted to WARNING during a simulation unless DEBUG is on for them."""
+
+NODE_START_TIMEOUT = 120.0
+"""Seconds the virtual nodes may take to register (10,000 take about two)."""
+
+
+def run_simulation(
+    server_app: ServerApp | str,
+    client_app: ClientApp | str,
+    num_supernodes: int,
+    backend_config: BackendConfig | Mapping[str, Any] | str | None = None,
+    run_config: UserConfig | None = None,
+    *,
+    seed: int | None = None,
+    directory: str | Path | None = None,
+) -> History:
+    """Simulate `num_supernodes` nodes running `client_app` under `server_app`; return
+    the History. Apps are objects defined at module level, or 'module:attribute' strings
+    imported from `directory` (default: sys.path).
+
+    `backend_config`: {"num_workers": ..., "client_resources": {"num_cpus": ...,
+    "num_gpus": ...}} (a dict, JSON text or a JSON file's path). `seed` goes to the run
+    config as "seed" (what the default ServerApp samples with). Blocks until the run
+    ends; from inside a running event loop (a notebook) it runs in a thread of its own.
+    Worker processes import the main module, so a script calls this under
+    `if __name__ == "__main__":`.
+    """
+
+    def simulate() -> Coroutine[Any, Any, History]:
+        return run_simulation_async(
+            server_app,
+            client_app,
+            num_supernodes,
+            backend_config,
+            run_config,
+            seed=seed,
+            directory=directory,
+        )
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_in_new_loop(simulate)
+    with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
+        return thread.submit(_run_in_new_loop, simulate).result()
+
+
+async def run_simulation_async(
+    server_app: ServerApp | str,
+    client_app: ClientApp | str,
+    num_supernodes: int,
+    backend_config: BackendConfig | Mapping[str, Any] | str | None = None,
+    run_config: UserConfig | None = None,
+    *,
+    seed: int | None = None,
+    directory: str | Path | None = None,
+    observer: RunObserver | None = None,
+) -> History:
+    """`run_simulation` in the caller's event loop; `observer` hears each batch of
+    instructions and replies (the CLI's progress line)."""
+    backend = parse_backend_config(backend_config)
+    folder = None if directory is None else Path(directory)
+    config = dict(run_config or {})
+    if seed is not None:
+        config["seed"] = seed
+    client = client_app_ref(client_app, folder)
+    if isinstance(server_app, str):  # a typo fails here, before any worker starts
+        check_reference(server_app, folder)
+    async with open_simulation(client, num_supernodes, backend) as simulation:
+        app, server_ref = server_app_of(server_app, folder)
+        return await simulation.run(
+            app, server_app_ref=server_ref, run_config=config, observer=observer
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """A running federation: the SuperLink, with the virtual nodes registered and the
+    worker pool started (see `open_simulation`)."""
+
+    link: SuperLink
+    client_app: AppRef
+
+    async def run(
+        self,
+        server_app: ServerApp,
+        *,
+        server_app_ref: str = "",
+        run_config: UserConfig | None = None,
+        observer: RunObserver | None = None,
+    ) -> History:
+        """Run `server_app` once over the virtual nodes; its History."""
+        serverappio: ServerAppIoApi = MemoryServerAppIo(self.link.serverappio)
+        if observer is not None:
+            serverappio = ObservedServerAppIo(serverappio, observer)
+        return await run_serverapp(
+            serverappio,
+            server_app,
+            server_app_ref=server_app_ref,
+            client_app_ref=self.client_app.reference,
+            run_config=dict(run_config or {}),
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_simulation(
+    client_app: AppRef, num_supernodes: int, backend: BackendConfig
+) -> AsyncIterator[Simulation]:
+    """Start the worker pool, the SuperLink and `num_supernodes` registered virtual
+    nodes; stop them all on exit (workers killed if need be, shared memory unlinked).
+
+    A ClientApp that does not load in the workers ends the block with AppLoadError
+    (`pool.started()` raises it, and the task group cancels the block).
+    """
+    if num_supernodes < 1:
+        raise ConfigError(f"num_supernodes must be at least 1, got {num_supernodes}")
+    began = time.perf_counter()
+    resources = backend.client_resources
+    pool = WorkerPool(
+        client_app.reference,
+        client_app.directory,
+        num_workers=backend.num_workers,
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
+    )
+    link = SuperLink(MemoryLinkState(), MemoryObjectStore(), heartbeat_interval=HEARTBEAT_INTERVAL)
+    with _quiet(CHATTY_LOGGERS):
+        async with pool, link:
+            fleet = MemoryFleet(link.fleet)
+            # One cache for all nodes: objects are immutable and named by their hash, so
+            # the round's model is fetched (copied, verified) once, not once per node.
+            cache = ObjectCache()
+            agents = tuple(
+                SuperNodeAgent(
+                    fleet,
+                    pool.executor(),
+                    {"partition-id": i, "num-partitions": num_supernodes},
+                    object_cache=cache,
+                )
+                for i in range(num_supernodes)
+            )
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    loading = tasks.create_task(pool.started(), name="stamen-simulation-loading")
+                    registered = _Countdown(num_supernodes)
+                    for agent in agents:
+                        tasks.create_task(agent.run(registered))
+                    async with asyncio.timeout(NODE_START_TIMEOUT):
+                        await registered.wait()
+                    logger.info(
+                        "%d virtual SuperNodes registered in %.2fs",
+                        num_supernodes,
+                        time.perf_counter() - began,
+                    )
+                    try:
+                        yield Simulation(link, client_app)
+                    finally:
+                        loading.cancel()  # a run that ended needs no news of the workers
+                        for agent in agents:
+                            agent.stop()
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
+
+
+class _Countdown(asyncio.Event):
+    """An Event that is set after `count` calls to `set()`: one for all the nodes."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self._left = count
+
+    def set(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            super().set()
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside (nested) groups, or the group itself when there are several."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    causes = [e for e in leaves if not isinstance(e, asyncio.CancelledError)] or leaves
+    return causes[0] if len(causes) == 1 else group
+
+
+@contextlib.contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    changed = []
+    for name in names:
+        log = logging.getLogger(name)
+        if log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+            log.setLevel(logging.WARNING)
+            changed.append(log)
+    try:
+        yield
+    finally:
+        for log in changed:
+            log.setLevel(logging.NOTSET)
+
+
+def _run_in_new_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main()` to its end in a fresh event loop (uvloop when installed)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main())
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when uvloop is installed, else None (asyncio's default)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

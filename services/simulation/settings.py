@@ -1,0 +1,94 @@
+"""SimulationSettings: what `stamen-simulation` is told, validated once at the edge.
+
+The CLI fills it from flags and `STAMEN_*` environment variables; `describe` turns a
+validation failure into the one line the CLI prints, naming the flag to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from stamen.common.config import parse_user_config
+from stamen.common.errors import ConfigError
+from stamen.common.records import UserConfig
+
+from .config import BackendConfig, parse_backend_config
+
+__all__ = ["SimulationSettings", "describe"]
+
+_REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+_FLAGS = {"directory": "--dir"}
+
+
+class SimulationSettings(BaseModel):
+    """A simulation's settings (see `stamen-simulation --help` for each one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server_app: str
+    client_app: str
+    num_supernodes: int = Field(ge=1)
+    backend_config: BackendConfig = BackendConfig()
+    run_config: UserConfig = Field(default_factory=dict)
+    seed: int | None = None
+    directory: Path = Path()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("server_app", "client_app")
+    @classmethod
+    def _app_reference(cls, value: str) -> str:
+        if not _REFERENCE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a 'module:attribute' reference (like client:app)")
+        return value
+
+    @field_validator("backend_config", mode="before")
+    @classmethod
+    def _parse_backend_config(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            return value
+        try:
+            return parse_backend_config(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("backend config: ")) from None
+
+    @field_validator("run_config", mode="before")
+    @classmethod
+    def _parse_run_config(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_user_config(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("directory")
+    @classmethod
+    def _existing_directory(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+def describe(error: ValidationError) -> str:
+    """The first problem in `error`, as one line that names the flag."""
+    problem = error.errors()[0]
+    location = [str(part) for part in problem["loc"]]
+    message = problem["msg"].removeprefix("Value error, ")
+    if not location:
+        return message
+    field = location[0]
+    return f"{_FLAGS.get(field, '--' + field.replace('_', '-'))}: {message}"
