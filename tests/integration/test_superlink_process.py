@@ -26,7 +26,7 @@ from procs import Procs, SuperLink, superlink_args
 from stamen.codec import collect_object, decode_message, encode_message, iter_chunks
 from stamen.codec.envelope import Envelope
 from stamen.codec.objects import Buffer
-from stamen.common.errors import StamenError, UnavailableError
+from stamen.common.errors import ConfigError, StamenError, UnavailableError
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, RecordDict
 from stamen.transport.grpc import (
@@ -153,7 +153,7 @@ async def test_tls_admits_a_trusting_client_and_refuses_a_plaintext_one(
             await check_health(secure, timeout=5)
             assert (await GrpcFleetClient(secure).register_node({})).node_id > 0
         async with channel(link.fleet) as plain:
-            with pytest.raises(UnavailableError, match="requires TLS"):
+            with pytest.raises(ConfigError, match="requires TLS"):
                 await GrpcFleetClient(plain).register_node({})
     stop(link)
 

@@ -267,7 +267,7 @@ async def test_tls_round_trip(certs: Path) -> None:
     ("server_tls", "client", "error", "hint"),
     [
         (False, "ca", ConfigError, "connect with --insecure"),
-        (True, "insecure", UnavailableError, "requires TLS"),
+        (True, "insecure", ConfigError, "requires TLS"),
         (True, "other-ca", ConfigError, "does not trust"),
     ],
 )

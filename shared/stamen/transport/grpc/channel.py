@@ -9,6 +9,8 @@ cannot help); a refused or dropped connection is `UnavailableError` (retry with 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from pathlib import Path
 
@@ -30,6 +32,7 @@ __all__ = [
     "check_health",
     "connect",
     "connection_failure",
+    "explain_failure",
     "split_address",
 ]
 
@@ -43,6 +46,7 @@ class SuperLinkChannel(Channel):
 
     def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> None:
         super().__init__(host, port, ssl=ssl_context, codec=BoundedProtoCodec())
+        self.endpoint = (host, port)
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.tls = ssl_context is not None
 
@@ -78,7 +82,7 @@ async def check_health(channel: Channel, *, timeout: float) -> None:
     except GRPCError as exc:
         raise from_grpc(exc) from exc
     except CONNECTION_ERRORS as exc:
-        raise connection_failure(channel, exc) from exc
+        raise await explain_failure(channel, exc) from exc
     if reply.status != HealthCheckResponse.SERVING:
         raise UnavailableError(f"{_address(channel)} is not serving (it may be shutting down)")
 
@@ -103,17 +107,48 @@ def connection_failure(channel: Channel, exc: BaseException) -> StamenError:
         return UnavailableError(f"{where} did not answer in time")
     if isinstance(exc, ConnectionRefusedError):
         return UnavailableError(f"cannot reach {where}: connection refused (is it running?)")
-    if tls is False and isinstance(exc, StreamTerminatedError | ConnectionResetError):
-        return UnavailableError(
-            f"{where} closed the connection: the SuperLink probably requires TLS; "
-            "connect with --root-certificates CA instead of --insecure (or it went away)"
-        )
     if tls is True and isinstance(exc, ConnectionResetError | StreamTerminatedError):
         return UnavailableError(
             f"{where} closed the connection during TLS setup: the SuperLink may serve "
             "without TLS (--insecure), or it went away"
         )
     return UnavailableError(f"cannot reach {where}: {exc or type(exc).__name__}")
+
+
+async def explain_failure(channel: Channel, exc: BaseException) -> StamenError:
+    """Like `connection_failure`, but when a plaintext client's connection is dropped,
+    find out whether the server speaks TLS: that mistake is a ConfigError, said at once,
+    while a server that merely went away is an UnavailableError worth retrying."""
+    endpoint = getattr(channel, "endpoint", None)
+    if (
+        endpoint is not None
+        and getattr(channel, "tls", None) is False
+        and isinstance(exc, StreamTerminatedError | ConnectionResetError)
+    ):
+        where = _address(channel)
+        if await _speaks_tls(*endpoint):
+            return ConfigError(
+                f"{where} requires TLS: connect with --root-certificates CA instead of --insecure"
+            )
+        return UnavailableError(f"{where} closed the connection (it may have gone away)")
+    return connection_failure(channel, exc)
+
+
+async def _speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether a TLS handshake with host:port succeeds (certificate unchecked: this only
+    asks which protocol the server speaks)."""
+    probe = ssl.create_default_context()
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port, ssl=probe)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 def _address(channel: Channel) -> str:

@@ -4,13 +4,13 @@
 agent and the ServerApp's Grid take either. Every call has a deadline (`timeout`, plus
 the long-poll bound for pulls, `stream_timeout` for object streams); a status comes back
 as the error class the one table names (`errors.from_grpc`), a connection failure as the
-`UnavailableError` or `ConfigError` that `channel.connection_failure` words.
+`UnavailableError` or `ConfigError` that `channel.explain_failure` words.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
@@ -30,7 +30,7 @@ from stamen.transport.api import Chunk
 from stamen.transport.types import Node, NodeRegistration, PushResult, Run
 
 from ._streams import aclose
-from .channel import CONNECTION_ERRORS, connection_failure
+from .channel import CONNECTION_ERRORS, explain_failure
 from .errors import from_grpc
 
 __all__ = [
@@ -64,14 +64,14 @@ class _Client:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
 
-    @contextmanager
-    def _call(self) -> Iterator[None]:
+    @asynccontextmanager
+    async def _call(self) -> AsyncIterator[None]:
         try:
             yield
         except GRPCError as exc:
             raise from_grpc(exc) from exc
         except CONNECTION_ERRORS as exc:
-            raise connection_failure(self.channel, exc) from exc
+            raise await explain_failure(self.channel, exc) from exc
 
     async def _push_object(
         self, push: _PushObject, first: pb.ObjectChunk, chunks: AsyncIterable[Chunk]
@@ -90,7 +90,7 @@ class _Client:
             if offset == 0:  # no data: the stream still names the object
                 yield first
 
-        with self._call():
+        async with self._call():
             reply = await push(requests(), timeout=self.stream_timeout)
         return reply.stored
 
@@ -100,7 +100,7 @@ class _Client:
         stream = pull(request, timeout=self.stream_timeout)
         received = 0
         try:
-            with self._call():
+            async with self._call():
                 async for chunk in stream:
                     if chunk.offset != received or (
                         received == 0 and chunk.object_id != request.object_id
@@ -130,18 +130,18 @@ class GrpcFleetClient(_Client):
 
     async def register_node(self, node_config: UserConfig) -> NodeRegistration:
         request = pb.RegisterNodeRequest(node_config=user_config_to_proto(node_config))
-        with self._call():
+        async with self._call():
             reply = await self._stub.register_node(request, timeout=self.timeout)
         return NodeRegistration(node_id=reply.node_id, heartbeat_interval=reply.heartbeat_interval)
 
     async def unregister_node(self, node_id: int) -> None:
-        with self._call():
+        async with self._call():
             await self._stub.unregister_node(
                 pb.UnregisterNodeRequest(node_id=node_id), timeout=self.timeout
             )
 
     async def heartbeat(self, node_id: int) -> float:
-        with self._call():
+        async with self._call():
             reply = await self._stub.heartbeat(
                 pb.HeartbeatRequest(node_id=node_id), timeout=self.timeout
             )
@@ -149,7 +149,7 @@ class GrpcFleetClient(_Client):
 
     async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
         request = pb.PullMessagesRequest(node_id=node_id, timeout=timeout)
-        with self._call():
+        async with self._call():
             reply = await self._stub.pull_messages(request, timeout=timeout + self.timeout)
             return [envelope_from_proto(message) for message in reply.messages]
 
@@ -157,7 +157,7 @@ class GrpcFleetClient(_Client):
         request = pb.PushMessagesRequest(
             node_id=node_id, messages=[envelope_to_proto(e) for e in envelopes]
         )
-        with self._call():
+        async with self._call():
             reply = await self._stub.push_messages(request, timeout=self.timeout)
         return _push_result(reply)
 
@@ -172,7 +172,7 @@ class GrpcFleetClient(_Client):
         return self._pull_object(self._stub.pull_object, request)
 
     async def get_run(self, node_id: int, run_id: int) -> Run:
-        with self._call():
+        async with self._call():
             reply = await self._stub.get_run(
                 pb.GetRunRequest(node_id=node_id, run_id=run_id), timeout=self.timeout
             )
@@ -198,17 +198,17 @@ class GrpcServerAppIoClient(_Client):
             client_app=client_app,
             run_config=user_config_to_proto(run_config),
         )
-        with self._call():
+        async with self._call():
             reply = await self._stub.create_run(request, timeout=self.timeout)
         return reply.run_id
 
     async def get_run(self, run_id: int) -> Run:
-        with self._call():
+        async with self._call():
             reply = await self._stub.get_run(pb.GetRunRequest(run_id=run_id), timeout=self.timeout)
             return _run(reply)
 
     async def get_nodes(self, run_id: int) -> list[Node]:
-        with self._call():
+        async with self._call():
             reply = await self._stub.get_nodes(
                 pb.GetNodesRequest(run_id=run_id), timeout=self.timeout
             )
@@ -218,7 +218,7 @@ class GrpcServerAppIoClient(_Client):
         request = pb.PushInstructionsRequest(
             run_id=run_id, messages=[envelope_to_proto(e) for e in envelopes]
         )
-        with self._call():
+        async with self._call():
             reply = await self._stub.push_messages(request, timeout=self.timeout)
         return _push_result(reply)
 
@@ -228,7 +228,7 @@ class GrpcServerAppIoClient(_Client):
         request = pb.PullRepliesRequest(
             run_id=run_id, message_ids=list(message_ids), timeout=timeout
         )
-        with self._call():
+        async with self._call():
             reply = await self._stub.pull_messages(request, timeout=timeout + self.timeout)
             return [envelope_from_proto(message) for message in reply.messages]
 
@@ -248,7 +248,7 @@ class GrpcServerAppIoClient(_Client):
         request = pb.UpdateRunStatusRequest(
             run_id=run_id, status=status, sub_status=sub_status, details=details
         )
-        with self._call():
+        async with self._call():
             await self._stub.update_run_status(request, timeout=self.timeout)
 
 
@@ -260,17 +260,17 @@ class GrpcControlClient(_Client):
         self._stub = pb.ControlStub(channel)
 
     async def list_runs(self) -> list[Run]:
-        with self._call():
+        async with self._call():
             reply = await self._stub.list_runs(pb.ListRunsRequest(), timeout=self.timeout)
             return [run_from_proto(run) for run in reply.runs]
 
     async def get_run(self, run_id: int) -> Run:
-        with self._call():
+        async with self._call():
             reply = await self._stub.get_run(pb.GetRunRequest(run_id=run_id), timeout=self.timeout)
             return _run(reply)
 
     async def stop_run(self, run_id: int) -> Run:
-        with self._call():
+        async with self._call():
             reply = await self._stub.stop_run(
                 pb.StopRunRequest(run_id=run_id), timeout=self.timeout
             )
