@@ -22,10 +22,14 @@ def fit_config(server_round: int) -> dict:
 
 def server_fn(context: Context) -> ServerAppComponents:
     seed = int(context.run_config.get("seed", 0))
+    # Wait for this many nodes before round 1 (a deployment's nodes come up one by one).
+    min_nodes = int(context.run_config.get("min-available-clients", 2))
     strategy = FedAvg(
         fraction_fit=1.0,
         fraction_evaluate=1.0,
-        min_available_clients=2,
+        min_fit_clients=min(2, min_nodes),
+        min_evaluate_clients=min(2, min_nodes),
+        min_available_clients=min_nodes,
         on_fit_config_fn=fit_config,
         fit_metrics_aggregation_fn=weighted_average,
         evaluate_metrics_aggregation_fn=weighted_average,
