@@ -1,0 +1,1 @@
+"""Benchmarks: Stamen side by side with Flower 1.42 (see README.md here)."""

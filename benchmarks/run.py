@@ -1,0 +1,196 @@
+"""`make bench`: every scenario for Stamen and Flower 1.42, alternately, into RESULTS.md.
+
+Runs alternate (Stamen, Flower, Stamen, Flower, ...) so machine drift hits both alike;
+each figure is the median of the runs with min and max beside it.
+`python -m benchmarks.run --runs 3 --only S1,S2 --out benchmarks/RESULTS.md`
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from benchmarks import deploy
+from benchmarks.measure import Sample, base_env, run_command
+
+ROOT = Path(__file__).resolve().parent.parent
+STAMEN_PY = ROOT / ".venv/bin/python"
+FLOWER_VENV = ROOT / "benchmarks/.venv-flower"
+FLOWER_PY = FLOWER_VENV / "bin/python"
+FLOWER_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    metric: str  # what the headline figure is
+    target: str
+    run: Callable[[str, Path], Sample | None]
+
+
+def simulation(
+    nodes: int, rounds: int, fraction: float, **bench: str
+) -> Callable[..., Sample | None]:
+    def run(framework: str, mark_dir: Path) -> Sample | None:
+        python = FLOWER_PY if framework == "flower" else STAMEN_PY
+        cmd = [str(python), "-m", "benchmarks.drive", "--framework", framework,
+               "--nodes", str(nodes), "--rounds", str(rounds),
+               "--fraction", str(fraction)]  # fmt: skip
+        env = base_env(framework, mark_dir, **bench)
+        return run_command(cmd, env, mark_dir, timeout=FLOWER_TIMEOUT)
+
+    return run
+
+
+SCENARIOS = [
+    Scenario("S1", "simulation, 10 nodes, 3 rounds, all clients", "wall s", "<= 3.5 s",
+             simulation(10, 3, 1.0)),
+    Scenario("S2", "simulation, 100 nodes, 3 rounds, all clients", "s per round", "<= 0.5 s",
+             simulation(100, 3, 1.0)),
+    Scenario("S3", "simulation, 1,000 nodes, 1 round, 10%", "wall s", "<= 4 s",
+             simulation(1000, 1, 0.1)),
+    Scenario("S4", "simulation, 10,000 nodes, 1 round, 1%", "wall s", "(finishes)",
+             simulation(10000, 1, 0.01)),
+    Scenario("S5", "engine: 1,000 nodes, all clients, echo client", "client tasks/s", ">= 1,000",
+             simulation(1000, 1, 1.0, MODE="echo")),
+    Scenario("D1", "deployment, TLS, 10 SuperNodes, 3 rounds", "wall s", "<= 10 s",
+             deploy.scenario(nodes=10, rounds=3, tls=True)),
+    Scenario("D2", "deployment, 4 SuperNodes, model + 400 MiB, 3 rounds", "s per round",
+             "<= 10 s; SuperLink <= 2x model", deploy.scenario(nodes=4, rounds=3, EXTRA_MIB="400")),
+    Scenario("D3", "deployment, tiny model, 10 SuperNodes: round latency", "s per round",
+             "<= 0.05 s overhead", deploy.scenario(nodes=10, rounds=3, HIDDEN="0", MODE="echo")),
+]  # fmt: skip
+
+
+def headline(scenario: Scenario, sample: Sample) -> float:
+    rounds = sample.extra.get("round_seconds") or []
+    if scenario.metric == "s per round":
+        return statistics.median(rounds) if rounds else float("nan")
+    if scenario.metric == "client tasks/s":
+        # One round of fit + evaluate on every node: 2 tasks per node.
+        return 2 * 1000 / rounds[0] if rounds else float("nan")
+    return sample.wall
+
+
+def ensure_flower_venv() -> None:
+    """benchmarks/.venv-flower: torch==2.13.0 first (the CPU wheel), then flwr 1.42.0."""
+    if FLOWER_PY.exists():
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(FLOWER_VENV)], check=True)
+    pip = [str(FLOWER_PY), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, "flwr[simulation]==1.42.0", "scikit-learn", "psutil"], check=True)
+
+
+def import_seconds() -> float:
+    """What importing the app's own libraries (torch, scikit-learn) costs, per process."""
+    code = "import time; t = time.time(); import torch, sklearn.datasets; print(time.time() - t)"
+    out = subprocess.run([str(STAMEN_PY), "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def fmt(values: list[float] | None) -> str:
+    if values is None:
+        return "not run"
+    if not values:
+        return "did not finish"
+    med = statistics.median(values)
+    return f"{med:.4g} ({min(values):.4g}-{max(values):.4g})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated scenario keys")
+    parser.add_argument("--frameworks", default="stamen,flower")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the harness on a 2-node S1, Stamen only, once"
+    )
+    args = parser.parse_args()
+    frameworks = args.frameworks.split(",")
+    chosen = [s for s in SCENARIOS if not args.only or s.key in args.only.split(",")]
+    if args.smoke:
+        frameworks, args.runs = ["stamen"], 1
+        chosen = [Scenario("S1", "smoke: 2 nodes, 1 round", "wall s", "-", simulation(2, 1, 1.0))]
+    if "flower" in frameworks:
+        ensure_flower_venv()
+    rows: list[str] = []
+    for scenario in chosen:
+        figures: dict[str, list[float]] = {f: [] for f in frameworks}
+        walls: dict[str, list[float]] = {f: [] for f in frameworks}
+        firsts: dict[str, list[float]] = {f: [] for f in frameworks}
+        peaks: dict[str, list[float]] = {f: [] for f in frameworks}
+        notes: dict[str, list[str]] = {f: [] for f in frameworks}
+        for i in range(args.runs):
+            for framework in frameworks:
+                with tempfile.TemporaryDirectory() as tmp:
+                    sample = scenario.run(framework, Path(tmp))
+                if sample is None:
+                    print(f"{scenario.key} {framework} run {i + 1}: timed out", flush=True)
+                    continue
+                figures[framework].append(headline(scenario, sample))
+                walls[framework].append(sample.wall)
+                peaks[framework].append(sample.peak_mib)
+                if sample.first_training is not None:
+                    firsts[framework].append(sample.first_training)
+                notes[framework].extend(f"{k} {v:.0f} MiB" for k, v in sample.peaks_by_name.items())
+                print(f"{scenario.key} {framework} run {i + 1}: {headline(scenario, sample):.3f} "
+                      f"{scenario.metric}, wall {sample.wall:.2f}s, peak {sample.peak_mib:.0f} MiB",
+                      flush=True)  # fmt: skip
+        s, f = figures.get("stamen"), figures.get("flower")
+        ratio = ""
+        if s and f:
+            better = statistics.median(f) / statistics.median(s)
+            if scenario.metric == "client tasks/s":
+                better = 1 / better
+            ratio = f"{better:.1f}x"
+        rows.append(
+            f"| {scenario.key} | {scenario.title} | {scenario.metric} | {fmt(s)} | {fmt(f)} | "
+            f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
+            f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
+            f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} |"
+        )
+    write_results(args.out, rows, args.runs)
+
+
+def write_results(out: Path, rows: list[str], runs: int) -> None:
+    versions = ["(not installed)", "?"]
+    if FLOWER_PY.exists():
+        code = "import flwr, torch; print(flwr.__version__, torch.__version__)"
+        found = subprocess.run([str(FLOWER_PY), "-c", code], capture_output=True, text=True)
+        versions = found.stdout.split() or versions
+    import stamen
+
+    mem = psutil.virtual_memory().total / 2**30
+    head = f"""# Benchmark results
+
+Written by `make bench` (benchmarks/run.py) on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
+
+- machine: {psutil.cpu_count()} cores ({platform.processor() or platform.machine()}), {mem:.0f} GiB memory, {platform.platform()}
+- Python {platform.python_version()}; Stamen {stamen.__version__}; Flower {versions[0]}; torch {versions[1]}
+- {runs} runs per framework and scenario, alternating; each cell: median (min-max)
+- app import time (torch + scikit-learn, one process): {import_seconds():.2f} s
+- ratio: how many times better Stamen's headline figure is than Flower's
+
+| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) |
+|---|---|---|---|---|---|---|---|---|---|
+"""  # noqa: E501
+    out.write_text(head + "\n".join(rows) + "\n" + (out.with_suffix(".notes.md").read_text()
+                   if out.with_suffix(".notes.md").exists() else ""))  # fmt: skip
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end on its smallest scenario, so it cannot rot.
+
+Only that the figures were produced is checked: timings never decide a test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_harness_writes_a_results_table(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = out.read_text()
+    assert "| key | scenario |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| S1 ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    stamen_figure, first_training = cells[3], cells[8]
+    assert stamen_figure[0].isdigit(), row  # a measured wall time, not "did not finish"
+    assert first_training[0].isdigit(), row
