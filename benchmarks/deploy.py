@@ -67,7 +67,9 @@ def scenario(
     nodes: int, rounds: int, tls: bool = False, **bench: str
 ) -> Callable[..., Sample | None]:
     def run(framework: str, work: Path) -> Sample | None:
-        env = base_env(framework, work, ROUNDS=str(rounds), FRACTION="1.0", **bench)
+        env = base_env(
+            framework, work, ROUNDS=str(rounds), FRACTION="1.0", MIN_NODES=str(nodes), **bench
+        )
         runner = _stamen if framework == "stamen" else _flower
         return runner(env, work, nodes, tls)
 
@@ -83,14 +85,15 @@ def _start(
 
 def _finish(
     procs: list[subprocess.Popen[bytes]], driver: subprocess.Popen[bytes], memory: TreeMemory,
-    clock: LineClock, started: float, work: Path, names: dict[int, str],
+    clock: LineClock, started: float, work: Path, names: dict[int, str], run_started: float,
 ) -> Sample | None:  # fmt: skip
     try:
         driver.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         return None
     finally:
-        wall = time.time() - started
+        ended = time.time()
+        wall, run_wall = ended - started, ended - run_started
         for proc in [driver, *procs]:
             kill_tree(proc.pid)
         memory.__exit__(None, None, None)
@@ -98,7 +101,7 @@ def _finish(
     if driver.returncode != 0:
         raise RuntimeError("the run failed:\n" + "".join(clock.tail))
     sample = Sample(wall, memory.peak / 2**20, first_mark(work, started),
-                    {"round_seconds": clock.round_seconds})  # fmt: skip
+                    {"round_seconds": clock.round_seconds, "run_wall": run_wall})  # fmt: skip
     sample.peaks_by_name = {
         name: memory.peak_by_root.get(pid, 0) / 2**20 for pid, name in names.items()
     }
@@ -132,6 +135,7 @@ def _stamen(env: dict[str, str], work: Path, nodes: int, tls: bool) -> Sample | 
         )  # fmt: skip
         memory.add(node.pid)
         procs.append(node)
+    run_started = time.time()
     driver = subprocess.Popen(
         [str(STAMEN_BIN / "stamen-serverapp"), "benchmarks.apps.app:server", "--dir", str(ROOT),
          *client_security, "--server", f"127.0.0.1:{appio}"],
@@ -139,7 +143,9 @@ def _stamen(env: dict[str, str], work: Path, nodes: int, tls: bool) -> Sample | 
     )  # fmt: skip
     memory.add(driver.pid)
     clock = LineClock(driver)
-    return _finish(procs, driver, memory, clock, started, work, {link.pid: "SuperLink"})
+    return _finish(
+        procs, driver, memory, clock, started, work, {link.pid: "SuperLink"}, run_started
+    )
 
 
 FLOWER_PYPROJECT = """[build-system]
@@ -207,13 +213,16 @@ def _flower(env: dict[str, str], work: Path, nodes: int, tls: bool) -> Sample | 
         memory.add(node.pid)
         procs.append(node)
     _wait_port(port)
+    run_started = time.time()
     driver = subprocess.Popen(
         [str(FLOWER_BIN / "flwr"), "run", str(app_dir), "bench", "--stream"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=app_dir,
     )  # fmt: skip
     memory.add(driver.pid)
     clock = LineClock(driver)
-    return _finish(procs, driver, memory, clock, started, work, {link.pid: "SuperLink"})
+    return _finish(
+        procs, driver, memory, clock, started, work, {link.pid: "SuperLink"}, run_started
+    )
 
 
 def _wait_port(port: int, timeout: float = 60.0) -> None:

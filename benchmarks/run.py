@@ -83,6 +83,13 @@ def headline(scenario: Scenario, sample: Sample) -> float:
     return sample.wall
 
 
+def notes_cell(notes: dict[str, list[str]]) -> str:
+    """The SuperLink's own peak RSS per run (deployment scenarios)."""
+    if not any(notes.values()):
+        return "-"
+    return " / ".join(", ".join(notes.get(f, [])) or "-" for f in ("stamen", "flower"))
+
+
 def ensure_flower_venv() -> None:
     """benchmarks/.venv-flower: torch==2.13.0 first (the CPU wheel), then flwr 1.42.0."""
     if FLOWER_PY.exists():
@@ -132,6 +139,7 @@ def main() -> None:
         walls: dict[str, list[float]] = {f: [] for f in frameworks}
         firsts: dict[str, list[float]] = {f: [] for f in frameworks}
         peaks: dict[str, list[float]] = {f: [] for f in frameworks}
+        runs: dict[str, list[float]] = {f: [] for f in frameworks}
         notes: dict[str, list[str]] = {f: [] for f in frameworks}
         for i in range(args.runs):
             for framework in frameworks:
@@ -143,9 +151,11 @@ def main() -> None:
                 figures[framework].append(headline(scenario, sample))
                 walls[framework].append(sample.wall)
                 peaks[framework].append(sample.peak_mib)
+                if "run_wall" in sample.extra:
+                    runs[framework].append(sample.extra["run_wall"])
                 if sample.first_training is not None:
                     firsts[framework].append(sample.first_training)
-                notes[framework].extend(f"{k} {v:.0f} MiB" for k, v in sample.peaks_by_name.items())
+                notes[framework].extend(f"{v:.0f}" for v in sample.peaks_by_name.values())
                 print(f"{scenario.key} {framework} run {i + 1}: {headline(scenario, sample):.3f} "
                       f"{scenario.metric}, wall {sample.wall:.2f}s, peak {sample.peak_mib:.0f} MiB",
                       flush=True)  # fmt: skip
@@ -160,7 +170,9 @@ def main() -> None:
             f"| {scenario.key} | {scenario.title} | {scenario.metric} | {fmt(s)} | {fmt(f)} | "
             f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
             f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
-            f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} |"
+            f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} | "
+            f"{fmt(runs.get('stamen') or None)} / {fmt(runs.get('flower') or None)} | "
+            f"{notes_cell(notes)} |"
         )
     write_results(args.out, rows, args.runs)
 
@@ -183,9 +195,11 @@ Written by `make bench` (benchmarks/run.py) on {time.strftime("%Y-%m-%d %H:%M UT
 - {runs} runs per framework and scenario, alternating; each cell: median (min-max)
 - app import time (torch + scikit-learn, one process): {import_seconds():.2f} s
 - ratio: how many times better Stamen's headline figure is than Flower's
+- wall: from starting the first process to the end of the run; deployment scenarios also
+  give the ServerApp's own run (SuperNodes already up, their start-up excluded)
 
-| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) |
-|---|---|---|---|---|---|---|---|---|---|
+| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) | deployment: ServerApp start to exit, s (Stamen / Flower) | SuperLink peak MiB (Stamen / Flower) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 """  # noqa: E501
     out.write_text(head + "\n".join(rows) + "\n" + (out.with_suffix(".notes.md").read_text()
                    if out.with_suffix(".notes.md").exists() else ""))  # fmt: skip

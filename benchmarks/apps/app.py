@@ -25,6 +25,8 @@ from benchmarks.apps import task
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 FRACTION = float(os.environ.get("BENCH_FRACTION", "1.0"))
+# Deployment: wait for every SuperNode before round 1 (they come up one by one).
+MIN_NODES = int(os.environ.get("BENCH_MIN_NODES", "1"))
 
 
 class BenchClient(NumPyClient):  # type: ignore[misc,unused-ignore]
@@ -55,7 +57,7 @@ def server_fn(context: Context) -> ServerAppComponents:
         fraction_evaluate=FRACTION,
         min_fit_clients=1,
         min_evaluate_clients=1,
-        min_available_clients=1,
+        min_available_clients=MIN_NODES,
         initial_parameters=ndarrays_to_parameters(task.initial_ndarrays()),
         on_fit_config_fn=lambda r: {"server_round": r},
         evaluate_metrics_aggregation_fn=weighted_accuracy,
