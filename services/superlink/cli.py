@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from stamen.common.allocator import tune_allocator
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
@@ -171,6 +172,7 @@ def main(ctx: click.Context, /, **options: Any) -> None:
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     setup_logging(settings.log_level)
+    tune_allocator()
     logger.info("%s %s starting", PROG, _version())
     try:
         ctx.exit(_run(settings))

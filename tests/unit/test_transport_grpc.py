@@ -350,3 +350,19 @@ async def test_data_frames_are_not_hex_dumped_once_the_transport_is_used() -> No
         assert h2patch.installed()
     frame = DataFrame(1, data=bytes(1 << 20))
     assert repr(frame).endswith("<1048576 bytes>")
+
+
+async def test_connections_ask_their_peer_for_large_frames() -> None:
+    received: list[int] = []
+    async with serving(FakeFleet()) as (_, address):
+        channel = connect(address, root_certificates=None, insecure=True)
+        try:
+            await GrpcFleetClient(channel).heartbeat(NODE)
+            protocol = channel._protocol  # the client's side of the one connection
+            assert protocol is not None
+            h2 = protocol.connection._connection
+            received.append(h2.remote_settings.max_frame_size)  # what the server asked for
+            received.append(h2.max_outbound_frame_size)
+        finally:
+            channel.close()
+    assert received == [h2patch.MAX_FRAME_SIZE, h2patch.MAX_FRAME_SIZE]
