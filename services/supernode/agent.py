@@ -1,12 +1,18 @@
 """SuperNodeAgent: the node's loop of pull -> run -> push against a FleetApi.
 
-The agent registers, keeps a heartbeat, long-polls for instructions, fetches the objects
-it lacks (each once: fetched objects are cached by id), runs the ClientApp through an
-`AppExecutor` and pushes the reply with the objects the SuperLink still lacks. It is the
-same class in deployment (over gRPC, with a worker process) and in simulation (over the
-memory transport, with the shared pool), so it knows nothing of processes, signals or TLS;
-an idle agent holds a few small objects and waits in one long poll. Virtual nodes should
-share one `object_cache`: each agent's own cache keeps copies of the models it fetched.
+The agent registers, long-polls for instructions, fetches the objects it lacks (each
+once: fetched objects are cached by id), runs the ClientApp through an `AppExecutor` and
+pushes the reply with the objects the SuperLink still lacks. It is the same class in
+deployment (over gRPC, with a worker process) and in simulation (over the memory
+transport, with the shared pool), so it knows nothing of processes, signals or TLS.
+Virtual nodes should share one `object_cache`: each agent's own cache keeps copies of
+the models it fetched.
+
+Idle cost: the SuperLink counts a node waiting in a long poll as alive, so an idle agent
+is one coroutine frame in that poll: no heartbeat task, no task group, no events (10,000
+virtual nodes in one process). Heartbeats run only while an instruction is in hand, from
+one heartbeat interval after the poll returned until the reply is pushed, so they stay on
+time however long the ClientApp trains.
 
 Resilience: while the SuperLink is unreachable, every call is retried with exponential
 backoff (bounded by `max_retries` / `max_wait_time`, unbounded by default) and a reply
@@ -19,14 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
-from stamen.client.task import AppExecutor, AppResult, AppTask, Buffer
+from stamen.client.task import AppExecutor, AppTask, Buffer
 from stamen.codec import collect_object, encode_message, iter_chunks
 from stamen.codec.envelope import Envelope
 from stamen.common.clock import SYSTEM_CLOCK, Clock
@@ -42,6 +47,7 @@ from stamen.common.errors import (
 from stamen.common.message import Error, ErrorCode, Message, Metadata
 from stamen.common.records import UserConfig
 from stamen.transport.api import FleetApi
+from stamen.transport.types import Run
 
 from .backoff import Backoff, Outage
 from .cache import ObjectCache
@@ -56,6 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 Reply = tuple[Envelope, Mapping[str, Buffer]]
 
 DEFAULT_PULL_TIMEOUT = 30.0
@@ -84,6 +91,28 @@ class _Stopping(Exception):
 
 class SuperNodeAgent:
     """One node: registers with the SuperLink and answers its instructions until stopped."""
+
+    __slots__ = (
+        "_backoff",
+        "_beating",
+        "_cache",
+        "_clock",
+        "_contexts",
+        "_executor",
+        "_fleet",
+        "_grace_period",
+        "_heartbeat_interval",
+        "_max_retries",
+        "_max_wait_time",
+        "_node_config",
+        "_node_id",
+        "_pull_timeout",
+        "_request_timeout",
+        "_rng",
+        "_stopping",
+        "_task_scope",
+        "_wait_scope",
+    )
 
     def __init__(
         self,
@@ -117,12 +146,13 @@ class SuperNodeAgent:
         self._request_timeout = request_timeout
         self._grace_period = grace_period
         self._cache = ObjectCache() if object_cache is None else object_cache
-        self._contexts: OrderedDict[int, Context] = OrderedDict()
+        self._contexts: OrderedDict[int, Context] | None = None  # made by the first message
         self._node_id: int | None = None
         self._heartbeat_interval = 0.0
-        self._stopping = asyncio.Event()
-        self._pull_scope: asyncio.Timeout | None = None
-        self._task_scope: asyncio.Timeout | None = None
+        self._stopping = False
+        self._wait_scope: asyncio.Timeout | None = None  # a long poll or a backoff pause
+        self._task_scope: asyncio.Timeout | None = None  # the ClientApp's run
+        self._beating: asyncio.Task[None] | None = None
 
     @property
     def node_id(self) -> int | None:
@@ -132,14 +162,15 @@ class SuperNodeAgent:
     def stop(self) -> None:
         """Begin a graceful shutdown: stop pulling, give the task in hand the grace
         period, unregister; `run()` then returns. Call it from the agent's event loop."""
-        if self._stopping.is_set():
+        if self._stopping:
             return
-        self._stopping.set()
+        self._stopping = True
         now = asyncio.get_running_loop().time()
-        if self._pull_scope is not None:
-            self._pull_scope.reschedule(now)
-        if self._task_scope is not None:
-            self._task_scope.reschedule(now + self._grace_period)
+        wait, task = self._wait_scope, self._task_scope
+        if wait is not None and not wait.expired():
+            wait.reschedule(now)
+        if task is not None and not task.expired():
+            task.reschedule(now + self._grace_period)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until stopped; sets `ready` once registered. Raises UnavailableError when
@@ -150,55 +181,108 @@ class SuperNodeAgent:
             return
         if ready is not None:
             ready.set()
-        failure: StamenError | None = None
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._keep_alive())
-                try:
-                    await self._serve()
-                except StamenError as exc:  # kept out of the TaskGroup's ExceptionGroup
-                    failure = exc
-                finally:
-                    self._stopping.set()  # ends the heartbeats
-        finally:
-            # Not after giving up: there is no SuperLink to unregister from.
-            if not isinstance(failure, UnavailableError):
-                await self._unregister()
-        if failure is not None:
-            raise failure
+            await self._serve()
+        except UnavailableError:
+            raise  # gave up: there is no SuperLink to unregister from
+        except BaseException:
+            await self._unregister()
+            raise
+        await self._unregister()
 
     # The serve loop.
 
     async def _serve(self) -> None:
-        while not self._stopping.is_set():
+        """Long-poll, answer what comes, repeat; registered again when need be.
+
+        An idle node is this one frame waiting in the long poll, which stop() ends at
+        once. The poll is inlined, not a `_call`, to keep 10,000 idle virtual nodes
+        small; `_recover` is `_call`'s own retry logic. The SuperLink counts a node in a
+        long poll as alive, so heartbeats run only while an instruction is in hand.
+        """
+        outage: Outage | None = None
+        bound = self._pull_timeout + self._request_timeout
+        while not self._stopping:
+            node_id = self._node_id
+            fresh = node_id is None
+            failure: StamenError | None = None
             try:
-                envelopes = await self._call(self._pull)
-            except _Stopping:
-                return
-            for envelope in envelopes:
+                if node_id is None:
+                    node_id = await self._register()
+                async with asyncio.timeout(bound) as scope:
+                    self._wait_scope = scope
+                    if self._stopping:
+                        return
+                    envelopes = await self._fleet.pull_messages(node_id, self._pull_timeout)
+            except TimeoutError:
+                if self._stopping:
+                    return
+                failure = UnavailableError(
+                    f"the SuperLink did not answer PullMessages within {bound:g}s"
+                )
+            except (UnavailableError, NodeNotFoundError) as exc:
+                failure = exc
+            finally:
+                self._wait_scope = None
+            if failure is not None:
                 try:
-                    await self._answer(envelope)
+                    outage = await self._recover(failure, node_id, fresh, outage)
+                except _Stopping:
+                    return
+                continue
+            if outage is not None:
+                self._reconnected(outage)
+                outage = None
+            if envelopes:
+                try:
+                    await self._answer_all(envelopes)
                 except _Stopping:
                     return
 
+    async def _answer_all(self, envelopes: list[Envelope]) -> None:
+        """Answer the instructions one by one, heartbeating from one interval on.
+
+        A task shorter than the interval (all of them in a simulation) starts no
+        heartbeat task at all: only a timer, cancelled when the answers are pushed.
+        """
+        loop = asyncio.get_running_loop()
+        failure: StamenError | _Stopping | None = None
+        async with asyncio.TaskGroup() as tg:
+            interval = max(self._heartbeat_interval, MIN_HEARTBEAT_INTERVAL)
+            timer = loop.call_later(interval, self._start_heartbeats, tg)
+            try:
+                for envelope in envelopes:
+                    await self._answer(envelope)
+            except (StamenError, _Stopping) as exc:  # kept out of an ExceptionGroup
+                failure = exc
+            finally:
+                timer.cancel()
+                beating, self._beating = self._beating, None
+                if beating is not None:
+                    beating.cancel()
+        if failure is not None:
+            raise failure
+
     async def _answer(self, envelope: Envelope) -> None:
         meta = envelope.metadata
-        started = self._clock.now()
-        logger.info(
-            "received %s message %s for run %d",
-            meta.message_type,
-            meta.message_id,
-            meta.run_id,
-            extra={"run_id": meta.run_id, "node_id": self._node_id},
-        )
-        if self._stopping.is_set():
+        verbose = logger.isEnabledFor(logging.INFO)
+        if verbose:
+            started = self._clock.now()
+            logger.info(
+                "received %s message %s for run %d",
+                meta.message_type,
+                meta.message_id,
+                meta.run_id,
+                extra={"run_id": meta.run_id, "node_id": self._node_id},
+            )
+        if self._stopping:
             reply = _error_reply(
                 meta, ErrorCode.NODE_UNAVAILABLE, f"node {self._node_id} is shutting down"
             )
         else:
             reply = await self._serve_instruction(envelope)
         try:
-            await self._call(lambda node_id: self._push_reply(node_id, reply))
+            await self._call(self._push_reply, reply)
         except _Stopping:
             logger.warning("stopping with the reply to message %s unsent", meta.message_id)
             raise
@@ -207,13 +291,14 @@ class SuperNodeAgent:
         except StamenError as exc:  # refused for good (run stopped, message expired, ...)
             logger.error("the SuperLink refused the reply to message %s: %s", meta.message_id, exc)
             return
-        logger.info(
-            "replied to %s message %s in %.2fs",
-            meta.message_type,
-            meta.message_id,
-            self._clock.now() - started,
-            extra={"run_id": meta.run_id, "node_id": self._node_id},
-        )
+        if verbose:
+            logger.info(
+                "replied to %s message %s in %.2fs",
+                meta.message_type,
+                meta.message_id,
+                self._clock.now() - started,
+                extra={"run_id": meta.run_id, "node_id": self._node_id},
+            )
 
     async def _serve_instruction(self, envelope: Envelope) -> Reply:
         """The reply to one instruction: the app's, or an error saying why there is none."""
@@ -228,7 +313,14 @@ class SuperNodeAgent:
             return _error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
         task = AppTask(envelope=envelope, objects=objects, context=context)
         try:
-            result = await self._execute(task)
+            async with asyncio.timeout(None) as scope:  # stop() sets the grace period
+                self._task_scope = scope
+                if self._stopping:
+                    scope.reschedule(asyncio.get_running_loop().time() + self._grace_period)
+                try:
+                    result = await self._executor.execute(task)
+                finally:
+                    self._task_scope = None
         except TimeoutError:
             reason = (
                 f"node {self._node_id} stopped before the ClientApp finished "
@@ -242,23 +334,12 @@ class SuperNodeAgent:
         context.state = result.state
         return result.envelope, result.objects
 
-    async def _execute(self, task: AppTask) -> AppResult:
-        """Run the task; once stop() is called it has the grace period (TimeoutError after)."""
-        async with asyncio.timeout(None) as scope:
-            self._task_scope = scope
-            if self._stopping.is_set():
-                scope.reschedule(asyncio.get_running_loop().time() + self._grace_period)
-            try:
-                return await self._executor.execute(task)
-            finally:
-                self._task_scope = None
-
     async def _fetch_objects(self, envelope: Envelope) -> dict[str, Buffer]:
         objects: dict[str, Buffer] = {}
         for object_id in envelope.object_ids:
             data = self._cache.get(object_id)
             if data is None:
-                data = await self._call(functools.partial(self._pull_object, object_id=object_id))
+                data = await self._call(self._pull_object, object_id)
                 self._cache.put(object_id, data)
             objects[object_id] = data
         return objects
@@ -266,11 +347,11 @@ class SuperNodeAgent:
     async def _context(self, run_id: int, node_id: int) -> Context:
         """The run's Context: made on its first message (with the run's config), then
         kept so that `state` carries over from round to round."""
+        if self._contexts is None:
+            self._contexts = OrderedDict()
         context = self._contexts.get(run_id)
         if context is None:
-            run = await self._call(
-                lambda current: self._bounded(self._fleet.get_run(current, run_id), "GetRun")
-            )
+            run = await self._call(self._get_run, run_id)
             context = Context(
                 run_id=run_id,
                 node_id=node_id,
@@ -314,23 +395,8 @@ class SuperNodeAgent:
             return
         logger.info("unregistered node %d", node_id, extra={"node_id": node_id})
 
-    async def _pull(self, node_id: int) -> list[Envelope]:
-        """One long poll; stop() ends it at once (with no messages)."""
-        try:
-            async with asyncio.timeout(self._pull_timeout + self._request_timeout) as scope:
-                self._pull_scope = scope
-                if self._stopping.is_set():
-                    return []
-                return await self._fleet.pull_messages(node_id, self._pull_timeout)
-        except TimeoutError:
-            if self._stopping.is_set():
-                return []
-            raise UnavailableError(
-                f"the SuperLink did not answer PullMessages within "
-                f"{self._pull_timeout + self._request_timeout:g}s"
-            ) from None
-        finally:
-            self._pull_scope = None
+    async def _get_run(self, node_id: int, run_id: int) -> Run:
+        return await self._bounded(self._fleet.get_run(node_id, run_id), "GetRun")
 
     async def _pull_object(self, node_id: int, object_id: str) -> Buffer:
         """Fetch one object, verified against its id; each chunk must come in time."""
@@ -378,90 +444,107 @@ class SuperNodeAgent:
                 f"the SuperLink did not answer {name} within {self._request_timeout:g}s"
             ) from None
 
-    async def _call(self, operation: Callable[[int], Awaitable[T]]) -> T:
-        """`operation(node_id)`, registering first when needed, retried with backoff
-        while the SuperLink is unreachable and after a registration it forgot."""
+    async def _call(self, operation: Callable[[int, *Ts], Awaitable[T]], *args: *Ts) -> T:
+        """`operation(node_id, *args)`, registering first when needed, retried with
+        backoff while the SuperLink is unreachable and after a registration it forgot."""
         outage: Outage | None = None
         while True:
-            registered_now = False
             node_id = self._node_id
+            fresh = node_id is None
             try:
                 if node_id is None:
                     node_id = await self._register()
-                    registered_now = True
-                result = await operation(node_id)
-            except UnavailableError as exc:
+                result = await operation(node_id, *args)
+            except (UnavailableError, NodeNotFoundError) as exc:
                 failure: StamenError = exc
-            except NodeNotFoundError as exc:
-                if node_id is None or exc.node_id != node_id:
-                    raise
-                self._node_id = None
-                if not registered_now:
-                    logger.warning("the SuperLink no longer knows this node: %s", exc)
-                    continue  # register again, at once
-                failure = exc
             else:
                 if outage is not None:
-                    logger.info(
-                        "reconnected to the SuperLink after %.1fs",
-                        self._clock.now() - outage.started_at,
-                    )
+                    self._reconnected(outage)
                 return result
-            if self._stopping.is_set():
-                raise _Stopping
-            now = self._clock.now()
-            if outage is None:
-                lost = "waiting for" if self._node_id is None else "lost the connection to"
-                logger.warning("%s the SuperLink: %s", lost, failure)
-                outage = Outage(
-                    self._backoff,
-                    started_at=now,
-                    max_retries=self._max_retries,
-                    max_wait_time=self._max_wait_time,
-                    rng=self._rng or random.Random(),
-                )
-            try:
-                delay = outage.next_delay(now, str(failure))
-            except UnavailableError as exc:
-                raise exc from failure
-            logger.info("retrying in %.1fs (retry %d)", delay, outage.retries)
-            await self._wait_stopping(delay)
-            if self._stopping.is_set():
-                raise _Stopping
+            outage = await self._recover(failure, node_id, fresh, outage)
 
-    # Heartbeats.
+    async def _recover(
+        self, failure: StamenError, node_id: int | None, fresh: bool, outage: Outage | None
+    ) -> Outage | None:
+        """After a call as `node_id` failed: forget a registration the SuperLink lost
+        (`fresh`: made for this very call), wait out the backoff, and return the outage
+        for the next try. Raises `_Stopping` once stopped, UnavailableError on giving
+        up, and `failure` itself when another node's id is unknown."""
+        if isinstance(failure, NodeNotFoundError):
+            if node_id is None or failure.node_id != node_id:
+                raise failure
+            self._node_id = None
+            if not fresh:
+                logger.warning("the SuperLink no longer knows this node: %s", failure)
+                return outage  # register again, at once
+        if self._stopping:
+            raise _Stopping
+        now = self._clock.now()
+        if outage is None:
+            lost = "waiting for" if self._node_id is None else "lost the connection to"
+            logger.warning("%s the SuperLink: %s", lost, failure)
+            outage = Outage(
+                self._backoff,
+                started_at=now,
+                max_retries=self._max_retries,
+                max_wait_time=self._max_wait_time,
+                rng=self._rng or random.Random(),
+            )
+        try:
+            delay = outage.next_delay(now, str(failure))
+        except UnavailableError as exc:
+            raise exc from failure
+        logger.info("retrying in %.1fs (retry %d)", delay, outage.retries)
+        await self._pause(delay)
+        if self._stopping:
+            raise _Stopping
+        return outage
+
+    def _reconnected(self, outage: Outage) -> None:
+        logger.info(
+            "reconnected to the SuperLink after %.1fs", self._clock.now() - outage.started_at
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if stop() is called meanwhile."""
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds) as scope:
+                self._wait_scope = scope
+                try:
+                    await asyncio.get_running_loop().create_future()  # only the scope ends it
+                finally:
+                    self._wait_scope = None
+
+    # Heartbeats, while an instruction is in hand.
+
+    def _start_heartbeats(self, tg: asyncio.TaskGroup) -> None:
+        """The instruction took one heartbeat interval so far: beat until it is answered."""
+        self._beating = tg.create_task(self._keep_alive())
 
     async def _keep_alive(self) -> None:
-        """Send a heartbeat every interval the SuperLink asks for, while registered.
+        """Send a heartbeat now and then every interval the SuperLink asks for.
 
         Failures are only noted here: the serve loop reconnects and registers again.
         """
         healthy = True
         while True:
-            await self._wait_stopping(max(self._heartbeat_interval, MIN_HEARTBEAT_INTERVAL))
             node_id = self._node_id
-            if self._stopping.is_set():
-                return
-            if node_id is None:
-                continue
-            try:
-                self._heartbeat_interval = await self._bounded(
-                    self._fleet.heartbeat(node_id), "Heartbeat"
-                )
-            except StamenError as exc:
-                if healthy:
-                    logger.warning("heartbeat of node %d failed: %s", node_id, exc)
-                healthy = False
-                continue
-            if not healthy:
-                logger.info("heartbeats of node %d go through again", node_id)
-            healthy = True
-
-    async def _wait_stopping(self, seconds: float) -> None:
-        """Wait `seconds`, or less if stop() is called meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
+            if node_id is not None:
+                try:
+                    self._heartbeat_interval = await self._bounded(
+                        self._fleet.heartbeat(node_id), "Heartbeat"
+                    )
+                except StamenError as exc:
+                    if healthy:
+                        logger.warning("heartbeat of node %d failed: %s", node_id, exc)
+                    healthy = False
+                else:
+                    if not healthy:
+                        logger.info("heartbeats of node %d go through again", node_id)
+                    healthy = True
+            await asyncio.sleep(max(self._heartbeat_interval, MIN_HEARTBEAT_INTERVAL))
 
 
 def _error_code(exc: StamenError) -> int:

@@ -21,6 +21,7 @@ import pytest
 from stamen.client import ClientApp, NumPyClient
 from stamen.client.task import AppResult, AppTask
 from stamen.codec import Envelope, collect_object, decode_message, encode_message, iter_chunks
+from stamen.common.clock import FakeClock
 from stamen.common.context import Context
 from stamen.common.errors import NotFoundError, UnavailableError, WorkerDiedError
 from stamen.common.legacy import (
@@ -405,17 +406,46 @@ async def test_stop_ends_a_long_poll_at_once() -> None:
         assert fleet.calls["unregister_node"] == 1
 
 
-async def test_heartbeats_go_on_while_the_app_runs() -> None:
+async def test_an_idle_node_is_one_task_that_a_long_poll_keeps_alive() -> None:
+    clock = FakeClock()
+    async with open_superlink(":memory:", heartbeat_interval=1.0, clock=clock) as core:
+        link = Link(core, MemoryFleet(core.fleet), MemoryServerAppIo(core.serverappio))
+        server = await start_run(link)
+        fleet = Wrapped(link.fleet)
+        polling = asyncio.Event()
+
+        async def poll_started() -> None:
+            polling.set()
+
+        fleet.hooks["pull_messages"] = poll_started
+        agent = SuperNodeAgent(fleet, ThreadExecutor(PLUS_ONE), {}, pull_timeout=60.0)
+        others = asyncio.all_tasks()
+        async with running(agent):
+            await polling.wait()  # set as the node enters the SuperLink's long poll
+            assert len(asyncio.all_tasks() - others) == 1  # no heartbeat task of its own
+            clock.advance(100.0)  # a hundred heartbeat intervals
+            core.sweep()
+            online = await link.serverappio.get_nodes(server.run_id)
+            assert [node.node_id for node in online] == [node_id_of(agent)]
+        assert fleet.calls["heartbeat"] == 0
+
+
+async def test_heartbeats_go_on_while_the_app_runs_and_end_with_it() -> None:
     async with superlink(heartbeat_interval=0.1) as link:
         server = await start_run(link, {"lr": 0.1})
         fleet = Wrapped(link.fleet)
         beats = asyncio.Event()
+        polls: asyncio.Queue[None] = asyncio.Queue()
 
         async def count_beats() -> None:
             if fleet.calls["heartbeat"] >= 3:
                 beats.set()
 
+        async def count_polls() -> None:
+            polls.put_nowait(None)
+
         fleet.hooks["heartbeat"] = count_beats
+        fleet.hooks["pull_messages"] = count_polls
 
         class WaitsForHeartbeats:
             async def execute(self, task: AppTask) -> AppResult:
@@ -426,9 +456,13 @@ async def test_heartbeats_go_on_while_the_app_runs() -> None:
                 pass
 
         agent = SuperNodeAgent(fleet, WaitsForHeartbeats(), {"partition-id": 0}, backoff=FAST)
+        others = asyncio.all_tasks()
         async with running(agent):
             message_id = await server.send(fit_content([1]), node_id_of(agent), "train")
             reply = await server.reply(message_id)
+            await polls.get()  # the poll that brought the message
+            await polls.get()  # the next one, after the reply
+            assert len(asyncio.all_tasks() - others) == 1  # the heartbeat task ended
         assert reply.has_content()
 
 
