@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -96,7 +96,7 @@ class grpc_errors:
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is None or isinstance(exc, GRPCError) or not isinstance(exc, Exception):
             return False  # CancelledError and other BaseExceptions pass through untouched
         raise _as_grpc(self.method, exc) from exc
@@ -113,7 +113,7 @@ class as_over_grpc(grpc_errors):
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         if exc is None or not isinstance(exc, Exception):
             return False
         if isinstance(exc, GRPCError):
