@@ -129,20 +129,22 @@ class ServerAppIoGrid:
         ids = self.push_messages(messages)
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: dict[str, Message] = {}
-        pending = list(ids)
+        pending = dict.fromkeys(ids)
         while pending:
             wait = self._poll_timeout
             if deadline is not None:
                 wait = max(min(wait, deadline - time.monotonic()), 0.0)
             wires = self._call(
                 "pull_messages",
-                partial(self._pull, pending, wait),
+                partial(self._pull, list(pending), wait),
                 timeout=wait + self._call_timeout,
             )
             for envelope, objects in wires:
                 reply = decode_message(envelope, objects)
-                replies.setdefault(reply.metadata.reply_to_message_id, reply)
-            pending = [message_id for message_id in pending if message_id not in replies]
+                answered = reply.metadata.reply_to_message_id
+                if answered in pending:
+                    replies[answered] = reply
+                    del pending[answered]
             if deadline is not None and time.monotonic() >= deadline:
                 break
         if pending:

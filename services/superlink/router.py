@@ -71,6 +71,7 @@ class Router:
         self.run_waiters: Waiters[int] = Waiters()
         self.closing = False
         self._arrivals: Arrivals[_Wake] = Arrivals()
+        self._replies_ready: dict[int, int] = {}
         self._recover()
 
     def _recover(self) -> None:
@@ -137,7 +138,15 @@ class Router:
 
     def _wake(self, target: _Wake) -> None:
         is_reply, key = target
-        (self.run_waiters if is_reply else self.node_waiters).wake(key)
+        if is_reply:
+            self._replies_ready[key] = self._replies_ready.get(key, 0) + 1
+            self.run_waiters.wake(key)
+        else:
+            self.node_waiters.wake(key)
+
+    def replies_ready(self, run_id: int) -> int:
+        """How many replies of the run have become complete so far (a running count)."""
+        return self._replies_ready.get(run_id, 0)
 
     def release(self, message_ids: Sequence[str]) -> None:
         """Delete messages, and the objects only they referred to."""
@@ -176,6 +185,7 @@ class Router:
     def run_finished(self, run: Run) -> None:
         """A finished run takes no more messages: drop what is left of it."""
         self.release(self.state.message_ids_of_run(run.run_id))
+        self._replies_ready.pop(run.run_id, None)
         self.run_waiters.wake(run.run_id)
         logger.info(
             "run %d finished (%s)%s",

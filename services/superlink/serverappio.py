@@ -29,9 +29,13 @@ from .core import check_instruction, check_object_id, new_id, transition_run
 from .linkstate import StoredMessage
 from .router import Router
 
-__all__ = ["ServerAppIoHandler"]
+__all__ = ["BATCH", "ServerAppIoHandler"]
 
 logger = logging.getLogger(__name__)
+
+BATCH = 0.01
+"""Seconds a pull that found some of its replies waits for the others, so that a round
+of many nodes comes back in batches rather than one reply per request."""
 
 
 class ServerAppIoHandler:
@@ -135,24 +139,48 @@ class ServerAppIoHandler:
         loop = asyncio.get_running_loop()
         deadline = router.pull_deadline(timeout)
         while True:
-            if self._state.get_run(run_id).status == RunStatus.FINISHED:
+            if self._finished(run_id):
                 return []
             ready = self._ready(run_id, wanted)
             if ready or router.closing or loop.time() >= deadline:
                 break
             await router.run_waiters.wait(run_id, deadline)
+        if 0 < len(ready) < len(wanted):
+            ready = await self._gather(run_id, wanted, ready, min(deadline, loop.time() + BATCH))
         router.deliver_replies(ready)
         return [m.envelope for m in ready]
 
+    async def _gather(
+        self, run_id: int, wanted: list[str], ready: list[StoredMessage], until: float
+    ) -> list[StoredMessage]:
+        """Some replies are in: wait until the rest are too, or `until`, so that one pull
+        hands over many replies instead of one request each. Looks again only once enough
+        replies of the run came in to possibly complete the set."""
+        router = self._router
+        loop = asyncio.get_running_loop()
+        while len(ready) < len(wanted) and not router.closing and loop.time() < until:
+            enough = router.replies_ready(run_id) + len(wanted) - len(ready)
+            while router.replies_ready(run_id) < enough:
+                await router.run_waiters.wait(run_id, until)
+                if router.closing or loop.time() >= until or self._finished(run_id):
+                    break
+            if self._finished(run_id):
+                return []
+            ready = self._ready(run_id, wanted)
+        return ready
+
+    def _finished(self, run_id: int) -> bool:
+        return self._state.get_run(run_id).status == RunStatus.FINISHED
+
     def _ready(self, run_id: int, instruction_ids: list[str]) -> list[StoredMessage]:
         replies = self._state.find_replies(instruction_ids)
+        complete = self._router.complete
         return [
             reply
-            for instruction_id in instruction_ids
-            if (reply := replies.get(instruction_id)) is not None
-            and not reply.delivered
+            for instruction_id in filter(replies.__contains__, instruction_ids)
+            if not (reply := replies[instruction_id]).delivered
             and reply.run_id == run_id
-            and self._router.complete(reply.envelope)
+            and complete(reply.envelope)
         ]
 
     async def push_object(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,12 @@ from stamen.common.legacy import (
     NDArrays,
     Parameters,
     Status,
+    bytes_to_ndarray,
     evaluateins_to_recorddict,
     evaluateres_to_recorddict,
     fitins_to_recorddict,
     fitres_to_recorddict,
+    ndarray_to_bytes,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
     recorddict_to_evaluateins,
@@ -144,3 +147,66 @@ def test_unsupported_config_values_fail_at_conversion() -> None:
     bad: dict[str, Any] = {"nested": {"a": 1}}
     with pytest.raises(TypeError, match="nested"):
         fitins_to_recorddict(FitIns(ndarrays_to_parameters([]), bad))
+
+
+# --- .npy conversions: numpy's own bytes and arrays, with the headers reused ------------
+
+
+def _npy_cases() -> list[np.ndarray[Any, Any]]:
+    grid = np.arange(12, dtype=np.float64).reshape(3, 4)
+    return [
+        *_model(),
+        grid,
+        np.asfortranarray(grid),  # written in Fortran order
+        grid[:, ::2],  # neither C nor Fortran contiguous
+        grid.T,
+        np.arange(5, dtype=">i4"),  # big-endian
+        np.array([1 + 2j, 3 - 4j], dtype=np.complex64),
+        np.zeros((2, 0, 3), dtype=np.uint8),
+        np.array(7, dtype=np.int16),
+        np.array(["a", "bc"]),  # not a plain number: numpy's own path
+        np.array([1, 2], dtype="datetime64[s]"),
+        np.zeros(2, dtype=[("x", "<f4"), ("y", "<i2")]),
+        np.ma.masked_array([1.0, 2.0], mask=[False, True]),
+    ]
+
+
+def _np_save(array: np.ndarray[Any, Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _np_load(data: bytes) -> np.ndarray[Any, Any]:
+    loaded: np.ndarray[Any, Any] = np.load(io.BytesIO(data), allow_pickle=False)
+    return loaded
+
+
+@pytest.mark.parametrize("case", range(len(_npy_cases())))
+def test_npy_bytes_and_arrays_are_numpys(case: int) -> None:
+    for _ in range(2):  # the second time from the cached header
+        array = _npy_cases()[case]
+        data = ndarray_to_bytes(array)
+        assert data == _np_save(array)
+        loaded, expected = bytes_to_ndarray(data), _np_load(data)
+        assert type(loaded) is type(expected)
+        assert loaded.dtype == expected.dtype
+        assert loaded.shape == expected.shape
+        assert loaded.tobytes("A") == expected.tobytes("A")
+        assert loaded.flags.writeable
+        assert loaded.flags.c_contiguous == expected.flags.c_contiguous
+        assert loaded.flags.f_contiguous == expected.flags.f_contiguous
+        assert not np.shares_memory(loaded, np.frombuffer(data, dtype=np.uint8))
+
+
+def test_npy_loading_refuses_what_numpy_refuses() -> None:
+    data = ndarray_to_bytes(np.arange(4, dtype=np.float32))
+    bytes_to_ndarray(data)  # the header is cached now
+    for broken in (data[:-1], data[:12], b"", b"\x93NUMPY"):
+        with pytest.raises((ValueError, EOFError)) as ours:
+            bytes_to_ndarray(broken)
+        with pytest.raises((ValueError, EOFError)) as numpys:
+            _np_load(broken)
+        assert (type(ours.value), str(ours.value)) == (type(numpys.value), str(numpys.value))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        bytes_to_ndarray(np.array([None], dtype=object).dumps())

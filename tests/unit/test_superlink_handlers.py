@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stamen.codec.envelope import Envelope
 from stamen.common.clock import FakeClock
 from stamen.common.errors import (
     IntegrityError,
@@ -20,7 +21,7 @@ from stamen.common.errors import (
     PermissionDeniedError,
     RunNotFoundError,
 )
-from stamen.superlink import SuperLink
+from stamen.superlink import SuperLink, serverappio
 from stamen.transport.types import RunStatus
 from superlink_support import (
     Setup,
@@ -329,3 +330,68 @@ async def test_a_corrupt_object_is_refused_and_not_stored(setup: Setup) -> None:
         )
     assert link.store.ids() == set()
     assert await link.fleet.pull_messages(node_id, timeout=0) == []
+
+
+# --- replies in batches ----------------------------------------------------------------
+
+
+async def _two_nodes_answering(setup: Setup) -> tuple[list[Envelope], list[int]]:
+    """Two pushed and pulled instructions, one per node, both still unanswered."""
+    link, run_id = setup.link, setup.run_id
+    nodes = [setup.node_id, (await link.fleet.register_node({})).node_id]
+    sent = [instruction(run_id, node) for node in nodes]
+    await link.serverappio.push_messages(run_id, sent)
+    for node in nodes:
+        await link.fleet.pull_messages(node, timeout=0)
+    return sent, nodes
+
+
+async def test_a_pull_waits_briefly_for_the_rest_of_its_replies(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serverappio, "BATCH", 60.0)
+    link, run_id = setup.link, setup.run_id
+    sent, nodes = await _two_nodes_answering(setup)
+    answers = [reply(ins) for ins in sent]
+    pull = asyncio.create_task(
+        link.serverappio.pull_messages(run_id, [m.message_id for m in sent], 20)
+    )
+    await asyncio.sleep(0)
+    await link.fleet.push_messages(nodes[0], [answers[0]])
+    await asyncio.sleep(0)
+    assert not pull.done()  # one of two: it waits a moment for the other
+    await link.fleet.push_messages(nodes[1], [answers[1]])
+    async with asyncio.timeout(2):  # the rest came: the window of 60 s is not waited out
+        assert await pull == answers
+
+
+async def test_a_pull_hands_over_what_came_once_its_batch_window_ends(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serverappio, "BATCH", 0.02)
+    link, run_id = setup.link, setup.run_id
+    sent, nodes = await _two_nodes_answering(setup)
+    first = reply(sent[0])
+    await link.fleet.push_messages(nodes[0], [first])
+    async with asyncio.timeout(2):  # far below the pull's own timeout
+        assert await link.serverappio.pull_messages(run_id, [m.message_id for m in sent], 20) == [
+            first
+        ]
+        assert await link.serverappio.pull_messages(run_id, [sent[1].message_id], 0) == []
+
+
+async def test_a_run_stopped_during_the_batch_window_ends_the_pull(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serverappio, "BATCH", 60.0)
+    link, run_id = setup.link, setup.run_id
+    sent, nodes = await _two_nodes_answering(setup)
+    await link.fleet.push_messages(nodes[0], [reply(sent[0])])
+    pull = asyncio.create_task(
+        link.serverappio.pull_messages(run_id, [m.message_id for m in sent], 60)
+    )
+    await asyncio.sleep(0)
+    assert not pull.done()
+    await link.control.stop_run(run_id)
+    async with asyncio.timeout(2):
+        assert await pull == []

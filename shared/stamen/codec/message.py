@@ -3,13 +3,16 @@
 The envelope's payload is a small protobuf body in which each array is only named (dtype,
 shape, object id, size); the array bytes travel as separate objects keyed by their hash.
 Neither direction copies array memory: objects are the Arrays' own buffers, and decoded
-Arrays wrap the buffers they are given.
+Arrays wrap the buffers they are given. Content bodies go through `wire` (hand-written,
+fast, the same bytes); betterproto2 writes error bodies and judges whatever `wire` leaves
+to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TypeAlias
 
 from stamen.common.errors import IntegrityError, InvalidMessageError
@@ -28,6 +31,7 @@ from .proto import (
     metric_record_to_proto,
     parse_proto,
 )
+from .wire import Unsupported, decode_content, encode_content
 
 __all__ = ["ArrayMemo", "decode_message", "encode_message"]
 
@@ -45,25 +49,41 @@ def encode_message(
     nodes) so that each array is hashed once.
     """
     objects: dict[str, Buffer] = {}
-    if message.has_error():
-        body = pb.Message(error=error_to_proto(message.error))
-    else:
-        memo = {} if memo is None else memo
-        body = pb.Message(content=_recorddict_to_proto(message.content, memo, objects))
-    try:
-        payload = bytes(body)
-    except UnicodeEncodeError as exc:
-        raise InvalidMessageError(f"message holds text that is not valid Unicode: {exc}") from None
+    memo = {} if memo is None else memo
+    payload: bytes | None = None
+    if message.has_content():
+        try:
+            payload = encode_content(message.content, partial(_object_id, memo), objects)
+        except Unsupported:
+            objects = {}
+    if payload is None:
+        payload = _encode_body(message, memo, objects)
     envelope = Envelope(
         metadata=replace(message.metadata), payload=payload, object_ids=tuple(objects)
     )
     return envelope, objects
 
 
+def _encode_body(message: Message, memo: ArrayMemo, objects: dict[str, Buffer]) -> bytes:
+    """The payload through betterproto2: error bodies, and what `wire` leaves to it."""
+    if message.has_error():
+        body = pb.Message(error=error_to_proto(message.error))
+    else:
+        body = pb.Message(content=_recorddict_to_proto(message.content, memo, objects))
+    try:
+        return bytes(body)
+    except UnicodeEncodeError as exc:
+        raise InvalidMessageError(f"message holds text that is not valid Unicode: {exc}") from None
+
+
 def decode_message(envelope: Envelope, objects: Mapping[str, Buffer]) -> Message:
     """The Message an envelope carries, its Arrays wrapping the buffers in `objects`."""
-    body = parse_proto(pb.Message, envelope.payload)
     metadata = replace(envelope.metadata)
+    try:
+        return Message(decode_content(envelope.payload, objects), metadata=metadata)
+    except Unsupported:
+        pass
+    body = parse_proto(pb.Message, envelope.payload)
     if body.error is not None:
         return Message(error=error_from_proto(body.error), metadata=metadata)
     if body.content is None:
@@ -92,18 +112,22 @@ def _arrays_to_proto(
 ) -> pb.ArrayRecord:
     items = []
     for key, array in record.items():
-        cached = memo.get(id(array))
-        if cached is not None and cached[0] is array:
-            oid = cached[1]
-        else:
-            oid = object_id(array.data)
-            memo[id(array)] = (array, oid)
+        oid = _object_id(memo, array)
         objects.setdefault(oid, array.data)
         proto = pb.Array(
             dtype=array.dtype, shape=list(array.shape), object_id=oid, nbytes=array.nbytes
         )
         items.append(pb.ArrayItem(key=key, array=proto))
     return pb.ArrayRecord(items=items)
+
+
+def _object_id(memo: ArrayMemo, array: Array) -> str:
+    cached = memo.get(id(array))
+    if cached is not None and cached[0] is array:
+        return cached[1]
+    oid = object_id(array.data)
+    memo[id(array)] = (array, oid)
+    return oid
 
 
 def _recorddict_from_proto(content: pb.RecordDict, objects: Mapping[str, Buffer]) -> RecordDict:

@@ -8,6 +8,7 @@ server's strategy loop and the client's adapter use.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -32,6 +33,7 @@ __all__ = [
     "Parameters",
     "Scalar",
     "Status",
+    "bytes_to_ndarray",
     "evaluateins_to_recorddict",
     "evaluateres_to_recorddict",
     "fitins_to_recorddict",
@@ -40,6 +42,7 @@ __all__ = [
     "getparametersres_to_recorddict",
     "getpropertiesins_to_recorddict",
     "getpropertiesres_to_recorddict",
+    "ndarray_to_bytes",
     "ndarrays_to_parameters",
     "parameters_to_ndarrays",
     "recorddict_to_evaluateins",
@@ -66,13 +69,66 @@ class Parameters:
     tensor_type: str = "numpy.ndarray"
 
 
+# .npy headers, reused: np.save and np.load spend most of their time on the header (a
+# Python dict literal, parsed with `ast`), which is the same for every array of one dtype
+# and shape. Plain numeric arrays take the cached path; anything else goes through numpy.
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"  # format version 1.0, what np.save writes
+_NPY_KINDS = frozenset("biufc")
+_NPY_CACHE_ENTRIES = 1024
+_saved_headers: dict[tuple[str, tuple[int, ...], bool], bytes] = {}
+_loaded_headers: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool, int]] = {}
+
+
+def _plain(dtype: np.dtype[Any]) -> bool:
+    """A number dtype that numpy saves as its plain string (no metadata, not user-defined)."""
+    legacy = getattr(type(dtype), "_legacy", False)
+    return dtype.kind in _NPY_KINDS and dtype.metadata is None and legacy is True
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _NPY_CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
+
+
 def ndarray_to_bytes(array: npt.NDArray[Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+    """The array in .npy format, byte for byte what `np.save` writes."""
+    if type(array) is not np.ndarray or not _plain(array.dtype):
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return buffer.getvalue()
+    fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+    key = (array.dtype.str, array.shape, fortran)
+    header = _saved_headers.get(key)
+    if header is None:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        saved = buffer.getvalue()
+        _remember(_saved_headers, key, saved[: len(saved) - array.nbytes])
+        return saved
+    return header + array.tobytes("F" if fortran else "C")
 
 
 def bytes_to_ndarray(data: bytes) -> npt.NDArray[Any]:
+    """The array that .npy bytes hold, as `np.load` reads it (a writable copy)."""
+    size = int.from_bytes(data[8:10], "little") + 10
+    key = bytes(data[:size]) if data[:8] == _NPY_MAGIC else b""
+    entry = _loaded_headers.get(key)
+    if entry is None:
+        array = _np_load(data)
+        if key and type(array) is np.ndarray and _plain(array.dtype):
+            fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+            _remember(_loaded_headers, key, (array.dtype, array.shape, fortran, size))
+        return array
+    dtype, shape, fortran, offset = entry
+    count = math.prod(shape)
+    if len(data) - offset < count * dtype.itemsize:
+        return _np_load(data)  # raises: the data is cut short
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset).copy()
+    return flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)
+
+
+def _np_load(data: bytes) -> npt.NDArray[Any]:
     array: npt.NDArray[Any] = np.load(io.BytesIO(data), allow_pickle=False)
     return array
 
