@@ -149,6 +149,10 @@ def test_compose_services_run_on_loopback(procs: Procs, tmp_path: Path) -> None:
     server = running.pop(EXIT_SERVICE)
     assert server.wait(timeout=120) == 0, server.tail()
     server.wait_for(r"run \d+: completed", timeout=1)
+    supernodes = [name for name in services if name.startswith("supernode")]
+    # Every round trains on every SuperNode the file starts.
+    log = server.output()
+    assert log.count(f"received {len(supernodes)} results and 0 failures") == 6, log
     one_shot = {name for name, proc in running.items() if proc.popen.poll() is not None}
     for name in one_shot:
         assert running.pop(name).wait() == 0

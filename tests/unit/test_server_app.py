@@ -259,6 +259,25 @@ def test_not_enough_nodes_gives_up_with_a_clear_error(caplog) -> None:
     assert "waiting for nodes: 2 of 5 online" in caplog.text
 
 
+def test_round_one_waits_for_min_available_clients() -> None:
+    # A deployment's nodes come up one by one: round 1 must not sample only the early ones.
+    class ArrivingGrid(InProcessGrid):
+        calls = 0
+
+        def get_nodes(self):  # the last node is online from the third look on
+            self.calls += 1
+            nodes = super().get_nodes()
+            return nodes if self.calls > 2 else nodes[:-1]
+
+    base = grid_of(3)
+    grid = ArrivingGrid(base.nodes.values())
+    strategy = FedAvg(min_fit_clients=2, min_available_clients=3)
+    strategy.initial_parameters = ndarrays_to_parameters(INITIAL)
+    ServerApp(config=ServerConfig(), strategy=strategy)(grid, context())
+    trained = {m.metadata.dst_node_id for m in grid.sent if m.metadata.message_type == "train"}
+    assert trained == set(base.nodes)
+
+
 def test_history_repr_reads_like_flowers() -> None:
     history = History()
     history.add_loss_distributed(1, 0.5)

@@ -19,6 +19,7 @@ from stamen.common.errors import (
     ConfigError,
     InvalidMessageError,
     NodeReplyError,
+    NotEnoughNodesError,
     RoundFailedError,
 )
 from stamen.common.legacy import (
@@ -107,6 +108,7 @@ class _RoundLoop:
 
     def run(self) -> History:
         logger.info("[INIT]")
+        self._wait_for_nodes()
         parameters = self._initial_parameters()
         logger.info("Evaluating initial global parameters")
         initial = self.strategy.evaluate(0, parameters=parameters)
@@ -149,6 +151,15 @@ class _RoundLoop:
         for line in repr(self.history).splitlines():
             logger.info("%s", line)
         return self.history
+
+    def _wait_for_nodes(self) -> None:
+        """Wait, once, for the strategy's `min_available_clients` before anything else, so
+        that round 1 samples from all the nodes a deployment brings up one by one (a
+        strategy samples from those online when it configures a round)."""
+        needed = int(getattr(self.strategy, "min_available_clients", 1))
+        manager = self.client_manager
+        if not manager.wait_for(needed):
+            raise NotEnoughNodesError(needed, manager.num_available(), manager.wait_timeout)
 
     def _initial_parameters(self) -> Parameters:
         parameters = self.strategy.initialize_parameters(client_manager=self.client_manager)
