@@ -9,6 +9,7 @@ what lets a handler acknowledge a request only once it is durable.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +29,8 @@ from stamen.transport.types import Node, Run
 from .linkstate import ObjectRef, StoredMessage
 
 __all__ = ["SqliteLinkState"]
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 
@@ -206,6 +209,15 @@ class SqliteLinkState:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                # An instruction marked delivered but never answered may have been lost
+                # on its way when the SuperLink stopped: deliver it again. A node that
+                # did get it answers it once (the agent skips instructions it answered).
+                redelivered = self._db.execute(
+                    "UPDATE messages SET delivered = 0 WHERE reply_to = '' AND delivered = 1"
+                    " AND message_id NOT IN (SELECT reply_to FROM messages WHERE reply_to != '')"
+                ).rowcount
+            if redelivered:
+                logger.info("%d unanswered instructions will be delivered again", redelivered)
         except BaseException:
             self._db.close()
             raise

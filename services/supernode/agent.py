@@ -81,6 +81,9 @@ MIN_HEARTBEAT_INTERVAL = 0.05
 MAX_RUNS = 64
 """Runs whose Context (and state) a node keeps; the least recently served is dropped."""
 
+MAX_ANSWERED = 256
+"""How many answered instruction ids a node remembers, to skip one delivered again."""
+
 
 _DEFAULT_BACKOFF = Backoff()
 
@@ -93,6 +96,7 @@ class SuperNodeAgent:
     """One node: registers with the SuperLink and answers its instructions until stopped."""
 
     __slots__ = (
+        "_answered",
         "_backoff",
         "_beating",
         "_cache",
@@ -147,6 +151,9 @@ class SuperNodeAgent:
         self._grace_period = grace_period
         self._cache = ObjectCache() if object_cache is None else object_cache
         self._contexts: OrderedDict[int, Context] | None = None  # made by the first message
+        # Instructions answered lately: a SuperLink restarted mid-delivery sends an
+        # instruction again, and a node that already answered it must not run it twice.
+        self._answered: OrderedDict[str, None] | None = None
         self._node_id: int | None = None
         self._heartbeat_interval = 0.0
         self._stopping = False
@@ -265,6 +272,9 @@ class SuperNodeAgent:
 
     async def _answer(self, envelope: Envelope) -> None:
         meta = envelope.metadata
+        if self._answered is not None and meta.message_id in self._answered:
+            logger.info("message %s was answered already: skipped", meta.message_id)
+            return
         verbose = logger.isEnabledFor(logging.INFO)
         if verbose:
             started = self._clock.now()
@@ -290,7 +300,9 @@ class SuperNodeAgent:
             raise  # gave up reconnecting
         except StamenError as exc:  # refused for good (run stopped, message expired, ...)
             logger.error("the SuperLink refused the reply to message %s: %s", meta.message_id, exc)
+            self._remember_answered(meta.message_id)
             return
+        self._remember_answered(meta.message_id)
         if verbose:
             logger.info(
                 "replied to %s message %s in %.2fs",
@@ -299,6 +311,13 @@ class SuperNodeAgent:
                 self._clock.now() - started,
                 extra={"run_id": meta.run_id, "node_id": self._node_id},
             )
+
+    def _remember_answered(self, message_id: str) -> None:
+        if self._answered is None:
+            self._answered = OrderedDict()
+        self._answered[message_id] = None
+        if len(self._answered) > MAX_ANSWERED:
+            self._answered.popitem(last=False)
 
     async def _serve_instruction(self, envelope: Envelope) -> Reply:
         """The reply to one instruction: the app's, or an error saying why there is none."""

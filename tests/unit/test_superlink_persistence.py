@@ -63,6 +63,23 @@ async def test_nodes_runs_messages_and_objects_survive_a_restart(tmp_path: Path)
         assert not second.state.get_node(node_id).online
 
 
+async def test_an_instruction_delivered_but_unanswered_is_delivered_again(
+    tmp_path: Path,
+) -> None:
+    # It may have been lost on its way when the SuperLink stopped.
+    database = str(tmp_path / "link.db")
+    async with open_superlink(database, heartbeat_interval=HEARTBEAT, clock=FakeClock()) as first:
+        setup = await running_setup(first)
+        run_id, node_id = setup.run_id, setup.node_id
+        answered, lost = instruction(run_id, node_id), instruction(run_id, node_id)
+        await first.serverappio.push_messages(run_id, [answered, lost])
+        assert len(await first.fleet.pull_messages(node_id, timeout=0)) == 2
+        await first.fleet.push_messages(node_id, [reply(answered)])
+    async with open_superlink(database, heartbeat_interval=HEARTBEAT, clock=FakeClock()) as second:
+        assert await second.fleet.pull_messages(node_id, timeout=0) == [lost]
+        assert await second.fleet.pull_messages(node_id, timeout=0) == []
+
+
 async def test_a_message_waiting_for_objects_before_a_restart_wakes_its_node_after(
     tmp_path: Path,
 ) -> None:

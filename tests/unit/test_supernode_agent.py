@@ -332,6 +332,47 @@ async def test_a_reply_that_could_not_be_pushed_is_pushed_after_reconnecting(
         assert "reconnected to the SuperLink" in caplog.text
 
 
+class Redelivering(Wrapped):
+    """Hands the first instruction it sees out twice, as a restarted SuperLink may."""
+
+    def __init__(self, inner: FleetApi) -> None:
+        super().__init__(inner)
+        self.again: list[Envelope] = []
+        self.done = False
+
+    async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
+        if self.again:
+            again, self.again = self.again, []
+            return again
+        envelopes = await super().pull_messages(node_id, timeout)
+        if envelopes and not self.done:
+            self.again, self.done = list(envelopes), True
+        return envelopes
+
+
+class CountingExecutor(ThreadExecutor):
+    runs = 0
+
+    async def execute(self, task: AppTask) -> AppResult:
+        self.runs += 1
+        return await super().execute(task)
+
+
+async def test_an_instruction_delivered_twice_is_answered_once() -> None:
+    async with superlink() as link:
+        server = await start_run(link, {"lr": 0.1})
+        fleet = Redelivering(link.fleet)
+        executor = CountingExecutor(PLUS_ONE)
+        agent = SuperNodeAgent(fleet, executor, {"partition-id": 0}, backoff=FAST)
+        async with running(agent):
+            first = await server.send(fit_content([1]), node_id_of(agent), "train")
+            assert fitted(await server.reply(first))[0] == [2.0]
+            second = await server.send(fit_content([5]), node_id_of(agent), "train")
+            assert fitted(await server.reply(second))[0] == [6.0]
+        assert fleet.done
+        assert executor.runs == 2
+
+
 class DiesExecutor:
     async def execute(self, task: AppTask) -> AppResult:
         raise WorkerDiedError("pid 4242 was killed by SIGKILL (test)")
