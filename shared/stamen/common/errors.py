@@ -182,7 +182,8 @@ class NodeReplyError(StamenError):
     status = Status.UNAVAILABLE
 
     def __init__(self, node_id: int, reason: str) -> None:
-        super().__init__(f"node {node_id}: {reason}")
+        named = reason.startswith(f"node {node_id} ")  # "node 7 went offline"
+        super().__init__(reason if named else f"node {node_id}: {reason}")
         self.node_id = node_id
         self.reason = reason
 
