@@ -396,10 +396,3 @@ def test_reply_takes_destination_from_the_instruction() -> None:
     instruction = Message(RecordDict(), 2, "train")
     with pytest.raises(ValueError, match="takes its destination"):
         Message(RecordDict(), 3, reply_to=instruction)
-
-
-def test_a_node_reply_error_names_the_node_once() -> None:
-    from stamen.common.errors import NodeReplyError
-
-    assert str(NodeReplyError(7, "node 7 went offline")) == "node 7 went offline"
-    assert str(NodeReplyError(7, "no reply within 5s")) == "node 7: no reply within 5s"
