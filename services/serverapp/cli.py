@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 from stamen import __version__
+from stamen.common.allocator import tune_allocator
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -110,6 +111,7 @@ def main(**flags: Any) -> None:
     try:
         settings = ServerAppSettings(**flags)
         setup_logging(settings.log_level)
+        tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = _run(_serve(settings, server_app))
     except ValidationError as exc:

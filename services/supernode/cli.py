@@ -22,6 +22,7 @@ import click
 from pydantic import ValidationError
 from stamen.client import ClientApp
 from stamen.client.task import AppExecutor
+from stamen.common.allocator import tune_allocator
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -143,6 +144,7 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
     setup_logging(settings.log_level)
+    tune_allocator()
     try:
         _run(serve(settings))
     except UserInputError as exc:

@@ -8,6 +8,7 @@ model is copied only when it must be (non-contiguous input, a CUDA tensor).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast, overload
 
@@ -82,7 +83,7 @@ class Array:
         self.shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in self.shape):
             raise ValueError(f"Array shape {self.shape} has a negative dimension")
-        expected = int(np.prod(self.shape, dtype=np.int64)) * np_dtype.itemsize
+        expected = math.prod(self.shape) * np_dtype.itemsize
         size = memoryview(data).nbytes
         if size != expected:
             raise ValueError(
