@@ -6,21 +6,23 @@ SIGINT/SIGTERM stop the run cleanly (workers ended, shared memory unlinked) and 
 128 + the signal's number, and a second signal cuts the clean-up short.
 
 Start-up is ordered to hide the apps' import time: references are checked without
-importing, the worker pool's forkserver is launched (it imports the ClientApp at once),
-and only then does this process import the rest of Stamen and the ServerApp.
+importing, then the workers come first. Where it is safe (`launcher.fork_blocker`), this
+process imports the ClientApp and forks the workers from itself, so that the import is
+paid once for all; else the worker pool's forkserver is launched (it imports the ClientApp
+at once). Only then does this process import the rest of Stamen and the ServerApp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -28,7 +30,7 @@ from pydantic import ValidationError
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
-from .launcher import close_context, default_start_method, open_context
+from .launcher import close_context, default_start_method, fork_blocker, open_context
 from .progress import RoundProgress, StatusLine
 from .references import check_reference
 from .resources import plan_workers, usable_cpus
@@ -37,6 +39,8 @@ from .summary import summary_table
 
 if TYPE_CHECKING:
     from stamen.server.history import History
+
+    from .pool import WorkerPool
 
 __all__ = ["main", "simulation"]
 
@@ -50,11 +54,18 @@ FORKSERVER_STOP_TIMEOUT = 5.0
 """Seconds to wait for the forkserver to exit once the pool is closed."""
 
 
-def _version() -> str:
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`, looked up only when asked (importlib.metadata costs start-up time)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return version("stamen")
+        found = version("stamen")
     except PackageNotFoundError:
-        return "unknown"
+        found = "unknown"
+    click.echo(f"{PROG}, version {found}")
+    ctx.exit()
 
 
 @click.command(
@@ -135,7 +146,14 @@ def _version() -> str:
     show_envvar=True,
     help="DEBUG (adds every virtual node's own lines), INFO, WARNING or ERROR.",
 )
-@click.version_option(_version(), "--version", prog_name=PROG)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 @click.pass_context
 def simulation(ctx: click.Context, /, **options: Any) -> None:
     """Simulate a federation on this machine: a SuperLink, NUM-SUPERNODES virtual
@@ -173,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_FAILED
     except KeyboardInterrupt:  # Ctrl-C before the event loop's handlers were installed
         code = _fail("stopped by SIGINT", 128 + signal.SIGINT.value)
+    # The process ends: collecting everything once more (torch's objects: most of a
+    # second) would only delay the exit. Objects are still finalized as they are freed.
+    gc.freeze()
     sys.exit(code)
 
 
@@ -187,9 +208,9 @@ class _Stopped(Exception):
 def _simulate(settings: SimulationSettings, status: StatusLine | None) -> History:
     check_reference(settings.server_app, settings.directory)
     check_reference(settings.client_app, settings.directory)
-    with _forkserver(settings):
-        # Imported now, while the forkserver imports the ClientApp: this is the other
-        # half of start-up (the SuperLink, the agents, the runner).
+    with _workers_first(settings) as pool:
+        # Imported now, while the workers load the ClientApp: this is the other half of
+        # start-up (the SuperLink, the agents, the runner).
         from .engine import loop_factory, run_simulation_async
 
         progress = None if status is None else RoundProgress(status)
@@ -224,6 +245,7 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
                     seed=settings.seed,
                     directory=settings.directory,
                     observer=progress,
+                    pool=pool,
                 )
             finally:
                 if progress is not None:
@@ -241,14 +263,13 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
 
 
 @contextlib.contextmanager
-def _forkserver(settings: SimulationSettings) -> Iterator[None]:
-    """Launch the worker pool's forkserver with the ClientApp now (the pool then uses
-    it): it imports the app while this process imports the rest."""
+def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
+    """Get the workers going before anything else: import the ClientApp here and fork
+    them from this process (yielding their pool) where that is safe, else launch the
+    pool's forkserver with the ClientApp now (it imports the app while this process
+    imports the rest; the engine makes the pool, which uses it)."""
     backend = settings.backend_config
     start_method = default_start_method(backend.client_resources.num_gpus)
-    if start_method != "forkserver":  # spawn: each worker imports the app itself
-        yield
-        return
     specs = plan_workers(
         num_workers=backend.num_workers,
         num_cpus=backend.client_resources.num_cpus,
@@ -256,9 +277,23 @@ def _forkserver(settings: SimulationSettings) -> Iterator[None]:
         cpus=usable_cpus(),
         gpus=[],
     )
+    if start_method != "forkserver":  # spawn: each worker imports the app itself
+        yield None
+        return
+    if fork_blocker(start_method, specs[0].threads) is None:
+        from stamen.client import ClientApp
+        from stamen.common.loading import load_app
+
+        from .pool import WorkerPool
+
+        load_app(settings.client_app, ClientApp, settings.directory)
+        pool = WorkerPool.for_backend(settings.client_app, settings.directory, backend)
+        pool.prefork()  # when it may not after all, the pool starts its workers itself
+        yield pool
+        return
     open_context(start_method, settings.client_app, str(settings.directory), specs[0].threads)
     try:
-        yield
+        yield None
     finally:
         stopper = threading.Thread(
             target=close_context, args=(start_method,), name="stamen-forkserver-stop", daemon=True

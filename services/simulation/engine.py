@@ -8,7 +8,14 @@ only connects those parts, so a simulation behaves as a deployment does.
 Start-up order hides the app's import time: the pool starts first, so the workers
 import the ClientApp (torch: seconds) while this process imports the ServerApp,
 opens the SuperLink and registers the nodes. The first instructions wait in the pool's
-queue until a worker is ready.
+queue until a worker is ready. When `run_simulation` is called with no event loop running
+and this process has imported the ClientApp's module already (it was given the app
+object, say), it forks the workers from itself before its loop starts
+(`WorkerPool.prefork`), so that nothing is imported twice.
+
+Everything that exists when a simulation starts (torch's objects among it) is frozen out
+of the garbage collector until it ends: each full collection would walk all of it again
+(a quarter of a second with torch), and 10,000 virtual nodes trigger many.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
@@ -82,21 +91,20 @@ def run_simulation(
     Worker processes import the main module, so a script calls this under
     `if __name__ == "__main__":`.
     """
+    plan = _plan(
+        server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
+    )
+    client = plan.client
+    pool = WorkerPool.for_backend(client.reference, client.directory, plan.backend)
 
     def simulate() -> Coroutine[Any, Any, History]:
-        return run_simulation_async(
-            server_app,
-            client_app,
-            num_supernodes,
-            backend_config,
-            run_config,
-            seed=seed,
-            directory=directory,
-        )
+        return _simulate(plan, server_app, num_supernodes, pool, None)
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        if client.reference.partition(":")[0] in sys.modules:
+            pool.prefork()  # when it is safe: see launcher.fork_blocker
         return _run_in_new_loop(simulate)
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
         return thread.submit(_run_in_new_loop, simulate).result()
@@ -112,9 +120,39 @@ async def run_simulation_async(
     seed: int | None = None,
     directory: str | Path | None = None,
     observer: RunObserver | None = None,
+    pool: WorkerPool | None = None,
 ) -> History:
     """`run_simulation` in the caller's event loop; `observer` hears each batch of
-    instructions and replies (the CLI's progress line)."""
+    instructions and replies (the CLI's progress line). `pool`: the worker pool for the
+    ClientApp (`WorkerPool.for_backend`), made, and perhaps preforked, before the loop
+    started; it is started and closed here (default: a new one)."""
+    plan = _plan(
+        server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
+    )
+    return await _simulate(plan, server_app, num_supernodes, pool, observer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A simulation's arguments, checked before anything starts."""
+
+    backend: BackendConfig
+    client: AppRef
+    folder: Path | None
+    run_config: UserConfig
+
+
+def _plan(
+    server_app: ServerApp | str,
+    client_app: ClientApp | str,
+    num_supernodes: int,
+    backend_config: BackendConfig | Mapping[str, Any] | str | None,
+    run_config: UserConfig | None,
+    seed: int | None,
+    directory: str | Path | None,
+) -> _Plan:
+    if num_supernodes < 1:
+        raise ConfigError(f"num_supernodes must be at least 1, got {num_supernodes}")
     backend = parse_backend_config(backend_config)
     folder = None if directory is None else Path(directory)
     config = dict(run_config or {})
@@ -123,11 +161,22 @@ async def run_simulation_async(
     client = client_app_ref(client_app, folder)
     if isinstance(server_app, str):  # a typo fails here, before any worker starts
         check_reference(server_app, folder)
-    async with open_simulation(client, num_supernodes, backend) as simulation:
-        app, server_ref = server_app_of(server_app, folder)
-        return await simulation.run(
-            app, server_app_ref=server_ref, run_config=config, observer=observer
-        )
+    return _Plan(backend, client, folder, config)
+
+
+async def _simulate(
+    plan: _Plan,
+    server_app: ServerApp | str,
+    num_supernodes: int,
+    pool: WorkerPool | None,
+    observer: RunObserver | None,
+) -> History:
+    with _garbage_frozen():
+        async with open_simulation(plan.client, num_supernodes, plan.backend, pool=pool) as sim:
+            app, server_ref = server_app_of(server_app, plan.folder)
+            return await sim.run(
+                app, server_app_ref=server_ref, run_config=plan.run_config, observer=observer
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +210,15 @@ class Simulation:
 
 @contextlib.asynccontextmanager
 async def open_simulation(
-    client_app: AppRef, num_supernodes: int, backend: BackendConfig
+    client_app: AppRef,
+    num_supernodes: int,
+    backend: BackendConfig,
+    *,
+    pool: WorkerPool | None = None,
 ) -> AsyncIterator[Simulation]:
-    """Start the worker pool, the SuperLink and `num_supernodes` registered virtual
-    nodes; stop them all on exit (workers killed if need be, shared memory unlinked).
+    """Start the worker pool (`pool`, or a new one that `backend` describes), the
+    SuperLink and `num_supernodes` registered virtual nodes; stop them all on exit
+    (workers killed if need be, shared memory unlinked).
 
     A ClientApp that does not load in the workers ends the block with AppLoadError
     (`pool.started()` raises it, and the task group cancels the block).
@@ -172,14 +226,8 @@ async def open_simulation(
     if num_supernodes < 1:
         raise ConfigError(f"num_supernodes must be at least 1, got {num_supernodes}")
     began = time.perf_counter()
-    resources = backend.client_resources
-    pool = WorkerPool(
-        client_app.reference,
-        client_app.directory,
-        num_workers=backend.num_workers,
-        num_cpus=resources.num_cpus,
-        num_gpus=resources.num_gpus,
-    )
+    if pool is None:
+        pool = WorkerPool.for_backend(client_app.reference, client_app.directory, backend)
     link = SuperLink(MemoryLinkState(), MemoryObjectStore(), heartbeat_interval=HEARTBEAT_INTERVAL)
     with _quiet(CHATTY_LOGGERS):
         async with pool, link:
@@ -246,6 +294,20 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     collect(group)
     causes = [e for e in leaves if not isinstance(e, asyncio.CancelledError)] or leaves
     return causes[0] if len(causes) == 1 else group
+
+
+@contextlib.contextmanager
+def _garbage_frozen() -> Iterator[None]:
+    """Keep the objects that exist now out of garbage collections until the block ends
+    (unless someone froze objects already: their choice stands)."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

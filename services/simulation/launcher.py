@@ -1,26 +1,33 @@
 """Starting worker processes: the multiprocessing context, and a forkserver with the app.
 
-Never fork: the pool's process runs an event loop and threads. `spawn` starts each worker
-from scratch, and each imports the app. `forkserver` starts one server process that
-imports the app once (`stamen.simulation.preload`) and forks every worker from it, so the
-import (torch: seconds) is paid once and its memory is shared. multiprocessing keeps one
-forkserver per process: the first pool that needs it launches it with its app, and the
-last pool to close stops it, so that a later pool (say, an edited app in a notebook) does
-not fork modules imported before the edit. A forkserver that someone else launched is
-used as it is: the workers then import the app themselves.
+Never fork an event loop: once the pool runs, its process has a loop and threads. `spawn`
+starts each worker from scratch, and each imports the app. `forkserver` starts one server
+process that imports the app once (`stamen.simulation.preload`) and forks every worker
+from it, so the import (torch: seconds) is paid once and its memory is shared.
+multiprocessing keeps one forkserver per process: the first pool that needs it launches
+it with its app, and the last pool to close stops it, so that a later pool (say, an
+edited app in a notebook) does not fork modules imported before the edit. A forkserver
+that someone else launched is used as it is: the workers then import the app themselves.
+
+Before its event loop starts, though, a process that has imported the app already (a
+script that passes app objects) may fork the first workers itself (`fork_blocker` says
+when that is safe): the import is not paid a second time, and no forkserver runs unless a
+worker dies and needs replacing (`ContextLease`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping
-from multiprocessing import forkserver
-from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 from typing import Literal
 
 from .resources import THREAD_VARIABLES
@@ -28,14 +35,17 @@ from .resources import THREAD_VARIABLES
 __all__ = [
     "APP_VARIABLE",
     "Context",
+    "ContextLease",
     "StartMethod",
     "close_context",
     "default_start_method",
+    "fork_blocker",
+    "fork_context",
     "open_context",
 ]
 
 StartMethod = Literal["forkserver", "spawn"]
-Context = ForkServerContext | SpawnContext
+Context = ForkContext | ForkServerContext | SpawnContext
 
 APP_VARIABLE = "STAMEN_SIMULATION_PRELOAD"
 """JSON `[app_ref, directory or null]`: the app the forkserver imports at launch."""
@@ -53,6 +63,73 @@ def default_start_method(num_gpus: float) -> StartMethod:
     if num_gpus == 0 and "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
     return "spawn"
+
+
+def fork_blocker(start_method: StartMethod, threads: int) -> str | None:
+    """Why this process may not fork workers from itself now; None when it may.
+
+    A fork copies only the calling thread, so no other Python thread may hold a lock the
+    child needs, and no event loop may run (the child would share its file descriptors
+    and signal wake-up). GNU OpenMP hangs in a child that uses several threads after the
+    parent used its pool, so only single-threaded workers qualify; CUDA cannot be used in
+    a forked child once the parent initialized it; GPU clients are spawned anyway.
+    """
+    if start_method != "forkserver":
+        return "the workers are spawned"
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return "this platform cannot fork"
+    if threads != 1:
+        return "the workers run several threads each (OpenMP does not survive a fork)"
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop()
+        return "an event loop runs in this thread"
+    if threading.active_count() > 1:
+        return "other threads run in this process"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_initialized():
+        return "CUDA is initialized in this process"
+    return None
+
+
+def fork_context() -> ForkContext:
+    """The context to fork workers from this process with (see `fork_blocker`).
+
+    It starts the resource tracker first, as spawn and forkserver do, so that the forked
+    workers share it instead of each starting one (see `shm` for why that matters).
+    """
+    resource_tracker.ensure_running()
+    return multiprocessing.get_context("fork")
+
+
+class ContextLease:
+    """A pool's hold on its context: opened at once (`get()` when the pool starts) or on
+    first use (a replacement for a worker that the pool forked itself), closed once."""
+
+    def __init__(
+        self, start_method: StartMethod, app_ref: str, directory: str | None, threads: int
+    ) -> None:
+        self.start_method = start_method
+        self._args = (app_ref, directory, threads)
+        self._lock = threading.Lock()
+        self._context: Context | None = None
+        self._closed = False
+
+    def get(self) -> Context:
+        """The context (launching the forkserver, with the app, on first use); any thread."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool's context is closed")
+            if self._context is None:
+                self._context = open_context(self.start_method, *self._args)
+            return self._context
+
+    def close(self) -> None:
+        """Release the context if it was opened (see `close_context`: this blocks)."""
+        with self._lock:
+            opened, self._closed = self._context is not None, True
+        if opened:
+            close_context(self.start_method)
 
 
 def open_context(

@@ -3,11 +3,13 @@
 One pool serves every virtual SuperNode: each node's agent gets a cheap `PoolExecutor`
 handle (its `AppExecutor`), and tasks from all of them queue here for the next idle
 worker. Workers are processes (forkserver or spawn, see `launcher`) that import the app
-once. Large array objects cross through shared memory (`shm`): a broadcast model is copied
-once into a segment that every task of the round maps, and large replies come back the
-same way. Each worker has a thread of its own here that does the blocking pipe I/O, so
-the event loop never waits on a pipe. A worker that dies fails only the task it was
-running (`WorkerDiedError`), and a replacement starts at once.
+once; a pool made before its event loop runs may fork its first workers from its own
+process instead (`prefork`), which has imported the app already. Large array objects
+cross through shared memory (`shm`): a broadcast model is copied once into a segment
+that every task of the round maps, and large replies come back the same way. Each
+worker has a thread of its own here that does the blocking pipe I/O, so the event loop
+never waits on a pipe. A worker that dies fails only the task it was running
+(`WorkerDiedError`), and a replacement starts at once.
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Status
 from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.errors import AppLoadError, StamenError
 
-from .launcher import StartMethod, close_context, default_start_method, open_context
+from .launcher import ContextLease, StartMethod, default_start_method, fork_blocker, fork_context
 from .resources import plan_workers, usable_cpus, visible_gpus
 from .shm import INLINE_LIMIT, CachedSegment, SegmentCache, byte_view, sweep
-from .slot import Outcome, Slot, WorkerSetup
+from .slot import Outcome, Slot, Started, WorkerSetup, start_worker
 from .worker import Job, Packed
+
+if TYPE_CHECKING:
+    from .config import BackendConfig
 
 __all__ = ["PoolClosedError", "PoolExecutor", "TransferCounts", "WorkerPool"]
 
@@ -104,6 +110,10 @@ class WorkerPool:
         self._directory = None if directory is None else str(directory)
         self.start_method = start_method or default_start_method(num_gpus)
         self.segment_prefix = f"stamen-{os.getpid()}-{next(_pool_ids)}-"
+        self._lease = ContextLease(
+            self.start_method, client_app_ref, self._directory, self._specs[0].threads
+        )
+        self._preforked: list[Started] = []
         self._counts = TransferCounts()
         self._stop_timeout = stop_timeout
         self._log_level = logging.getLogger().getEffectiveLevel()
@@ -124,6 +134,20 @@ class WorkerPool:
             on_unlink=self._segment_unlinked,
         )
 
+    @classmethod
+    def for_backend(
+        cls, client_app_ref: str, directory: Path | None, backend: BackendConfig
+    ) -> WorkerPool:
+        """The pool that `backend` (a simulation's backend config) describes."""
+        resources = backend.client_resources
+        return cls(
+            client_app_ref,
+            directory,
+            num_workers=backend.num_workers,
+            num_cpus=resources.num_cpus,
+            num_gpus=resources.num_gpus,
+        )
+
     @property
     def num_workers(self) -> int:
         return len(self._specs)
@@ -133,32 +157,71 @@ class WorkerPool:
         """How objects have crossed so far (shared memory or inline)."""
         return replace(self._counts, segments_created=self._cache.segments_created)
 
-    def start(self) -> None:
-        """Start the workers; they import the app while the caller goes on."""
-        if self._slots:
+    def fork_blocker(self) -> str | None:
+        """Why `prefork()` would not fork now (see `launcher.fork_blocker`); None: it would."""
+        return fork_blocker(self.start_method, self._specs[0].threads)
+
+    def prefork(self) -> bool:
+        """Fork the workers from this process now, if that is safe (`fork_blocker`): they
+        start with all it has imported (the ClientApp, torch) instead of importing it
+        again, and no forkserver runs unless a worker needs replacing. Call it before an
+        event loop runs, then start the pool as usual. False, with nothing started, when
+        it may not: `start()` then starts the workers the usual way."""
+        if self._slots or self._preforked:
             raise RuntimeError("the worker pool is started already")
+        blocker = self.fork_blocker()
+        if blocker is not None:
+            logger.debug("not forking the workers from this process: %s", blocker)
+            return False
         self._began = time.monotonic()
-        self._loop = asyncio.get_running_loop()
-        context = open_context(
-            self.start_method, self.app_ref, self._directory, self._specs[0].threads
-        )
-        self._setup = WorkerSetup(
-            context=context,
-            app_ref=self.app_ref,
-            directory=self._directory,
-            segment_prefix=self.segment_prefix,
-            log_level=self._log_level,
-            stop_timeout=self._stop_timeout,
-        )
-        events = _Events(self)
-        self._slots = [Slot(self._setup, spec, events) for spec in self._specs]
+        setup = self._worker_setup()
+        context = fork_context()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of any thread (BLAS pools too); fork_blocker has checked
+                # that no Python thread runs, and those pools reset themselves in the child.
+                warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
+                for spec in self._specs:
+                    started = start_worker(setup, context, spec, self._preforked)
+                    self._preforked.append(started)
+        except OSError as exc:
+            logger.warning("could not fork the workers (%s): starting them the usual way", exc)
+            self._discard_preforked()
+            return False
         atexit.register(self._abandon)
         logger.info(
-            "starting %d workers (%s) for ClientApp %s",
-            len(self._slots),
-            self.start_method,
+            "forked %d workers from this process for ClientApp %s",
+            len(self._preforked),
             self.app_ref,
         )
+        return True
+
+    def start(self) -> None:
+        """Start the workers (or take over the preforked ones); they import the app while
+        the caller goes on."""
+        if self._slots:
+            raise RuntimeError("the worker pool is started already")
+        self._loop = asyncio.get_running_loop()
+        self._setup = self._worker_setup()
+        events = _Events(self)
+        preforked, self._preforked = self._preforked, []
+        if preforked:
+            firsts: list[Started | None] = list(preforked)
+        else:
+            self._began = time.monotonic()
+            self._lease.get()  # launches the forkserver (with the app) now
+            firsts = [None] * len(self._specs)
+            logger.info(
+                "starting %d workers (%s) for ClientApp %s",
+                len(self._specs),
+                self.start_method,
+                self.app_ref,
+            )
+        self._slots = [
+            Slot(self._setup, spec, events, first)
+            for spec, first in zip(self._specs, firsts, strict=True)
+        ]
+        atexit.register(self._abandon)
         for slot in self._slots:
             slot.thread.start()
 
@@ -208,6 +271,8 @@ class WorkerPool:
         self._closing = True
         self._fail_all(PoolClosedError())
         try:
+            if self._preforked:
+                await asyncio.to_thread(self._discard_preforked)
             if self._slots:
                 for slot in self._slots:
                     slot.stop(terminate=slot not in self._idle)
@@ -215,7 +280,7 @@ class WorkerPool:
                 threads = [slot.thread for slot in self._slots]
                 await asyncio.to_thread(_join, threads, self._stop_timeout + 2.0)
                 await self._cache.aclose()
-                await asyncio.to_thread(_close_context, self.start_method, self._stop_timeout)
+                await asyncio.to_thread(_close_context, self._lease, self._stop_timeout)
         finally:
             self._release_segments()
             atexit.unregister(self._abandon)
@@ -233,6 +298,21 @@ class WorkerPool:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _worker_setup(self) -> WorkerSetup:
+        return WorkerSetup(
+            context=self._lease.get,
+            app_ref=self.app_ref,
+            directory=self._directory,
+            segment_prefix=self.segment_prefix,
+            log_level=self._log_level,
+            stop_timeout=self._stop_timeout,
+        )
+
+    def _discard_preforked(self) -> None:
+        preforked, self._preforked = self._preforked, []
+        for started in preforked:
+            started.discard(self._stop_timeout)
 
     # -- the event loop's side --------------------------------------------------------
 
@@ -353,11 +433,12 @@ class WorkerPool:
         if self._closed:
             return
         self._closing = True
+        self._discard_preforked()
         for slot in self._slots:
             slot.stop(terminate=True)
         _join([slot.thread for slot in self._slots], self._stop_timeout + 2.0)
         self._release_segments()
-        _close_context(self.start_method, self._stop_timeout)
+        _close_context(self._lease, self._stop_timeout)
 
 
 class _Events:
@@ -406,11 +487,9 @@ def _join(threads: list[threading.Thread], timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _close_context(start_method: StartMethod, timeout: float) -> None:
-    """`close_context` in a thread of its own, waited for at most `timeout` seconds."""
-    thread = threading.Thread(
-        target=close_context, args=(start_method,), name="stamen-forkserver-stop", daemon=True
-    )
+def _close_context(lease: ContextLease, timeout: float) -> None:
+    """`lease.close()` in a thread of its own, waited for at most `timeout` seconds."""
+    thread = threading.Thread(target=lease.close, name="stamen-forkserver-stop", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

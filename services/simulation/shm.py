@@ -8,11 +8,11 @@ objects into one segment of its own that it reuses (`ReplyArena`), and the pool 
 them out (`ReplyReader`).
 
 Every segment is named `<pool prefix><suffix>`, so that whatever a dead worker left
-behind can be found and unlinked (`sweep`). Resource tracking: spawn and forkserver
-children share the parent's resource tracker, whose records are a set of names, so a
-process attaching a segment adds nothing and the one unlink (which unregisters) balances
-the one create. Unregistering after attaching, the workaround for unrelated processes,
-would here make the owner's unlink unregister a name the tracker no longer has.
+behind can be found and unlinked (`sweep`). Resource tracking: spawned, forkserver and
+forked children share the parent's resource tracker, whose records are a set of names,
+so a process attaching a segment adds nothing and the one unlink (which unregisters)
+balances the one create. Unregistering after attaching, the workaround for unrelated
+processes, would here make the owner's unlink unregister a name the tracker no longer has.
 """
 
 from __future__ import annotations

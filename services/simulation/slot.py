@@ -1,11 +1,11 @@
 """One worker process at a time, and the thread that talks to it.
 
-The pool keeps a `Slot` per worker. Its thread starts the worker, waits for it to load
-the app, then sends it the jobs the pool assigns, one at a time, doing the blocking pipe
-I/O so that the event loop never waits on a pipe. It copies large reply objects out of
-the worker's reply arena. When the worker dies it reports the job as failed and starts
-another. The thread tells the pool everything through `SlotEvents`, whose methods it
-calls from its own thread.
+The pool keeps a `Slot` per worker. Its thread starts the worker (or takes over one the
+pool forked before its event loop ran), waits for it to load the app, then sends it the
+jobs the pool assigns, one at a time, doing the blocking pipe I/O so that the event loop
+never waits on a pipe. It copies large reply objects out of the worker's reply arena.
+When the worker dies it reports the job as failed and starts another. The thread tells
+the pool everything through `SlotEvents`, whose methods it calls from its own thread.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import queue
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -27,7 +28,7 @@ from .resources import WorkerSpec
 from .shm import ReplyReader, SharedRef, sweep
 from .worker import Done, Failed, Job, Loaded, LoadFailed, serve
 
-__all__ = ["Outcome", "Slot", "SlotEvents", "WorkerSetup"]
+__all__ = ["Outcome", "Slot", "SlotEvents", "Started", "WorkerSetup", "start_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class SlotEvents(Protocol):
 class WorkerSetup:
     """How every worker of a pool starts."""
 
-    context: Context
+    context: Callable[[], Context]
+    """The context new workers start from (called from the slots' threads)."""
     app_ref: str
     directory: str | None
     segment_prefix: str
@@ -64,10 +66,69 @@ class WorkerSetup:
     stop_timeout: float
 
 
-class Slot:
-    """One worker process at a time, and the thread that talks to it."""
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A worker process just started, and the pool's end of its pipe."""
 
-    def __init__(self, setup: WorkerSetup, spec: WorkerSpec, events: SlotEvents) -> None:
+    process: BaseProcess
+    conn: Connection
+
+    def discard(self, timeout: float) -> None:
+        """End a worker that no slot took over: its pipe closes, so it exits."""
+        self.conn.close()
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join(timeout)
+
+
+def start_worker(
+    setup: WorkerSetup, context: Context, spec: WorkerSpec, siblings: Sequence[Started] = ()
+) -> Started:
+    """Start a worker process from `context` (it loads the app, then says `Loaded`).
+
+    A worker forked from the pool's process inherits the pool's end of its own pipe and
+    of the `siblings`' (the workers forked before it), and closes them: else a worker
+    would not see its pipe close when the pool closes it.
+    """
+    conn, child_end = context.Pipe(duplex=True)
+    inherited = None
+    if context.get_start_method() == "fork":
+        inherited = tuple(end.fileno() for end in [conn, *(s.conn for s in siblings)])
+    process = context.Process(
+        target=serve,
+        args=(
+            child_end,
+            setup.app_ref,
+            setup.directory,
+            spec,
+            setup.segment_prefix,
+            setup.log_level,
+            inherited,
+        ),
+        name=f"stamen-simulation-worker-{spec.index}",
+    )
+    try:
+        process.start()
+    except BaseException:
+        conn.close()
+        raise
+    finally:
+        child_end.close()  # so that the pipe reports EOF once the worker is gone
+    return Started(process, conn)
+
+
+class Slot:
+    """One worker process at a time, and the thread that talks to it; `first` is a worker
+    started already (forked by the pool) that the slot's thread takes over."""
+
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        spec: WorkerSpec,
+        events: SlotEvents,
+        first: Started | None = None,
+    ) -> None:
         self.spec = spec
         self.unlinked: list[str] = []  # event loop side: segments the worker may unmap
         self.thread = threading.Thread(
@@ -79,6 +140,7 @@ class Slot:
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._stopping = False
+        self._first = first
 
     def assign(self, job: Job) -> None:
         """Event loop side: hand the idle worker a job (with the segments it may unmap)."""
@@ -105,29 +167,15 @@ class Slot:
     def _cycle(self) -> bool:
         """Start one worker and serve jobs until it dies (True: start another) or the pool
         stops (False)."""
-        setup = self._setup
-        conn, child_end = setup.context.Pipe(duplex=True)
-        process = setup.context.Process(
-            target=serve,
-            args=(
-                child_end,
-                setup.app_ref,
-                setup.directory,
-                self.spec,
-                setup.segment_prefix,
-                setup.log_level,
-            ),
-            name=f"stamen-simulation-worker-{self.spec.index}",
-        )
-        try:
-            process.start()
-        except Exception as exc:
-            reason = f"no worker process started: {exc}"
-            self._events.load_failed(self, reason)
-            return False
-        finally:
-            child_end.close()  # so that the pipe reports EOF once the worker is gone
-        worker = _Worker(process, conn, process.pid or 0, ReplyReader())
+        started, self._first = self._first, None
+        if started is None:
+            try:
+                started = start_worker(self._setup, self._setup.context(), self.spec)
+            except Exception as exc:
+                self._events.load_failed(self, f"no worker process started: {exc}")
+                return False
+        process = started.process
+        worker = _Worker(process, started.conn, process.pid or 0, ReplyReader())
         with self._lock:
             self._process = process
             if self._stopping:

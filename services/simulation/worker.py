@@ -7,10 +7,16 @@ shared-memory segments that the worker maps once and reads in place; large reply
 leave through the worker's reply arena, named `<segment prefix>r<pid>-<n>` so that the
 pool can find what a dead worker left. Ctrl-C in a terminal reaches the whole process
 group: the worker ignores it, the pool decides when its workers stop.
+
+What the app imported lives as long as the worker, so it is frozen out of the garbage
+collector: collections would walk torch's objects again and again (and copy their pages
+in a forked worker), and so would the interpreter's teardown in a spawned worker (most
+of a second; forked workers leave by `os._exit`, as multiprocessing has them do).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -85,23 +91,35 @@ def serve(
     spec: WorkerSpec,
     segment_prefix: str,
     log_level: int,
+    inherited: tuple[int, ...] | None = None,
 ) -> None:
-    """The worker process's main function."""
+    """The worker process's main function. `inherited`: the worker was forked from the
+    pool's process, and these are the pool's ends of pipes (its own, earlier workers') to
+    close; the logging handlers it inherited are the pool's too, not to write through."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler of the pool's process
+    if inherited is not None:
+        for fd in inherited:
+            os.close(fd)
+        root = logging.getLogger()
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)  # not closed: they are the parent's, copied
     logging.basicConfig(
         level=log_level,
         format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s",
     )
     _apply(spec)
     try:
-        # With a forkserver the app module is already imported: this only looks it up.
+        # With a forkserver (or forked from the pool's process) the app module is
+        # already imported: this only looks it up.
         app = load_app(app_ref, ClientApp, directory)
     except AppLoadError as exc:
         conn.send(LoadFailed(exc.reason))
         return
     torch = sys.modules.get("torch")
-    if torch is not None:  # imported before our variables applied (forkserver preload)
+    if torch is not None:  # imported before our variables applied (preload, or forked)
         torch.set_num_threads(spec.threads)
+    gc.freeze()
     conn.send(Loaded(os.getpid()))
     replies = ReplyArena(f"{segment_prefix}r{os.getpid()}-")
     attachments = Attachments()

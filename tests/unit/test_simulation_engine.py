@@ -25,7 +25,8 @@ from stamen.server.history import History
 from stamen.simulation import run_simulation, run_simulation_async
 from stamen.simulation.apps import client_app_ref, server_app_of
 from stamen.simulation.config import BackendConfig, parse_backend_config
-from stamen.simulation.engine import open_simulation
+from stamen.simulation.engine import _garbage_frozen, open_simulation
+from stamen.simulation.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -253,6 +254,47 @@ def test_the_same_seed_gives_the_same_model_with_one_or_two_workers(
 
     assert all(a.tobytes() == b.tobytes() for a, b in zip(*finals, strict=True))
     assert any(a.tobytes() != b.tobytes() for a, b in zip(finals[0], other_seed, strict=True))
+
+
+def test_workers_are_forked_from_here_only_once_the_client_app_is_imported_here(
+    app_dir: Path, server_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Forking before this process imported the app would make every worker import it.
+    forks: list[str] = []
+    prefork = WorkerPool.prefork
+
+    def recording(pool: WorkerPool) -> bool:
+        forks.append(pool.app_ref)
+        return prefork(pool)
+
+    monkeypatch.setattr(WorkerPool, "prefork", recording)
+    (app_dir / "engine_fresh_client.py").write_text(textwrap.dedent(CLIENT))
+    reference = "engine_fresh_client:app"
+    config = {"num-server-rounds": 1}
+
+    run_simulation("engine_server:app", reference, 2, None, config, directory=app_dir)
+    assert forks == []
+    load_app(reference, ClientApp, app_dir)
+    history = run_simulation("engine_server:app", reference, 2, None, config, directory=app_dir)
+
+    assert forks == [reference]
+    assert history.metrics_distributed_fit["nodes"] == [(1, 2)]
+
+
+def test_what_exists_when_a_simulation_starts_is_left_out_of_collections_until_it_ends() -> None:
+    assert gc.get_freeze_count() == 0
+    with _garbage_frozen():
+        assert gc.get_freeze_count() > 0  # torch's objects, in a real app: not walked again
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()  # the caller's own choice stands
+    frozen = gc.get_freeze_count()
+    try:
+        with _garbage_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.slow

@@ -1,0 +1,69 @@
+"""What a simulation pays before it trains: imports kept lazy, and the forkserver preload."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import stamen.common
+from click.testing import CliRunner
+from stamen.common.context import Context
+from stamen.simulation import preload
+from stamen.simulation.cli import simulation
+from stamen.simulation.launcher import APP_VARIABLE
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_importing_stamen_and_its_errors_imports_neither_numpy_nor_metadata() -> None:
+    code = (
+        "import sys, stamen, stamen.common.errors\n"
+        "print([m for m in ('numpy', 'importlib.metadata') if m in sys.modules])\n"
+        "print(stamen.__version__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
+    )
+
+    loaded, version = done.stdout.splitlines()
+    assert loaded == "[]"
+    assert version == importlib.metadata.version("stamen")
+
+
+def test_the_common_packages_names_load_on_first_use() -> None:
+    assert stamen.common.Context is Context
+    for name in stamen.common.__all__:
+        getattr(stamen.common, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        stamen.common.nothing_here  # noqa: B018
+
+
+def test_the_cli_looks_its_version_up_when_asked() -> None:
+    result = CliRunner().invoke(simulation, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.output == f"stamen-simulation, version {importlib.metadata.version('stamen')}\n"
+
+
+def test_the_forkserver_preload_imports_what_the_app_would_import_lazily(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "preload_app.py").write_text(
+        "import json\nfrom stamen.client import ClientApp\napp = ClientApp()\n"
+    )
+    monkeypatch.setenv(APP_VARIABLE, json.dumps(["preload_app:app", str(tmp_path)]))
+    lazy = {"json": "json.tool", "library_not_imported": "library_not_imported.lazy"}
+    monkeypatch.setattr(preload, "LAZY_IMPORTS", lazy)
+    frozen: list[bool] = []
+    monkeypatch.setattr(preload.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.delitem(sys.modules, "json.tool", raising=False)
+
+    preload._preload()
+
+    assert "json.tool" in sys.modules  # the app imported json: its lazy part comes too
+    assert "library_not_imported.lazy" not in sys.modules
+    assert frozen == [True]  # what the workers inherit is kept out of their collections
