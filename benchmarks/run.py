@@ -135,6 +135,7 @@ def main() -> None:
     if "flower" in frameworks:
         ensure_flower_venv()
     rows: list[str] = []
+    imports = import_seconds()
     for scenario in chosen:
         figures: dict[str, list[float]] = {f: [] for f in frameworks}
         walls: dict[str, list[float]] = {f: [] for f in frameworks}
@@ -144,8 +145,12 @@ def main() -> None:
         notes: dict[str, list[str]] = {f: [] for f in frameworks}
         for i in range(min(args.runs, scenario.max_runs or args.runs)):
             for framework in frameworks:
-                with tempfile.TemporaryDirectory() as tmp:
-                    sample = scenario.run(framework, Path(tmp))
+                try:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        sample = scenario.run(framework, Path(tmp))
+                except (RuntimeError, OSError) as exc:  # one failed run must not end the bench
+                    print(f"{scenario.key} {framework} run {i + 1}: failed: {exc}", flush=True)
+                    continue
                 if sample is None:
                     print(f"{scenario.key} {framework} run {i + 1}: timed out", flush=True)
                     continue
@@ -175,10 +180,10 @@ def main() -> None:
             f"{fmt(runs.get('stamen') or None)} / {fmt(runs.get('flower') or None)} | "
             f"{notes_cell(notes)} |"
         )
-    write_results(args.out, rows, args.runs)
+        write_results(args.out, rows, args.runs, imports)  # after each: a partial run shows
 
 
-def write_results(out: Path, rows: list[str], runs: int) -> None:
+def write_results(out: Path, rows: list[str], runs: int, imports: float) -> None:
     versions = ["(not installed)", "?"]
     if FLOWER_PY.exists():
         code = "import flwr, torch; print(flwr.__version__, torch.__version__)"
@@ -195,7 +200,7 @@ Written by `make bench` (benchmarks/run.py) on {time.strftime("%Y-%m-%d %H:%M UT
 - Python {platform.python_version()}; Stamen {stamen.__version__}; Flower {versions[0]}; torch {versions[1]}
 - {runs} runs per framework and scenario (S4: one, as Flower may take its 10-minute limit),
   alternating; each cell: median (min-max)
-- app import time (torch + scikit-learn, one process): {import_seconds():.2f} s
+- app import time (torch + scikit-learn, one process): {imports:.2f} s
 - ratio: how many times better Stamen's headline figure is than Flower's
 - wall: from starting the first process to the end of the run; deployment scenarios also
   give the ServerApp's own run (SuperNodes already up, their start-up excluded)
