@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from stamen.common.config import parse_user_config
 from stamen.common.errors import ConfigError
-from stamen.common.records import UserConfig
+from stamen.common.fields import LogLevel, UserConfigText
 from stamen.transport.grpc.channel import split_address
 from stamen.transport.grpc.tls import client_context
 
-__all__ = ["DEFAULT_SERVER", "LogLevel", "ServerAppSettings"]
+__all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
 
 DEFAULT_SERVER = "127.0.0.1:9091"
 """The SuperLink's ServerAppIo API on this machine."""
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class ServerAppSettings(BaseModel):
@@ -32,7 +28,7 @@ class ServerAppSettings(BaseModel):
     server: str = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
-    run_config: UserConfig = Field(default_factory=dict)
+    run_config: UserConfigText = Field(default_factory=dict)
     run_id: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
@@ -43,16 +39,6 @@ class ServerAppSettings(BaseModel):
     def _address(cls, value: str) -> str:
         split_address(value)
         return value
-
-    @field_validator("run_config", mode="before")
-    @classmethod
-    def _parse_run_config(cls, value: Any) -> Any:
-        return parse_user_config(value) if isinstance(value, str) else value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:

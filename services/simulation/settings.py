@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from stamen.common.config import parse_user_config
 from stamen.common.errors import ConfigError
-from stamen.common.records import UserConfig
+from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText
 
 from .config import BackendConfig, parse_backend_config
 
@@ -34,10 +33,10 @@ class SimulationSettings(BaseModel):
     client_app: str
     num_supernodes: int = Field(ge=1)
     backend_config: BackendConfig = BackendConfig()
-    run_config: UserConfig = Field(default_factory=dict)
+    run_config: UserConfigText = Field(default_factory=dict)
     seed: int | None = None
-    directory: Path = Path()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    directory: ExistingDirectory = Path()
+    log_level: LogLevel = "INFO"
 
     @field_validator("server_app", "client_app")
     @classmethod
@@ -55,28 +54,6 @@ class SimulationSettings(BaseModel):
             return parse_backend_config(value)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("backend config: ")) from None
-
-    @field_validator("run_config", mode="before")
-    @classmethod
-    def _parse_run_config(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_user_config(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("directory")
-    @classmethod
-    def _existing_directory(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{str(value)!r} is not a directory")
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_case(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     @property
     def log_level_number(self) -> int:

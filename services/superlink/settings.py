@@ -8,10 +8,10 @@ those: `STAMEN_FLEET_API_ADDRESS`, `STAMEN_CERTIFICATES`, ...); `serve()` takes 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from stamen.common.errors import ConfigError
+from stamen.common.fields import LogLevel
 from stamen.transport.grpc.channel import split_address
 
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
@@ -42,7 +42,7 @@ class SuperLinkSettings(BaseModel):
     heartbeat_interval: float = Field(default=5.0, gt=0)
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
 
     @field_validator("fleet_api_address", "serverappio_api_address", "control_api_address")
     @classmethod
@@ -52,11 +52,6 @@ class SuperLinkSettings(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_case(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> SuperLinkSettings:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from stamen.common.config import parse_user_config
 from stamen.common.errors import ConfigError
-from stamen.common.records import UserConfig
+from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText
 from stamen.transport.grpc.channel import split_address
 
 __all__ = ["DEFAULT_SERVER", "SuperNodeSettings", "describe"]
@@ -36,12 +35,12 @@ class SuperNodeSettings(BaseModel):
     server: str = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
-    node_config: UserConfig = Field(default_factory=dict)
-    directory: Path = Path()
+    node_config: UserConfigText = Field(default_factory=dict)
+    directory: ExistingDirectory = Path()
     isolation: Literal["process", "thread"] = "process"
     max_retries: int | None = Field(default=None, ge=0)
     max_wait_time: float | None = Field(default=None, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
 
     @field_validator("app")
     @classmethod
@@ -58,28 +57,6 @@ class SuperNodeSettings(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return value
-
-    @field_validator("node_config", mode="before")
-    @classmethod
-    def _parse_node_config(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_user_config(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("directory")
-    @classmethod
-    def _existing_directory(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"{str(value)!r} is not a directory")
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_case(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> SuperNodeSettings:
