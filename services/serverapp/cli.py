@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +21,7 @@ import click
 from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
+from stamen.common.cli import run
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -113,7 +113,7 @@ def main(**flags: Any) -> None:
         setup_logging(settings.log_level)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
-        code = _run(_serve(settings, server_app))
+        code = run(_serve(settings, server_app))
     except ValidationError as exc:
         _fail(_first_problem(exc), 2)
     except UserInputError as exc:
@@ -177,19 +177,6 @@ class _Stop:
     def remove(self) -> None:
         for signum in _SIGNALS:
             self._loop.remove_signal_handler(signum)
-
-
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    """Run `main` on uvloop when it is installed, else on asyncio's own loop."""
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(main)
 
 
 def _first_problem(error: ValidationError) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
+from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
@@ -47,8 +48,6 @@ __all__ = ["main", "simulation"]
 logger = logging.getLogger(__name__)
 
 PROG = "stamen-simulation"
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 FORKSERVER_STOP_TIMEOUT = 5.0
 """Seconds to wait for the forkserver to exit once the pool is closed."""
@@ -58,13 +57,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     """`--version`, looked up only when asked (importlib.metadata costs start-up time)."""
     if not value or ctx.resilient_parsing:
         return
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        found = version("stamen")
-    except PackageNotFoundError:
-        found = "unknown"
-    click.echo(f"{PROG}, version {found}")
+    click.echo(f"{PROG}, version {package_version()}")
     ctx.exit()
 
 
@@ -211,7 +204,9 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
     with _workers_first(settings) as pool:
         # Imported now, while the workers load the ClientApp: this is the other half of
         # start-up (the SuperLink, the agents, the runner).
-        from .engine import loop_factory, run_simulation_async
+        from stamen.common.cli import loop_factory
+
+        from .engine import run_simulation_async
 
         progress = None if status is None else RoundProgress(status)
         began = time.perf_counter()
@@ -303,8 +298,7 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
 
 
 def _fail(message: str, code: int) -> int:
-    click.echo(f"{PROG}: error: {message}", err=True)
-    return code
+    return fail(PROG, message, code)
 
 
 if __name__ == "__main__":

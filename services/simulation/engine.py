@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stamen.client import ClientApp
+from stamen.common.cli import loop_factory
 from stamen.common.errors import ConfigError
 from stamen.common.records import UserConfig
 from stamen.server import ServerApp
@@ -329,13 +330,3 @@ def _run_in_new_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `main()` to its end in a fresh event loop (uvloop when installed)."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main())
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory when uvloop is installed, else None (asyncio's default)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 from stamen.common.allocator import tune_allocator
+from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version, run
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
@@ -28,17 +27,8 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 PROG = "stamen-superlink"
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 _PATH = click.Path(path_type=Path, dir_okay=False)
-
-
-def _version() -> str:
-    try:
-        return version("stamen")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @click.command(
@@ -152,7 +142,7 @@ def _version() -> str:
     show_envvar=True,
     help="DEBUG, INFO, WARNING or ERROR.",
 )
-@click.version_option(_version(), "--version", prog_name=PROG)
+@click.version_option(package_version(), "--version", prog_name=PROG)
 @click.pass_context
 def main(ctx: click.Context, /, **options: Any) -> None:
     """Run a SuperLink: the hub that SuperNodes, ServerApp runners and operators talk to.
@@ -173,7 +163,7 @@ def main(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     setup_logging(settings.log_level)
     tune_allocator()
-    logger.info("%s %s starting", PROG, _version())
+    logger.info("%s %s starting", PROG, package_version())
     try:
         ctx.exit(_run(settings))
     except UserInputError as exc:
@@ -202,8 +192,7 @@ def _settings(options: dict[str, Any]) -> SuperLinkSettings:
 
 
 def _run(settings: SuperLinkSettings) -> int:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve_until_signalled(settings))
+    run(_serve_until_signalled(settings))
     return 0
 
 
@@ -227,18 +216,8 @@ async def _serve_until_signalled(settings: SuperLinkSettings) -> None:
     await serve(settings, stop=stop)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def _fail(message: str, code: int) -> int:
-    click.echo(f"{PROG}: error: {message}", err=True)
-    return code
+    return fail(PROG, message, code)
 
 
 if __name__ == "__main__":

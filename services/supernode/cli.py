@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from stamen.client import ClientApp
 from stamen.client.task import AppExecutor
 from stamen.common.allocator import tune_allocator
+from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version, run
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -38,15 +38,6 @@ __all__ = ["main", "serve", "supernode"]
 logger = logging.getLogger(__name__)
 
 PROG = "stamen-supernode"
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def _version() -> str:
-    try:
-        return version("stamen")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @click.command(
@@ -130,7 +121,7 @@ def _version() -> str:
     envvar="STAMEN_LOG_LEVEL",
     help="DEBUG, INFO, WARNING or ERROR.",
 )
-@click.version_option(_version(), "--version", prog_name=PROG)
+@click.version_option(package_version(), "--version", prog_name=PROG)
 @click.pass_context
 def supernode(ctx: click.Context, /, **options: Any) -> None:
     """Run a SuperNode: serve the ClientApp APP (module:attribute, for example client:app)
@@ -146,7 +137,7 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
     setup_logging(settings.log_level)
     tune_allocator()
     try:
-        _run(serve(settings))
+        run(serve(settings))
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
@@ -238,17 +229,5 @@ class _Shutdown:
             self._task.cancel(reason)
 
 
-def _run(coroutine: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(coroutine)
-
-
 def _fail(message: str, code: int) -> int:
-    click.echo(f"{PROG}: error: {message}", err=True)
-    return code
+    return fail(PROG, message, code)
