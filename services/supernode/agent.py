@@ -576,8 +576,8 @@ def _error_code(exc: StamenError) -> int:
 
 def _error_reply(instruction: Metadata, code: int, reason: str) -> Reply:
     """An error reply to an instruction known only by its metadata."""
-    stub = Message(error=Error(ErrorCode.UNKNOWN), metadata=instruction)
-    return encode_message(stub.create_error_reply(Error(code, reason)))
+    instruction_message = Message(error=Error(ErrorCode.UNKNOWN), metadata=instruction)
+    return encode_message(instruction_message.create_error_reply(Error(code, reason)))
 
 
 async def _aiter_chunks(data: Buffer) -> AsyncIterator[memoryview]:
