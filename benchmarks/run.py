@@ -84,6 +84,13 @@ def headline(scenario: Scenario, sample: Sample) -> float:
     return sample.wall
 
 
+def run_cell(runs: dict[str, list[float]]) -> str:
+    """The ServerApp's own run time (deployment scenarios)."""
+    if not any(runs.values()):
+        return "-"
+    return f"{fmt(runs.get('stamen'))} / {fmt(runs.get('flower'))}"
+
+
 def notes_cell(notes: dict[str, list[str]]) -> str:
     """The SuperLink's own peak RSS per run (deployment scenarios)."""
     if not any(notes.values()):
@@ -177,7 +184,7 @@ def main() -> None:
             f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
             f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
             f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} | "
-            f"{fmt(runs.get('stamen') or None)} / {fmt(runs.get('flower') or None)} | "
+            f"{run_cell(runs)} | "
             f"{notes_cell(notes)} |"
         )
         write_results(args.out, rows, args.runs, imports)  # after each: a partial run shows
