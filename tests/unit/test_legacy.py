@@ -65,6 +65,37 @@ def test_parameters_round_trip() -> None:
     assert parameters_to_ndarrays(ndarrays_to_parameters([])) == []
 
 
+def _eager(arrays: NDArrays) -> Parameters:
+    return Parameters([ndarray_to_bytes(a) for a in arrays])
+
+
+def test_parameters_hold_arrays_until_tensors_are_read() -> None:
+    model = [*_model(), np.asfortranarray(np.arange(6.0).reshape(2, 3))]
+    parameters = ndarrays_to_parameters(model)
+    again = parameters_to_ndarrays(parameters)
+    _assert_same(again, model)
+    assert again[-1].flags.f_contiguous  # as np.load gives a Fortran-order .npy
+    assert all(a.flags.writeable for a in again)
+    # Snapshots both ways: neither the caller's arrays nor the returned ones reach it.
+    model[0][0, 0] = 99
+    again[1][0] = 99
+    _assert_same(parameters_to_ndarrays(parameters), [*_model(), model[-1]])
+    # Reading `tensors` gives np.save's bytes, which from then on are the truth.
+    assert parameters == _eager([*_model(), model[-1]])
+    assert parameters.tensors == _eager([*_model(), model[-1]]).tensors
+    parameters.tensors = parameters.tensors[:1]
+    _assert_same(parameters_to_ndarrays(parameters), _model()[:1])
+
+
+def test_parameters_from_a_record_share_its_memory_until_handed_out() -> None:
+    record = _over_the_wire(fitins_to_recorddict(FitIns(ndarrays_to_parameters(_model()), {})))
+    fitins = recorddict_to_fitins(record)
+    arrays = parameters_to_ndarrays(fitins.parameters)
+    _assert_same(arrays, _model())
+    arrays[0][:] = 7  # the client's copy: the received record keeps its values
+    _assert_same(parameters_to_ndarrays(recorddict_to_fitins(record).parameters), _model())
+
+
 def test_parameters_refuse_pickled_objects() -> None:
     with pytest.raises(ValueError, match="allow_pickle"):
         ndarrays_to_parameters([np.array([{"a": 1}], dtype=object)])

@@ -61,12 +61,50 @@ Config: TypeAlias = dict[str, Scalar]
 Metrics: TypeAlias = dict[str, Scalar]
 
 
-@dataclass
 class Parameters:
-    """Model parameters as serialized tensors (numpy's .npy format, like Flower)."""
+    """Model parameters as serialized tensors (numpy's .npy format, like Flower).
 
-    tensors: list[bytes]
-    tensor_type: str = "numpy.ndarray"
+    Made by `ndarrays_to_parameters` or from a message, it holds the arrays and writes
+    their .npy bytes into `tensors` only when something reads `tensors`. The usual paths
+    (a message to a NumPyClient and back, replies through FedAvg to the next round) never
+    do, and each .npy conversion would copy the whole model once more. Once `tensors` is
+    read or set, it is the one truth and the arrays are dropped.
+    """
+
+    __slots__ = ("_arrays", "_tensors", "tensor_type")
+
+    def __init__(self, tensors: list[bytes], tensor_type: str = "numpy.ndarray") -> None:
+        self._tensors: list[bytes] | None = tensors
+        self._arrays: NDArrays | None = None
+        self.tensor_type = tensor_type
+
+    @classmethod
+    def _holding(cls, arrays: NDArrays) -> Parameters:
+        """Parameters over `arrays`, which nobody may change from now on (not copied)."""
+        parameters = cls([])
+        parameters._tensors, parameters._arrays = None, arrays
+        return parameters
+
+    @property
+    def tensors(self) -> list[bytes]:
+        if self._tensors is None:
+            self._tensors = [ndarray_to_bytes(a) for a in self._arrays or []]
+            self._arrays = None
+        return self._tensors
+
+    @tensors.setter
+    def tensors(self, tensors: list[bytes]) -> None:
+        self._tensors, self._arrays = tensors, None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Parameters):
+            return NotImplemented
+        return self.tensor_type == other.tensor_type and self.tensors == other.tensors
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it mirrors
+
+    def __repr__(self) -> str:
+        return f"Parameters(tensors={self.tensors!r}, tensor_type={self.tensor_type!r})"
 
 
 # .npy headers, reused: np.save and np.load spend most of their time on the header (a
@@ -134,11 +172,23 @@ def _np_load(data: bytes) -> npt.NDArray[Any]:
 
 
 def ndarrays_to_parameters(ndarrays: Sequence[npt.NDArray[Any]]) -> Parameters:
+    """A snapshot of `ndarrays`: later changes to them do not reach the Parameters."""
+    if all(type(a) is np.ndarray and _plain(a.dtype) for a in ndarrays):
+        return Parameters._holding([_snapshot(a) for a in ndarrays])
     return Parameters(tensors=[ndarray_to_bytes(a) for a in ndarrays])
 
 
 def parameters_to_ndarrays(parameters: Parameters) -> NDArrays:
+    """Fresh, writable arrays (as `np.load` gives): changing them leaves `parameters` as is."""
+    if parameters._arrays is not None:
+        return [_snapshot(a) for a in parameters._arrays]
     return [bytes_to_ndarray(t) for t in parameters.tensors]
+
+
+def _snapshot(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A contiguous copy in the memory order that .npy would record for `array`."""
+    fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+    return np.array(array, copy=True, order="F" if fortran else "C")
 
 
 class Code(IntEnum):
@@ -209,11 +259,14 @@ class EvaluateRes:
 
 
 def parameters_to_arrayrecord(parameters: Parameters) -> ArrayRecord:
+    if parameters._arrays is not None:
+        return ArrayRecord([Array(a) for a in parameters._arrays])
     return ArrayRecord([Array(bytes_to_ndarray(t)) for t in parameters.tensors])
 
 
 def arrayrecord_to_parameters(record: ArrayRecord) -> Parameters:
-    return ndarrays_to_parameters(record.to_numpy_ndarrays())
+    # A received record is not changed in place by anyone: share its memory.
+    return Parameters._holding(record.to_numpy_ndarrays())
 
 
 def _config(record: RecordDict, key: str) -> dict[str, Any]:

@@ -71,6 +71,9 @@ def _total(counts: Iterable[int], what: str) -> int:
 
 def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
     sums: list[npt.NDArray[Any]] | None = None
+    # One product buffer per array, reused for every result: a large model would
+    # otherwise allocate (and page-fault) a fresh float64 temporary per result.
+    scratch: list[npt.NDArray[Any]] = []
     reference: list[tuple[tuple[int, ...], np.dtype[Any]]] = []
     first = ""
     counts: list[int] = []
@@ -84,14 +87,18 @@ def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
             first = label
             reference = [(a.shape, a.dtype) for a in arrays]
             sums = [np.zeros(a.shape, dtype=_accumulator(a.dtype)) for a in arrays]
+            scratch = [np.empty_like(total) for total in sums]
         _check(label, arrays, first, reference)
-        for total, array in zip(sums, arrays, strict=True):
-            total += np.multiply(array, num_examples, dtype=total.dtype)
+        for total, product, array in zip(sums, scratch, arrays, strict=True):
+            np.multiply(array, num_examples, out=product, dtype=product.dtype)
+            np.add(total, product, out=total)
     if sums is None:
         raise AggregationError("cannot aggregate parameters: there are no results")
+    del scratch
     weight = _total(counts, "parameters")
     return [
-        _round(total / weight, dtype) for total, (_, dtype) in zip(sums, reference, strict=True)
+        _round(np.divide(total, weight, out=total), dtype)
+        for total, (_, dtype) in zip(sums, reference, strict=True)
     ]
 
 
