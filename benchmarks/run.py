@@ -2,7 +2,8 @@
 
 Runs alternate (Stamen, Flower, Stamen, Flower, ...) so machine drift hits both alike;
 each figure is the median of the runs with min and max beside it.
-`python -m benchmarks.run --runs 3 --only S1,S2 --out benchmarks/RESULTS.md`
+`python -m benchmarks.run --runs 3 --only S1,S2 --out benchmarks/RESULTS.md` measures
+some scenarios again and keeps the other rows of RESULTS.md; each row says when it ran.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main() -> None:
         chosen = [Scenario("S1", "smoke: 2 nodes, 1 round", "wall s", "-", simulation(2, 1, 1.0))]
     if "flower" in frameworks:
         ensure_flower_venv()
-    rows: list[str] = []
+    rows = {} if args.smoke else existing_rows(args.out)
     imports = import_seconds()
     for scenario in chosen:
         figures: dict[str, list[float]] = {f: [] for f in frameworks}
@@ -179,18 +180,31 @@ def main() -> None:
             if scenario.metric == "client tasks/s":
                 better = 1 / better
             ratio = f"{better:.1f}x"
-        rows.append(
+        rows[scenario.key] = (
             f"| {scenario.key} | {scenario.title} | {scenario.metric} | {fmt(s)} | {fmt(f)} | "
             f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
             f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
             f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} | "
             f"{run_cell(runs)} | "
-            f"{notes_cell(notes)} |"
+            f"{notes_cell(notes)} | {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} |"
         )
         write_results(args.out, rows, args.runs, imports)  # after each: a partial run shows
 
 
-def write_results(out: Path, rows: list[str], runs: int, imports: float) -> None:
+def existing_rows(out: Path) -> dict[str, str]:
+    """The rows already in `out`, by scenario key: a run of some scenarios keeps the rest."""
+    if not out.exists():
+        return {}
+    keys = {scenario.key for scenario in SCENARIOS}
+    rows = {}
+    for line in out.read_text().splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and cells[1].strip() in keys:
+            rows[cells[1].strip()] = line
+    return rows
+
+
+def write_results(out: Path, rows: dict[str, str], runs: int, imports: float) -> None:
     versions = ["(not installed)", "?"]
     if FLOWER_PY.exists():
         code = "import flwr, torch; print(flwr.__version__, torch.__version__)"
@@ -201,7 +215,7 @@ def write_results(out: Path, rows: list[str], runs: int, imports: float) -> None
     mem = psutil.virtual_memory().total / 2**30
     head = f"""# Benchmark results
 
-Written by `make bench` (benchmarks/run.py) on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
+Written by `make bench` (benchmarks/run.py); last written {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
 
 - machine: {psutil.cpu_count()} cores ({platform.processor() or platform.machine()}), {mem:.0f} GiB memory, {platform.platform()}
 - Python {platform.python_version()}; Stamen {stamen.__version__}; Flower {versions[0]}; torch {versions[1]}
@@ -210,12 +224,16 @@ Written by `make bench` (benchmarks/run.py) on {time.strftime("%Y-%m-%d %H:%M UT
 - app import time (torch + scikit-learn, one process): {imports:.2f} s
 - ratio: how many times better Stamen's headline figure is than Flower's
 - wall: from starting the first process to the end of the run; deployment scenarios also
-  give the ServerApp's own run (SuperNodes already up, their start-up excluded)
+  give the ServerApp's own run, from its start to its exit (it waits for all SuperNodes,
+  so their start-up is inside it)
+- measured: when the row's runs ended (UTC); `--only` runs replace just their rows
 
-| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) | deployment: ServerApp start to exit, s (Stamen / Flower) | SuperLink peak MiB (Stamen / Flower) |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) | deployment: ServerApp start to exit, s (Stamen / Flower) | SuperLink peak MiB (Stamen / Flower) | measured |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """  # noqa: E501
-    out.write_text(head + "\n".join(rows) + "\n" + (out.with_suffix(".notes.md").read_text()
+    order = [s.key for s in SCENARIOS]
+    table = [rows[key] for key in sorted(rows, key=lambda k: order.index(k) if k in order else 99)]
+    out.write_text(head + "\n".join(table) + "\n" + (out.with_suffix(".notes.md").read_text()
                    if out.with_suffix(".notes.md").exists() else ""))  # fmt: skip
     print(f"wrote {out}")
 
