@@ -65,7 +65,7 @@ def default_start_method(num_gpus: float) -> StartMethod:
     return "spawn"
 
 
-def fork_blocker(start_method: StartMethod, threads: int) -> str | None:
+def fork_blocker(start_method: StartMethod, threads: int | None) -> str | None:
     """Why this process may not fork workers from itself now; None when it may.
 
     A fork copies only the calling thread, so no other Python thread may hold a lock the
@@ -73,13 +73,14 @@ def fork_blocker(start_method: StartMethod, threads: int) -> str | None:
     and signal wake-up). GNU OpenMP hangs in a child that uses several threads after the
     parent used its pool, so only single-threaded workers qualify; CUDA cannot be used in
     a forked child once the parent initialized it; GPU clients are spawned anyway.
+    `threads`: each worker's (None: the libraries' default, one per CPU).
     """
     if start_method != "forkserver":
         return "the workers are spawned"
     if "fork" not in multiprocessing.get_all_start_methods():
         return "this platform cannot fork"
     if threads != 1:
-        return "the workers run several threads each (OpenMP does not survive a fork)"
+        return "the workers may run several threads each (OpenMP does not survive a fork)"
     with contextlib.suppress(RuntimeError):
         asyncio.get_running_loop()
         return "an event loop runs in this thread"
@@ -107,7 +108,7 @@ class ContextLease:
     first use (a replacement for a worker that the pool forked itself), closed once."""
 
     def __init__(
-        self, start_method: StartMethod, app_ref: str, directory: str | None, threads: int
+        self, start_method: StartMethod, app_ref: str, directory: str | None, threads: int | None
     ) -> None:
         self.start_method = start_method
         self._args = (app_ref, directory, threads)
@@ -133,9 +134,12 @@ class ContextLease:
 
 
 def open_context(
-    start_method: StartMethod, app_ref: str, directory: str | None, threads: int
+    start_method: StartMethod, app_ref: str, directory: str | None, threads: int | None
 ) -> Context:
-    """The context a pool starts its workers with; pair it with `close_context`."""
+    """The context a pool starts its workers with; pair it with `close_context`.
+
+    A forkserver it launches imports the app with the workers' `threads` (None: leaves
+    the thread variables as they are)."""
     global _users, _launched
     if start_method == "spawn":
         return multiprocessing.get_context("spawn")
@@ -148,7 +152,7 @@ def open_context(
         if getattr(server, "_forkserver_pid", 0) is not None:
             return context  # running already
         previous = list(getattr(server, "_preload_modules", ["__main__"]))
-        variables = {name: str(threads) for name in THREAD_VARIABLES}
+        variables = {} if threads is None else {name: str(threads) for name in THREAD_VARIABLES}
         variables[APP_VARIABLE] = json.dumps([app_ref, directory])
         forkserver.set_forkserver_preload(_PRELOAD)
         try:

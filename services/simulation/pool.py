@@ -1,15 +1,16 @@
-"""The worker pool that runs a simulation's ClientApp calls.
+"""The worker pool that runs ClientApp calls in worker processes.
 
-One pool serves every virtual SuperNode: each node's agent gets a cheap `PoolExecutor`
-handle (its `AppExecutor`), and tasks from all of them queue here for the next idle
-worker. Workers are processes (forkserver or spawn, see `launcher`) that import the app
-once; a pool made before its event loop runs may fork its first workers from its own
-process instead (`prefork`), which has imported the app already. Large array objects
-cross through shared memory (`shm`): a broadcast model is copied once into a segment
-that every task of the round maps, and large replies come back the same way. Each
-worker has a thread of its own here that does the blocking pipe I/O, so the event loop
-never waits on a pipe. A worker that dies fails only the task it was running
-(`WorkerDiedError`), and a replacement starts at once.
+In a simulation one pool serves every virtual SuperNode: each node's agent gets a cheap
+`PoolExecutor` handle (its `AppExecutor`), and tasks from all of them queue here for the
+next idle worker. A deployed SuperNode runs its ClientApp in a pool of one worker
+(`stamen.supernode.executor`). Workers are processes (forkserver or spawn, see
+`launcher`) that import the app once; a pool made before its event loop runs may fork its
+first workers from its own process instead (`prefork`), which has imported the app
+already. Large array objects cross through shared memory (`shm`): a broadcast model is
+copied once into a segment that every task of the round maps, and large replies come back
+the same way. Each worker has a thread of its own here that does the blocking pipe I/O,
+so the event loop never waits on a pipe. A worker that dies fails only the task it was
+running (`WorkerDiedError`), and a replacement starts at once.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class PoolClosedError(StamenError):
     status = Status.UNAVAILABLE
 
     def __init__(self) -> None:
-        super().__init__("the simulation's worker pool is closed")
+        super().__init__("the ClientApp's worker pool is closed")
 
 
 @dataclass(slots=True)
@@ -84,7 +85,8 @@ class WorkerPool:
     at once) and closes them on exit; `await pool.started()` waits until all have loaded
     the app and raises `AppLoadError` when it does not load. Workers: `num_workers`
     (default: one per usable CPU), at most as many as fit clients of `num_cpus` CPUs and
-    `num_gpus` GPUs each (see `resources.plan_workers`).
+    `num_gpus` GPUs each (see `resources.plan_workers`); `num_cpus=None` leaves the
+    workers' math libraries their default threads.
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class WorkerPool:
         directory: Path | None = None,
         *,
         num_workers: int | None = None,
-        num_cpus: float = 1.0,
+        num_cpus: float | None = 1.0,
         num_gpus: float = 0.0,
         start_method: StartMethod | None = None,
         idle_segment_bytes: int = 256 << 20,
@@ -124,6 +126,7 @@ class WorkerPool:
         self._running: dict[int, _Pending] = {}
         self._up: set[Slot] = set()  # workers that have loaded the app and live
         self._all_up = asyncio.Event()
+        self._ready = False  # all workers had loaded the app once
         self._failure: StamenError | None = None
         self._closing = False
         self._closed = False
@@ -212,8 +215,8 @@ class WorkerPool:
             self._lease.get()  # launches the forkserver (with the app) now
             firsts = [None] * len(self._specs)
             logger.info(
-                "starting %d workers (%s) for ClientApp %s",
-                len(self._specs),
+                "starting %s (%s) for ClientApp %s",
+                _workers(len(self._specs)),
                 self.start_method,
                 self.app_ref,
             )
@@ -275,7 +278,7 @@ class WorkerPool:
                 await asyncio.to_thread(self._discard_preforked)
             if self._slots:
                 for slot in self._slots:
-                    slot.stop(terminate=slot not in self._idle)
+                    slot.stop(kill=slot not in self._idle)
                 self._idle.clear()
                 threads = [slot.thread for slot in self._slots]
                 await asyncio.to_thread(_join, threads, self._stop_timeout + 2.0)
@@ -353,17 +356,21 @@ class WorkerPool:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for news
             self._loop.call_soon_threadsafe(callback, *args)
 
-    def _on_loaded(self, slot: Slot) -> None:
+    def _on_loaded(self, slot: Slot, pid: int) -> None:
         if self._closing:
             return
         self._up.add(slot)
-        if len(self._up) == len(self._slots) and not self._all_up.is_set():
+        if self._ready:
+            logger.info("ClientApp %s loaded in worker pid %d, a replacement", self.app_ref, pid)
+        elif len(self._up) == len(self._slots):
+            self._ready = True
             logger.info(
-                "all %d workers have loaded %s (%.2fs since the pool started)",
-                len(self._slots),
+                "ClientApp %s loaded in %s (%.2fs since the pool started)",
                 self.app_ref,
+                f"worker pid {pid}" if len(self._slots) == 1 else f"all {len(self._slots)} workers",
                 time.monotonic() - self._began,
             )
+        if len(self._up) == len(self._slots):
             self._all_up.set()
         self._idle.append(slot)
         self._dispatch()
@@ -395,10 +402,11 @@ class WorkerPool:
                 assert outcome.error is not None
                 pending.future.set_exception(outcome.error)
         if outcome.died:
-            logger.error("%s; starting a replacement", outcome.error)
             self._up.discard(slot)
-            if self._failure is None:
-                self._all_up.clear()
+            if not self._closing:  # else the pool killed it (its task has failed already)
+                logger.error("%s; starting a replacement", outcome.error)
+                if self._failure is None:
+                    self._all_up.clear()
         elif not self._closing:
             self._idle.append(slot)
             self._dispatch()
@@ -435,7 +443,7 @@ class WorkerPool:
         self._closing = True
         self._discard_preforked()
         for slot in self._slots:
-            slot.stop(terminate=True)
+            slot.stop(kill=True)
         _join([slot.thread for slot in self._slots], self._stop_timeout + 2.0)
         self._release_segments()
         _close_context(self._lease, self._stop_timeout)
@@ -449,8 +457,8 @@ class _Events:
     def __init__(self, pool: WorkerPool) -> None:
         self._pool = pool
 
-    def loaded(self, slot: Slot) -> None:
-        self._pool._notify(self._pool._on_loaded, slot)
+    def loaded(self, slot: Slot, pid: int) -> None:
+        self._pool._notify(self._pool._on_loaded, slot, pid)
 
     def load_failed(self, slot: Slot, reason: str) -> None:
         self._pool._notify(self._pool._on_load_failed, slot, reason)
@@ -479,6 +487,10 @@ class PoolExecutor:
     async def aclose(self) -> None:
         """Stop using the pool (which lives on for the other nodes)."""
         self._closed = True
+
+
+def _workers(count: int) -> str:
+    return "1 worker" if count == 1 else f"{count} workers"
 
 
 def _join(threads: list[threading.Thread], timeout: float) -> None:

@@ -1,8 +1,9 @@
-"""How many workers a simulation runs, and which CPUs threads and GPUs each one gets.
+"""How many workers a pool runs, and which CPUs threads and GPUs each one gets.
 
-A client asks for `num_cpus` and `num_gpus` (fractions allowed). The plan is a pure
-function of those and of what the machine offers, so it is tested without a GPU; only
-`usable_cpus()` and `visible_gpus()` look at the machine.
+A client asks for `num_cpus` and `num_gpus` (fractions allowed); a SuperNode's one worker
+asks for no CPU share (`num_cpus=None`) and keeps the machine's default threading. The
+plan is a pure function of those and of what the machine offers, so it is tested without
+a GPU; only `usable_cpus()` and `visible_gpus()` look at the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class WorkerSpec:
     """One worker's share: `threads` for its math libraries, the GPUs it may see."""
 
     index: int
-    threads: int
+    threads: int | None
+    """None: the math libraries keep their default thread pools (one thread per CPU)."""
     cuda_visible_devices: str | None = None
     """The value for CUDA_VISIBLE_DEVICES, or None to leave the environment as it is."""
 
@@ -36,13 +38,14 @@ class WorkerSpec:
 def plan_workers(
     *,
     num_workers: int | None,
-    num_cpus: float,
+    num_cpus: float | None,
     num_gpus: float,
     cpus: int,
     gpus: Sequence[str],
 ) -> list[WorkerSpec]:
     """The workers to start: at most `num_workers` (default: one per CPU), no more than
     the CPUs and GPUs allow for clients of `num_cpus` CPUs and `num_gpus` GPUs each.
+    `num_cpus=None`: the workers get no CPU share, and their threads are left alone.
 
     Every worker gets the same thread count, so that a task's floating-point results do
     not depend on which worker ran it. GPUs are dealt round-robin, so that
@@ -50,12 +53,15 @@ def plan_workers(
     """
     if num_workers is not None and num_workers < 1:
         raise ConfigError(f"num_workers must be at least 1, got {num_workers}")
-    if not num_cpus > 0:
+    if num_cpus is not None and not num_cpus > 0:
         raise ConfigError(f"num_cpus must be positive, got {num_cpus}")
     if not num_gpus >= 0:
         raise ConfigError(f"num_gpus must be zero or positive, got {num_gpus}")
-    count = min(num_workers or cpus, max(1, math.floor(cpus / num_cpus + _EPSILON)))
-    threads = max(1, int(num_cpus))
+    count = num_workers or cpus
+    threads: int | None = None
+    if num_cpus is not None:
+        count = min(count, max(1, math.floor(cpus / num_cpus + _EPSILON)))
+        threads = max(1, int(num_cpus))
     if num_gpus == 0:
         return [WorkerSpec(index=i, threads=threads) for i in range(count)]
     if not gpus:

@@ -47,7 +47,7 @@ class Outcome:
 class SlotEvents(Protocol):
     """What a slot's thread tells the pool, calling from that thread."""
 
-    def loaded(self, slot: Slot) -> None: ...
+    def loaded(self, slot: Slot, pid: int) -> None: ...
     def load_failed(self, slot: Slot, reason: str) -> None: ...
     def finished(self, slot: Slot, job_id: int, outcome: Outcome) -> None: ...
     def broken(self, failure: StamenError) -> None: ...
@@ -106,7 +106,7 @@ def start_worker(
             setup.log_level,
             inherited,
         ),
-        name=f"stamen-simulation-worker-{spec.index}",
+        name=f"stamen-worker-{spec.index}",
     )
     try:
         process.start()
@@ -132,7 +132,7 @@ class Slot:
         self.spec = spec
         self.unlinked: list[str] = []  # event loop side: segments the worker may unmap
         self.thread = threading.Thread(
-            target=self._run, name=f"stamen-simulation-worker-{spec.index}", daemon=True
+            target=self._run, name=f"stamen-worker-{spec.index}", daemon=True
         )
         self._setup = setup
         self._events = events
@@ -147,12 +147,13 @@ class Slot:
         release, self.unlinked = tuple(self.unlinked), []
         self._inbox.put(Job(job.job_id, job.envelope, job.objects, job.context, release))
 
-    def stop(self, *, terminate: bool) -> None:
-        """Any thread: stop after the current job; `terminate` ends that job now."""
+    def stop(self, *, kill: bool) -> None:
+        """Any thread: stop after the current job; `kill` ends that job now (SIGKILL: the
+        worker ignores SIGTERM)."""
         with self._lock:
             self._stopping = True
-            if terminate and self._process is not None:
-                self._process.terminate()
+            if kill and self._process is not None:
+                self._process.kill()
         self._inbox.put(None)
 
     def _run(self) -> None:
@@ -161,7 +162,7 @@ class Slot:
                 pass
         except Exception as exc:  # a bug here must fail the pool's tasks, not hang them
             logger.exception("worker slot %d failed", self.spec.index)
-            failure = StamenError(f"the simulation's worker pool failed: {exc!r}")
+            failure = StamenError(f"the worker pool failed: {exc!r}")
             self._events.broken(failure)
 
     def _cycle(self) -> bool:
@@ -179,11 +180,11 @@ class Slot:
         with self._lock:
             self._process = process
             if self._stopping:
-                process.terminate()
+                process.kill()
         try:
             hello = _receive(worker)
             if isinstance(hello, Loaded):
-                self._events.loaded(self)
+                self._events.loaded(self, worker.pid)
                 return self._serve(worker)
             if not self._stopping:
                 if isinstance(hello, LoadFailed):

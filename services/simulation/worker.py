@@ -1,4 +1,4 @@
-"""A simulation worker process: import the ClientApp once, then run tasks for the pool.
+"""A pool's worker process: import the ClientApp once, then run tasks for the pool.
 
 The worker says `Loaded()` or `LoadFailed(reason)` once, then answers each `Job` with
 `Done` (or `Failed` when the task could not run at all; what user code raises is an error
@@ -6,7 +6,8 @@ reply inside `Done`), one at a time, until its pipe closes. Large objects arrive
 shared-memory segments that the worker maps once and reads in place; large reply objects
 leave through the worker's reply arena, named `<segment prefix>r<pid>-<n>` so that the
 pool can find what a dead worker left. Ctrl-C in a terminal reaches the whole process
-group: the worker ignores it, the pool decides when its workers stop.
+group, and a service manager may send SIGTERM to every process of the service: the worker
+ignores both, the pool decides when its workers stop (and kills a busy one).
 
 What the app imported lives as long as the worker, so it is frozen out of the garbage
 collector: collections would walk torch's objects again and again (and copy their pages
@@ -97,7 +98,7 @@ def serve(
     pool's process, and these are the pool's ends of pipes (its own, earlier workers') to
     close; the logging handlers it inherited are the pool's too, not to write through."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler of the pool's process
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (and not a handler of the pool's process)
     if inherited is not None:
         for fd in inherited:
             os.close(fd)
@@ -117,8 +118,8 @@ def serve(
         conn.send(LoadFailed(exc.reason))
         return
     torch = sys.modules.get("torch")
-    if torch is not None:  # imported before our variables applied (preload, or forked)
-        torch.set_num_threads(spec.threads)
+    if torch is not None and spec.threads is not None:
+        torch.set_num_threads(spec.threads)  # imported before `_apply` (preload, or forked)
     gc.freeze()
     conn.send(Loaded(os.getpid()))
     replies = ReplyArena(f"{segment_prefix}r{os.getpid()}-")
@@ -138,8 +139,9 @@ def serve(
 
 def _apply(spec: WorkerSpec) -> None:
     """Give this worker its threads and GPUs before the app (and torch) initialize."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(spec.threads)
+    if spec.threads is not None:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(spec.threads)
     if spec.cuda_visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = spec.cuda_visible_devices
 
