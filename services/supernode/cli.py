@@ -193,9 +193,7 @@ async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
     if settings.isolation == "thread":
         app = load_app(settings.app, ClientApp, settings.directory)
         return ThreadExecutor(app)
-    executor = WorkerProcessExecutor(
-        settings.app, Path(settings.directory), log_level=settings.log_level_number
-    )
+    executor = WorkerProcessExecutor(settings.app, Path(settings.directory))
     try:
         await executor.start()
     except BaseException:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+import psutil
 import pytest
 from stamen.client import ClientApp, NumPyClient
 from stamen.client.task import AppResult, AppTask
@@ -24,11 +28,14 @@ from stamen.common.legacy import (
 )
 from stamen.common.message import Message, MessageType
 from stamen.common.records import ConfigValue
+from stamen.simulation.pool import PoolClosedError
+from stamen.simulation.shm import INLINE_LIMIT
 from stamen.supernode.executor import ThreadExecutor, WorkerProcessExecutor
 
 APP = """
 import os
 import signal
+import socket
 import time
 
 from stamen.client import ClientApp, NumPyClient
@@ -38,17 +45,22 @@ class PlusOne(NumPyClient):
     def fit(self, parameters, config):
         if config.get("die"):
             os.kill(os.getpid(), signal.SIGKILL)
+        if config.get("port"):
+            socket.create_connection(("127.0.0.1", config["port"])).close()  # "I have started"
         time.sleep(config.get("sleep", 0.0))
-        return [p + 1 for p in parameters], 1, {"pid": os.getpid()}
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        return [p + 1 for p in parameters], 1, {"pid": os.getpid(), "threads": threads}
 
 
 app = ClientApp(client_fn=lambda context: PlusOne())
 """
 
 
-def train_task(config: dict[str, ConfigValue] | None = None) -> AppTask:
-    parameters = ndarrays_to_parameters([np.arange(3, dtype=np.float32)])
-    content = fitins_to_recorddict(FitIns(parameters, config or {}))
+def train_task(
+    config: dict[str, ConfigValue] | None = None, array: npt.NDArray[np.float32] | None = None
+) -> AppTask:
+    array = np.arange(3, dtype=np.float32) if array is None else array
+    content = fitins_to_recorddict(FitIns(ndarrays_to_parameters([array]), config or {}))
     message = Message(content, dst_node_id=7, message_type=MessageType.TRAIN)
     message.metadata.run_id = 1
     envelope, objects = encode_message(message)
@@ -56,11 +68,33 @@ def train_task(config: dict[str, ConfigValue] | None = None) -> AppTask:
 
 
 def fit_result(result: AppResult) -> tuple[list[float], int]:
+    values, metrics = fit_reply(result)
+    pid = metrics["pid"]
+    assert isinstance(pid, int)
+    return values.tolist(), pid
+
+
+def fit_reply(result: AppResult) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
     reply = decode_message(result.envelope, result.objects)
     fitres = recorddict_to_fitres(reply.content)
-    pid = fitres.metrics["pid"]
-    assert isinstance(pid, int)
-    return parameters_to_ndarrays(fitres.parameters)[0].tolist(), pid
+    return parameters_to_ndarrays(fitres.parameters)[0], dict(fitres.metrics)
+
+
+async def outcome(call: Awaitable[AppResult]) -> AppResult | BaseException:
+    try:
+        return await call
+    except Exception as exc:
+        return exc
+
+
+def our_processes() -> set[int]:
+    """Child processes, less the resource tracker that multiprocessing keeps for good."""
+    children = psutil.Process().children(recursive=True)
+    return {p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())}
+
+
+def our_segments(executor: WorkerProcessExecutor) -> list[str]:
+    return [path.name for path in Path("/dev/shm").glob(f"{executor.segment_prefix}*")]
 
 
 @pytest.fixture
@@ -75,16 +109,16 @@ async def worker(tmp_path: Path) -> AsyncIterator[WorkerProcessExecutor]:
 
 @pytest.mark.timeout(60)
 async def test_worker_serves_tasks_warm_and_is_restarted_after_a_sigkill(
-    worker: WorkerProcessExecutor,
+    worker: WorkerProcessExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     await worker.start()
-    first_pid = worker.pid
-    assert first_pid is not None
-    assert first_pid != os.getpid()
 
-    values, pid = fit_result(await worker.execute(train_task()))
+    values, first_pid = fit_result(await worker.execute(train_task()))
     assert values == [1.0, 2.0, 3.0]
-    assert pid == first_pid
+    assert first_pid != os.getpid()
+    loaded = f"ClientApp plusone:app loaded in worker pid {first_pid} ("
+    assert any(message.startswith(loaded) for message in caplog.messages)
     _, pid = fit_result(await worker.execute(train_task()))
     assert pid == first_pid  # the same warm process: the app was imported once
 
@@ -94,24 +128,80 @@ async def test_worker_serves_tasks_warm_and_is_restarted_after_a_sigkill(
     values, pid = fit_result(await worker.execute(train_task()))
     assert values == [1.0, 2.0, 3.0]
     assert pid != first_pid
+    assert f"ClientApp plusone:app loaded in worker pid {pid}, a replacement" in caplog.messages
 
 
 @pytest.mark.timeout(60)
-async def test_a_cancelled_task_costs_the_worker_and_leaves_no_stale_reply(
+async def test_the_worker_ignores_sigterm_and_keeps_the_default_threads(
     worker: WorkerProcessExecutor,
 ) -> None:
     await worker.start()
-    first_pid = worker.pid
+    _, pid = fit_result(await worker.execute(train_task()))
+
+    os.kill(pid, signal.SIGTERM)  # a service manager signals the node's whole group
+    _, metrics = fit_reply(await worker.execute(train_task()))
+    assert metrics["pid"] == pid
+    assert metrics["threads"] == os.environ.get("OMP_NUM_THREADS", "")  # not one CPU's share
+
+
+@pytest.mark.timeout(60)
+async def test_a_large_model_crosses_through_shared_memory_and_leaves_no_segment(
+    worker: WorkerProcessExecutor,
+) -> None:
+    model = np.arange(INLINE_LIMIT, dtype=np.float32)  # 4 x INLINE_LIMIT bytes
+    await worker.start()
+
+    values, _ = fit_reply(await worker.execute(train_task(array=model)))
+
+    assert values.tobytes() == (model + 1).tobytes()
+    transfers = worker.transfers
+    assert transfers.objects_shared == 1
+    assert transfers.replies_shared == 1
+    assert our_segments(worker)
+    await worker.aclose()
+    assert our_segments(worker) == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_task_leaves_no_stale_reply_for_the_next(
+    worker: WorkerProcessExecutor,
+) -> None:
+    await worker.start()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
-            await worker.execute(train_task({"sleep": 30.0}))
-    values, pid = fit_result(await worker.execute(train_task()))
-    assert values == [1.0, 2.0, 3.0]
-    assert pid != first_pid
+            await worker.execute(train_task({"sleep": 2.0}, np.full(3, 10, np.float32)))
+    values, _ = fit_result(await worker.execute(train_task()))
+    assert values == [1.0, 2.0, 3.0]  # not [11.0, 11.0, 11.0]
+
+
+@pytest.mark.timeout(60)
+async def test_close_stops_a_busy_worker_at_once_and_leaves_no_process(
+    worker: WorkerProcessExecutor,
+) -> None:
+    processes_before = our_processes()
+    started = asyncio.Event()
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started.set()
+        writer.close()
+
+    await worker.start()
+    async with (
+        await asyncio.start_server(on_connect, "127.0.0.1", 0) as server,
+        asyncio.TaskGroup() as tg,
+    ):
+        port = server.sockets[0].getsockname()[1]
+        busy = tg.create_task(outcome(worker.execute(train_task({"port": port, "sleep": 30.0}))))
+        async with asyncio.timeout(10):
+            await started.wait()
+            await worker.aclose()  # without waiting out the 30 s the task sleeps
+    assert isinstance(busy.result(), PoolClosedError)
+    assert our_processes() <= processes_before
 
 
 @pytest.mark.timeout(60)
 async def test_worker_reports_an_app_that_does_not_import(tmp_path: Path) -> None:
+    processes_before = our_processes()
     (tmp_path / "broken.py").write_text("import no_such_module_here\n")
     executor = WorkerProcessExecutor("broken:app", tmp_path, start_timeout=60)
     try:
@@ -119,7 +209,20 @@ async def test_worker_reports_an_app_that_does_not_import(tmp_path: Path) -> Non
             await executor.start()
     finally:
         await executor.aclose()
-    assert executor.pid is None
+    assert our_processes() <= processes_before
+
+
+@pytest.mark.timeout(60)
+async def test_an_app_that_imports_too_slowly_fails_the_start(tmp_path: Path) -> None:
+    processes_before = our_processes()
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(60)\n")
+    executor = WorkerProcessExecutor("slow:app", tmp_path, start_timeout=1)
+    try:
+        with pytest.raises(WorkerDiedError, match="did not import 'slow:app' within 1s"):
+            await executor.start()
+    finally:
+        await executor.aclose()
+    assert our_processes() <= processes_before
 
 
 class Doubler(NumPyClient):
