@@ -25,6 +25,7 @@ from stamen.common.legacy import (
     ndarray_to_bytes,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
+    read_only_ndarrays,
     recorddict_to_evaluateins,
     recorddict_to_evaluateres,
     recorddict_to_fitins,
@@ -94,6 +95,18 @@ def test_parameters_from_a_record_share_its_memory_until_handed_out() -> None:
     _assert_same(arrays, _model())
     arrays[0][:] = 7  # the client's copy: the received record keeps its values
     _assert_same(parameters_to_ndarrays(recorddict_to_fitins(record).parameters), _model())
+
+
+def test_read_only_ndarrays_share_memory_and_refuse_writes() -> None:
+    parameters = ndarrays_to_parameters(_model())
+    views = read_only_ndarrays(parameters)
+    _assert_same(views, _model())
+    assert not any(v.flags.writeable for v in views)
+    assert np.shares_memory(views[0], read_only_ndarrays(parameters)[0])
+    with pytest.raises(ValueError, match="read-only"):
+        views[0][0, 0] = 1
+    eager = _eager(_model())  # from .npy bytes: decoded, so fresh arrays
+    _assert_same(read_only_ndarrays(eager), _model())
 
 
 def test_parameters_refuse_pickled_objects() -> None:

@@ -63,6 +63,36 @@ def test_fedavg_matches_numpy_weighted_average() -> None:
     np.testing.assert_allclose(got[1], np.average(stacked, axis=0, weights=weights), rtol=1e-12)
 
 
+def test_large_arrays_aggregate_block_by_block_to_the_same_result() -> None:
+    """Arrays longer than one accumulation block, Fortran order and integers included."""
+    rng = np.random.default_rng(7)
+    size = 3 * (1 << 15) + 5
+    results = [
+        fit_result(
+            i,
+            i,
+            [
+                rng.standard_normal(size).astype(np.float32),
+                np.asfortranarray(rng.standard_normal((300, 400))),
+                rng.integers(-1000, 1000, size=(size,), dtype=np.int32),
+            ],
+            int(rng.integers(1, 100)),
+        )
+        for i in range(3)
+    ]
+    got = aggregate_inplace(results)
+    want = reference(results)
+    want[2] = np.rint(
+        sum(
+            parameters_to_ndarrays(r.parameters)[2].astype(np.float64) * r.num_examples
+            for _, r in results
+        )
+        / sum(r.num_examples for _, r in results)
+    ).astype(np.int32)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_result_does_not_depend_on_arrival_order() -> None:
     results = make_results(12, seed=3)
     baseline = aggregate_inplace(results)

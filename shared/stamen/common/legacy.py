@@ -45,6 +45,7 @@ __all__ = [
     "ndarray_to_bytes",
     "ndarrays_to_parameters",
     "parameters_to_ndarrays",
+    "read_only_ndarrays",
     "recorddict_to_evaluateins",
     "recorddict_to_evaluateres",
     "recorddict_to_fitins",
@@ -183,6 +184,17 @@ def parameters_to_ndarrays(parameters: Parameters) -> NDArrays:
     if parameters._arrays is not None:
         return [_snapshot(a) for a in parameters._arrays]
     return [bytes_to_ndarray(t) for t in parameters.tensors]
+
+
+def read_only_ndarrays(parameters: Parameters) -> NDArrays:
+    """The arrays without a copy where `parameters` holds them, read-only: for code that
+    only reads them (aggregation), which would otherwise copy each model it reads."""
+    if parameters._arrays is None:
+        return parameters_to_ndarrays(parameters)
+    views = [a.view() for a in parameters._arrays]
+    for view in views:
+        view.flags.writeable = False
+    return views
 
 
 def _snapshot(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

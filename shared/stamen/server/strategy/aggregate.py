@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stamen.common.errors import AggregationError
-from stamen.common.legacy import FitRes, NDArrays, parameters_to_ndarrays
+from stamen.common.legacy import FitRes, NDArrays, read_only_ndarrays
 
 from ..client_proxy import ClientProxy
 
@@ -41,7 +41,7 @@ def aggregate_inplace(results: Iterable[tuple[ClientProxy, FitRes]]) -> NDArrays
     return _weighted_average(
         (
             f"node {proxy.node_id} (cid {proxy.cid})",
-            parameters_to_ndarrays(res.parameters),
+            read_only_ndarrays(res.parameters),
             res.num_examples,
         )
         for proxy, res in ordered(results)
@@ -71,9 +71,6 @@ def _total(counts: Iterable[int], what: str) -> int:
 
 def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
     sums: list[npt.NDArray[Any]] | None = None
-    # One product buffer per array, reused for every result: a large model would
-    # otherwise allocate (and page-fault) a fresh float64 temporary per result.
-    scratch: list[npt.NDArray[Any]] = []
     reference: list[tuple[tuple[int, ...], np.dtype[Any]]] = []
     first = ""
     counts: list[int] = []
@@ -87,19 +84,34 @@ def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
             first = label
             reference = [(a.shape, a.dtype) for a in arrays]
             sums = [np.zeros(a.shape, dtype=_accumulator(a.dtype)) for a in arrays]
-            scratch = [np.empty_like(total) for total in sums]
         _check(label, arrays, first, reference)
-        for total, product, array in zip(sums, scratch, arrays, strict=True):
-            np.multiply(array, num_examples, out=product, dtype=product.dtype)
-            np.add(total, product, out=total)
+        for total, array in zip(sums, arrays, strict=True):
+            _add_product(total.reshape(-1), array.reshape(-1), num_examples)
     if sums is None:
         raise AggregationError("cannot aggregate parameters: there are no results")
-    del scratch
     weight = _total(counts, "parameters")
     return [
         _round(np.divide(total, weight, out=total), dtype)
         for total, (_, dtype) in zip(sums, reference, strict=True)
     ]
+
+
+_BLOCK = 1 << 15
+"""Elements per step of `_add_product`: its product buffer stays in the CPU cache."""
+
+
+def _add_product(total: npt.NDArray[Any], array: npt.NDArray[Any], factor: int) -> None:
+    """total += array * factor, in `total`'s dtype, a cache-sized block at a time.
+
+    Element for element the same arithmetic as `total += np.multiply(array, factor,
+    dtype=total.dtype)`, without writing (and reading back) a model-sized temporary.
+    """
+    product = np.empty(min(_BLOCK, total.size), dtype=total.dtype)
+    for start in range(0, total.size, _BLOCK):
+        stop = min(start + _BLOCK, total.size)
+        block = product[: stop - start]
+        np.multiply(array[start:stop], factor, out=block, dtype=total.dtype)
+        np.add(total[start:stop], block, out=total[start:stop])
 
 
 def _accumulator(dtype: np.dtype[Any]) -> np.dtype[Any]:
