@@ -6,10 +6,11 @@ SIGINT/SIGTERM stop the run cleanly (workers ended, shared memory unlinked) and 
 128 + the signal's number, and a second signal cuts the clean-up short.
 
 Start-up is ordered to hide the apps' import time: references are checked without
-importing, then the workers come first. Where it is safe (`launcher.fork_blocker`), this
-process imports the ClientApp and forks the workers from itself, so that the import is
-paid once for all; else the worker pool's forkserver is launched (it imports the ClientApp
-at once). Only then does this process import the rest of Stamen and the ServerApp.
+importing, then the workers come first. Where it is safe (`fork_blocker` in
+`stamen.workers.launcher`), this process imports the ClientApp and forks the workers from
+itself, so that the import is paid once for all; else the worker pool's forkserver is
+launched (it imports the ClientApp at once). Only then does this process import the rest
+of Stamen and the ServerApp.
 """
 
 from __future__ import annotations
@@ -30,18 +31,17 @@ from pydantic import ValidationError
 from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
+from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
+from stamen.workers.resources import plan_workers, usable_cpus
 
-from .launcher import close_context, default_start_method, fork_blocker, open_context
 from .progress import RoundProgress, StatusLine
 from .references import check_reference
-from .resources import plan_workers, usable_cpus
 from .settings import SimulationSettings, describe
 from .summary import summary_table
 
 if TYPE_CHECKING:
     from stamen.server.history import History
-
-    from .pool import WorkerPool
+    from stamen.workers import WorkerPool
 
 __all__ = ["main", "simulation"]
 
@@ -279,10 +279,10 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
         from stamen.client import ClientApp
         from stamen.common.loading import load_app
 
-        from .pool import WorkerPool
+        from .backend import worker_pool
 
         load_app(settings.client_app, ClientApp, settings.directory)
-        pool = WorkerPool.for_backend(settings.client_app, settings.directory, backend)
+        pool = worker_pool(settings.client_app, settings.directory, backend)
         pool.prefork()  # when it may not after all, the pool starts its workers itself
         yield pool
         return

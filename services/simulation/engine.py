@@ -46,10 +46,11 @@ from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.cache import ObjectCache
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
+from stamen.workers import WorkerPool
 
 from .apps import AppRef, client_app_ref, server_app_of
+from .backend import worker_pool
 from .config import BackendConfig, parse_backend_config
-from .pool import WorkerPool
 from .progress import ObservedServerAppIo, RunObserver
 from .references import check_reference
 
@@ -96,7 +97,7 @@ def run_simulation(
         server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
     )
     client = plan.client
-    pool = WorkerPool.for_backend(client.reference, client.directory, plan.backend)
+    pool = worker_pool(client.reference, client.directory, plan.backend)
 
     def simulate() -> Coroutine[Any, Any, History]:
         return _simulate(plan, server_app, num_supernodes, pool, None)
@@ -105,7 +106,7 @@ def run_simulation(
         asyncio.get_running_loop()
     except RuntimeError:
         if client.reference.partition(":")[0] in sys.modules:
-            pool.prefork()  # when it is safe: see launcher.fork_blocker
+            pool.prefork()  # when it is safe: see stamen.workers.launcher.fork_blocker
         return _run_in_new_loop(simulate)
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
         return thread.submit(_run_in_new_loop, simulate).result()
@@ -125,7 +126,7 @@ async def run_simulation_async(
 ) -> History:
     """`run_simulation` in the caller's event loop; `observer` hears each batch of
     instructions and replies (the CLI's progress line). `pool`: the worker pool for the
-    ClientApp (`WorkerPool.for_backend`), made, and perhaps preforked, before the loop
+    ClientApp (`backend.worker_pool`), made, and perhaps preforked, before the loop
     started; it is started and closed here (default: a new one)."""
     plan = _plan(
         server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
@@ -228,7 +229,7 @@ async def open_simulation(
         raise ConfigError(f"num_supernodes must be at least 1, got {num_supernodes}")
     began = time.perf_counter()
     if pool is None:
-        pool = WorkerPool.for_backend(client_app.reference, client_app.directory, backend)
+        pool = worker_pool(client_app.reference, client_app.directory, backend)
     link = SuperLink(MemoryLinkState(), MemoryObjectStore(), heartbeat_interval=HEARTBEAT_INTERVAL)
     with _quiet(CHATTY_LOGGERS):
         async with pool, link:

@@ -6,7 +6,6 @@ validation failure into the one line the CLI prints, naming the flag to fix.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -54,10 +53,6 @@ class SimulationSettings(BaseModel):
             return parse_backend_config(value)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("backend config: ")) from None
-
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelNamesMapping()[self.log_level]
 
 
 def describe(error: ValidationError) -> str:

@@ -21,7 +21,7 @@ from stamen.client import ClientApp
 from stamen.client.runtime import run_task
 from stamen.client.task import AppResult, AppTask
 from stamen.common.errors import WorkerDiedError
-from stamen.simulation.pool import TransferCounts, WorkerPool
+from stamen.workers import TransferCounts, WorkerPool
 
 __all__ = ["ThreadExecutor", "WorkerProcessExecutor"]
 

@@ -7,7 +7,6 @@ the CLI prints, naming the flag to fix.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -65,10 +64,6 @@ class SuperNodeSettings(BaseModel):
                 "pass exactly one of --root-certificates CA (TLS) and --insecure (plaintext)"
             )
         return self
-
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelNamesMapping()[self.log_level]
 
 
 def describe(error: ValidationError) -> str:

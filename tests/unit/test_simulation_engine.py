@@ -26,7 +26,7 @@ from stamen.simulation import run_simulation, run_simulation_async
 from stamen.simulation.apps import client_app_ref, server_app_of
 from stamen.simulation.config import BackendConfig, parse_backend_config
 from stamen.simulation.engine import _garbage_frozen, open_simulation
-from stamen.simulation.pool import WorkerPool
+from stamen.workers.pool import WorkerPool
 
 pytestmark = pytest.mark.timeout(90)
 

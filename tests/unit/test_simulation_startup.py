@@ -12,9 +12,9 @@ import pytest
 import stamen.common
 from click.testing import CliRunner
 from stamen.common.context import Context
-from stamen.simulation import preload
 from stamen.simulation.cli import simulation
-from stamen.simulation.launcher import APP_VARIABLE
+from stamen.workers import preload
+from stamen.workers.launcher import APP_VARIABLE
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -159,4 +159,3 @@ def test_settings_parse_node_config_and_accept_one_way_to_connect(app_dir: Path)
     )
     assert settings.node_config == {"partition-id": 0, "num-partitions": 10, "name": "a b"}
     assert settings.log_level == "DEBUG"
-    assert settings.log_level_number == logging.DEBUG

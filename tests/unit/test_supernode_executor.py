@@ -28,9 +28,9 @@ from stamen.common.legacy import (
 )
 from stamen.common.message import Message, MessageType
 from stamen.common.records import ConfigValue
-from stamen.simulation.pool import PoolClosedError
-from stamen.simulation.shm import INLINE_LIMIT
 from stamen.supernode.executor import ThreadExecutor, WorkerProcessExecutor
+from stamen.workers.pool import PoolClosedError
+from stamen.workers.shm import INLINE_LIMIT
 
 APP = """
 import os

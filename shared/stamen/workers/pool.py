@@ -29,9 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grpclib.const import Status
+
 from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.errors import AppLoadError, StamenError
 
@@ -40,9 +41,6 @@ from .resources import plan_workers, usable_cpus, visible_gpus
 from .shm import INLINE_LIMIT, CachedSegment, SegmentCache, byte_view, sweep
 from .slot import Outcome, Slot, Started, WorkerSetup, start_worker
 from .worker import Job, Packed
-
-if TYPE_CHECKING:
-    from .config import BackendConfig
 
 __all__ = ["PoolClosedError", "PoolExecutor", "TransferCounts", "WorkerPool"]
 
@@ -135,20 +133,6 @@ class WorkerPool:
             self.segment_prefix,
             idle_bytes=idle_segment_bytes,
             on_unlink=self._segment_unlinked,
-        )
-
-    @classmethod
-    def for_backend(
-        cls, client_app_ref: str, directory: Path | None, backend: BackendConfig
-    ) -> WorkerPool:
-        """The pool that `backend` (a simulation's backend config) describes."""
-        resources = backend.client_resources
-        return cls(
-            client_app_ref,
-            directory,
-            num_workers=backend.num_workers,
-            num_cpus=resources.num_cpus,
-            num_gpus=resources.num_gpus,
         )
 
     @property

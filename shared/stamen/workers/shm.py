@@ -28,6 +28,7 @@ from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import numpy as np
+
 from stamen.client.task import Buffer
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Shared-memory pieces of the simulation pool, within one process."""
+"""Shared-memory pieces of the worker pool, within one process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stamen.simulation.shm import (
+from stamen.workers.shm import (
     INLINE_LIMIT,
     Attachments,
     ReplyArena,

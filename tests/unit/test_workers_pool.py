@@ -1,4 +1,4 @@
-"""The simulation's worker pool: real worker processes running a small numpy app.
+"""The worker pool: real worker processes running a small numpy app.
 
 One forkserver pool of two workers serves most tests (starting workers costs ~0.5 s);
 tests that close a pool or fail to load one start their own.
@@ -25,7 +25,7 @@ from stamen.common.errors import AppLoadError, WorkerDiedError
 from stamen.common.legacy import fitins_to_recorddict, recorddict_to_fitres
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from stamen.simulation.pool import PoolClosedError, WorkerPool
+from stamen.workers.pool import PoolClosedError, WorkerPool
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 

@@ -1,4 +1,4 @@
-"""plan_workers: how many simulation workers start, with which threads and GPUs."""
+"""plan_workers: how many workers a pool starts, with which threads and GPUs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 from stamen.common.errors import ConfigError
-from stamen.simulation.launcher import default_start_method
-from stamen.simulation.resources import WorkerSpec, plan_workers, visible_gpus
+from stamen.workers.launcher import default_start_method
+from stamen.workers.resources import WorkerSpec, plan_workers, visible_gpus
 
 
 def plan(

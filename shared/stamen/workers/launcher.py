@@ -2,7 +2,7 @@
 
 Never fork an event loop: once the pool runs, its process has a loop and threads. `spawn`
 starts each worker from scratch, and each imports the app. `forkserver` starts one server
-process that imports the app once (`stamen.simulation.preload`) and forks every worker
+process that imports the app once (`stamen.workers.preload`) and forks every worker
 from it, so the import (torch: seconds) is paid once and its memory is shared.
 multiprocessing keeps one forkserver per process: the first pool that needs it launches
 it with its app, and the last pool to close stops it, so that a later pool (say, an
@@ -47,10 +47,10 @@ __all__ = [
 StartMethod = Literal["forkserver", "spawn"]
 Context = ForkContext | ForkServerContext | SpawnContext
 
-APP_VARIABLE = "STAMEN_SIMULATION_PRELOAD"
+APP_VARIABLE = "STAMEN_WORKER_PRELOAD"
 """JSON `[app_ref, directory or null]`: the app the forkserver imports at launch."""
 
-_PRELOAD = ["__main__", "stamen.simulation.preload"]
+_PRELOAD = ["__main__", "stamen.workers.preload"]
 
 _lock = threading.Lock()
 _users = 0

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from stamen.simulation.launcher import fork_blocker
+from stamen.workers.launcher import fork_blocker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -57,7 +57,7 @@ from stamen.common.errors import WorkerDiedError
 from stamen.common.legacy import fitins_to_recorddict, recorddict_to_fitres
 from stamen.common.loading import load_app
 from stamen.common.message import Message
-from stamen.simulation.pool import WorkerPool
+from stamen.workers.pool import WorkerPool
 
 def task(**config):
     content = fitins_to_recorddict(FitIns(ndarrays_to_parameters([np.zeros(2)]), config))
