@@ -28,7 +28,12 @@ from stamen.codec import (
     iter_chunks,
 )
 from stamen.codec.envelope import Envelope
-from stamen.common.errors import InvalidMessageError, RunNotRunningError, UnavailableError
+from stamen.common.errors import (
+    IntegrityError,
+    InvalidMessageError,
+    RunNotRunningError,
+    UnavailableError,
+)
 from stamen.common.message import Message
 from stamen.common.records import RecordDict
 from stamen.transport.api import ServerAppIoApi
@@ -69,6 +74,7 @@ class ServerAppIoGrid:
         self._poll_timeout = poll_timeout
         self._call_timeout = call_timeout
         self._cache = _ObjectCache(cache_bytes)
+        self._sent: dict[str, Buffer] = {}  # the objects of the latest push
         self._lock = threading.Lock()
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._closed = False
@@ -109,6 +115,7 @@ class ServerAppIoGrid:
         envelopes, objects = self._encode(messages)
         if not envelopes:
             return []
+        self._sent = objects
         result = self._call("push_messages", partial(self._push, envelopes, objects))
         return list(result.message_ids)
 
@@ -235,15 +242,27 @@ class ServerAppIoGrid:
             if run.status == RunStatus.FINISHED:
                 raise RunNotRunningError(run_id, f"{run.status} ({run.sub_status})")
         wires: list[Wire] = []
+        fetched: dict[str, Buffer] = {}  # replies that share an object share one copy
         for envelope in envelopes:
-            objects = {oid: await self._fetch(oid) for oid in envelope.object_ids}
-            wires.append((envelope, objects))
+            for oid in envelope.object_ids:
+                if oid not in fetched:
+                    fetched[oid] = await self._fetch(oid)
+            wires.append((envelope, {oid: fetched[oid] for oid in envelope.object_ids}))
         return wires
 
     async def _fetch(self, object_id: str) -> Buffer:
         cached = self._cache.get(object_id)
         if cached is not None:
             return cached
+        sent = self._sent.get(object_id)
+        if sent is not None:
+            # A reply echoes an array this grid pushed (frozen layers, an untouched
+            # buffer): copy it rather than download it. The hash check catches an array
+            # changed in place since it was pushed; then it is downloaded after all.
+            try:
+                return self._cache.put(object_id, await collect_object(object_id, _Chunks(sent)))
+            except IntegrityError:
+                logger.debug("object %s changed since it was pushed: pulling it", object_id)
         stream = self._io.pull_object(self._run.run_id, object_id)
         try:
             data = await collect_object(object_id, stream)

@@ -126,6 +126,54 @@ async def test_send_and_receive_broadcasts_a_model_once(
     assert not replies[0].content["model"]["w"].numpy().flags.writeable  # type: ignore[index]
 
 
+def echoed(node_id: int, instruction: Message) -> Message:
+    """Replies with the instruction's own arrays (a frozen model part comes back as is)."""
+    return instruction.create_reply(RecordDict({"model": instruction.content["model"]}))
+
+
+async def test_arrays_a_reply_echoes_are_copied_from_the_push_not_downloaded(
+    link: SuperLink, io: CountingServerAppIo
+) -> None:
+    grid = await make_grid(io)
+    async with fake_nodes(MemoryFleet(link.fleet), [{}, {}], echoed) as node_ids:
+        content = model_content(3.0)
+        messages = [grid.create_message(content, MessageType.TRAIN, n) for n in node_ids]
+        replies = await asyncio.to_thread(grid.send_and_receive, messages, timeout=10)
+
+    assert io.pulled_objects == []
+    for reply in replies:
+        model = reply.content["model"]
+        assert isinstance(model, ArrayRecord)
+        np.testing.assert_array_equal(model["w"].numpy(), np.full((4, 3), 3.0, np.float32))
+        # A copy, read-only: the caller's arrays and the reply's do not alias.
+        assert not np.shares_memory(model["w"].numpy(), content["model"]["w"].numpy())  # type: ignore[index]
+        assert not model["w"].numpy().flags.writeable
+
+
+async def test_an_array_changed_after_its_push_is_downloaded_as_the_node_sent_it(
+    link: SuperLink, io: CountingServerAppIo
+) -> None:
+    grid = await make_grid(io)
+    weights = np.full((4, 3), 3.0, np.float32)
+    content = RecordDict({"model": ArrayRecord({"w": weights})})
+    pushed = asyncio.Event()
+
+    def echo_after_change(node_id: int, instruction: Message) -> Message:
+        weights[:] = -1  # the ServerApp changes its model in place while the node works
+        pushed.set()
+        return echoed(node_id, instruction)
+
+    async with fake_nodes(MemoryFleet(link.fleet), [{}], echo_after_change) as node_ids:
+        messages = [grid.create_message(content, MessageType.TRAIN, node_ids[0])]
+        replies = await asyncio.to_thread(grid.send_and_receive, messages, timeout=10)
+
+    assert pushed.is_set()
+    assert len(io.pulled_objects) == 1
+    model = replies[0].content["model"]
+    assert isinstance(model, ArrayRecord)
+    np.testing.assert_array_equal(model["w"].numpy(), np.full((4, 3), 3.0, np.float32))
+
+
 async def test_a_broadcast_model_is_hashed_once_per_push(
     link: SuperLink, io: CountingServerAppIo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
