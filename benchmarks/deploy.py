@@ -4,7 +4,9 @@ Stamen: stamen-superlink, N x stamen-supernode, stamen-serverapp.
 Flower 1.42: flower-superlink (--disable-runtime-dependency-installation: its default
 tries to install packages at run time and fails offline), N x flower-supernode, and
 `flwr run --stream` against that SuperLink. Every process started is stopped by its PID.
-Round times come from the "[ROUND k]" / "[SUMMARY]" lines, timestamped as they are read.
+Round times come from the "[ROUND k]" / "[SUMMARY]" lines, timestamped as they are read;
+exchange times (push to last reply) from "configure_fit: strategy sampled" to "aggregate_fit:
+received" (and the same for evaluate), lines both frameworks' round loops print.
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_EXCHANGE_START = ("configure_fit: strategy sampled", "configure_evaluate: strategy sampled")
+_EXCHANGE_END = ("aggregate_fit: received", "aggregate_evaluate: received")
+
+
 class LineClock:
-    """Reads a process's output in a thread, timestamping the round lines."""
+    """Reads a process's output in a thread, timestamping the round and exchange lines."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.marks: list[float] = []
+        self.exchanges: list[float] = []
+        self._pushed: float | None = None
         self.tail: list[str] = []
         self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self._thread.start()
@@ -44,8 +52,14 @@ class LineClock:
         for raw in proc.stdout:
             line = raw.decode(errors="replace")
             self.tail = [*self.tail[-40:], line]
+            now = time.time()
             if "[ROUND " in line or "[SUMMARY]" in line:
-                self.marks.append(time.time())
+                self.marks.append(now)
+            elif any(start in line for start in _EXCHANGE_START):
+                self._pushed = now
+            elif self._pushed is not None and any(end in line for end in _EXCHANGE_END):
+                self.exchanges.append(now - self._pushed)
+                self._pushed = None
 
     def join(self) -> None:
         self._thread.join(timeout=10)
@@ -101,7 +115,8 @@ def _finish(
     if driver.returncode != 0:
         raise RuntimeError("the run failed:\n" + "".join(clock.tail))
     sample = Sample(wall, memory.peak / 2**20, first_mark(work, started),
-                    {"round_seconds": clock.round_seconds, "run_wall": run_wall})  # fmt: skip
+                    {"round_seconds": clock.round_seconds, "run_wall": run_wall,
+                     "exchange_seconds": clock.exchanges})  # fmt: skip
     sample.peaks_by_name = {
         name: memory.peak_by_root.get(pid, 0) / 2**20 for pid, name in names.items()
     }

@@ -68,8 +68,12 @@ SCENARIOS = [
              deploy.scenario(nodes=10, rounds=3, tls=True)),
     Scenario("D2", "deployment, 4 SuperNodes, model + 400 MiB, 3 rounds", "s per round",
              "<= 10 s; SuperLink <= 2x model", deploy.scenario(nodes=4, rounds=3, EXTRA_MIB="400")),
-    Scenario("D3", "deployment, tiny model, 10 SuperNodes: round latency", "s per round",
-             "<= 0.05 s overhead", deploy.scenario(nodes=10, rounds=3, HIDDEN="0", MODE="echo")),
+    Scenario("D2b", "D2, but each node changes the 400 MiB buffer: all bytes new per round",
+             "s per round", "(D2's)",
+             deploy.scenario(nodes=4, rounds=3, EXTRA_MIB="400", EXTRA_CHANGES="1")),
+    Scenario("D3", "deployment, tiny model, 10 SuperNodes, echo clients: push to last reply",
+             "s per exchange", "<= 0.05 s overhead",
+             deploy.scenario(nodes=10, rounds=3, HIDDEN="0", MODE="echo")),
     Scenario("S4", "simulation, 10,000 nodes, 1 round, 1%", "wall s", "(finishes)",
              simulation(10000, 1, 0.01), max_runs=1),
 ]  # fmt: skip
@@ -79,6 +83,9 @@ def headline(scenario: Scenario, sample: Sample) -> float:
     rounds = sample.extra.get("round_seconds") or []
     if scenario.metric == "s per round":
         return statistics.median(rounds) if rounds else float("nan")
+    if scenario.metric == "s per exchange":
+        exchanges = sample.extra.get("exchange_seconds") or []
+        return statistics.median(exchanges) if exchanges else float("nan")
     if scenario.metric == "client tasks/s":
         # One round of fit + evaluate on every node: 2 tasks per node.
         return 2 * 1000 / rounds[0] if rounds else float("nan")
@@ -170,8 +177,11 @@ def main() -> None:
                 if sample.first_training is not None:
                     firsts[framework].append(sample.first_training)
                 notes[framework].extend(f"{v:.0f}" for v in sample.peaks_by_name.values())
+                times = {k: [round(x, 3) for x in sample.extra.get(f"{k}_seconds", [])]
+                         for k in ("round", "exchange")}  # fmt: skip
                 print(f"{scenario.key} {framework} run {i + 1}: {headline(scenario, sample):.3f} "
-                      f"{scenario.metric}, wall {sample.wall:.2f}s, peak {sample.peak_mib:.0f} MiB",
+                      f"{scenario.metric}, wall {sample.wall:.2f}s, peak {sample.peak_mib:.0f} "
+                      f"MiB, rounds {times['round']}, exchanges {times['exchange']}",
                       flush=True)  # fmt: skip
         s, f = figures.get("stamen"), figures.get("flower")
         ratio = ""

@@ -33,6 +33,9 @@ def setting(name: str, default: str) -> str:
 
 MODE = setting("MODE", "train")  # "train" | "echo" (return the parameters untouched)
 EXTRA_MIB = int(setting("EXTRA_MIB", "0"))  # a dead-weight buffer sent with the model
+# "1": each node returns the buffer changed (+ its partition id + 1), so every byte of
+# the model is new in every reply and every round: no transfer can be skipped by its hash.
+EXTRA_CHANGES = setting("EXTRA_CHANGES", "0") == "1"
 HIDDEN = int(setting("HIDDEN", "64"))  # 0: a tiny linear model (round-latency scenario)
 MARK_DIR = setting("MARK_DIR", "")
 
@@ -99,7 +102,7 @@ def fit(
         optimizer.step()
     out = [p.detach().numpy().copy() for p in model.state_dict().values()]
     if EXTRA_MIB:
-        out.append(arrays[-1])
+        out.append(arrays[-1] + np.float32(pid + 1) if EXTRA_CHANGES else arrays[-1])
     return out, len(y), {}
 
 
