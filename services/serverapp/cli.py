@@ -23,6 +23,7 @@ from stamen import __version__
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import run
 from stamen.common.errors import StamenError, UserInputError
+from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
 from stamen.server import ServerApp
@@ -115,7 +116,7 @@ def main(**flags: Any) -> None:
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = run(_serve(settings, server_app))
     except ValidationError as exc:
-        _fail(_first_problem(exc), 2)
+        _fail(describe_invalid(exc, {"app": "APP"}), 2)
     except UserInputError as exc:
         _fail(exc, 2)
     except StamenError as exc:
@@ -177,13 +178,6 @@ class _Stop:
     def remove(self) -> None:
         for signum in _SIGNALS:
             self._loop.remove_signal_handler(signum)
-
-
-def _first_problem(error: ValidationError) -> str:
-    """One line for the first invalid flag: `--max-wait-time: Input should be ...`."""
-    problem = error.errors()[0]
-    flag = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
-    return f"{flag}: {problem['msg']}"
 
 
 def _fail(error: BaseException | str, code: int) -> NoReturn:

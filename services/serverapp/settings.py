@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
-from stamen.common.fields import LogLevel, UserConfigText
-from stamen.transport.grpc.channel import split_address
+from stamen.common.fields import Address, LogLevel, UserConfigText
 from stamen.transport.grpc.tls import client_context
 
 __all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
@@ -25,7 +24,7 @@ class ServerAppSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     app: str
-    server: str = DEFAULT_SERVER
+    server: Address = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
     run_config: UserConfigText = Field(default_factory=dict)
@@ -33,12 +32,6 @@ class ServerAppSettings(BaseModel):
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
     max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
-
-    @field_validator("server")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        split_address(value)
-        return value
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:

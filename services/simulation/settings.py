@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from stamen.common.errors import ConfigError
-from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText
+from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText, describe_invalid
 
 from .config import BackendConfig, parse_backend_config
 
@@ -57,10 +57,4 @@ class SimulationSettings(BaseModel):
 
 def describe(error: ValidationError) -> str:
     """The first problem in `error`, as one line that names the flag."""
-    problem = error.errors()[0]
-    location = [str(part) for part in problem["loc"]]
-    message = problem["msg"].removeprefix("Value error, ")
-    if not location:
-        return message
-    field = location[0]
-    return f"{_FLAGS.get(field, '--' + field.replace('_', '-'))}: {message}"
+    return describe_invalid(error, _FLAGS)

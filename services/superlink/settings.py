@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from stamen.common.errors import ConfigError
-from stamen.common.fields import LogLevel
-from stamen.transport.grpc.channel import split_address
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from stamen.common.fields import Address, LogLevel, describe_invalid
 
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
 
@@ -32,9 +30,9 @@ class SuperLinkSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    fleet_api_address: str = "0.0.0.0:9092"
-    serverappio_api_address: str = "0.0.0.0:9091"
-    control_api_address: str = "0.0.0.0:9093"
+    fleet_api_address: Address = "0.0.0.0:9092"
+    serverappio_api_address: Address = "0.0.0.0:9091"
+    control_api_address: Address = "0.0.0.0:9093"
     insecure: bool = False
     certificates: Certificates | None = None
     database: str = "stamen-superlink.db"
@@ -43,15 +41,6 @@ class SuperLinkSettings(BaseModel):
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
-
-    @field_validator("fleet_api_address", "serverappio_api_address", "control_api_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            split_address(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> SuperLinkSettings:
@@ -64,9 +53,4 @@ class SuperLinkSettings(BaseModel):
 
 def describe(error: ValidationError) -> str:
     """The first problem in `error`, as one line that names the flag."""
-    problem = error.errors()[0]
-    location = [str(part) for part in problem["loc"]]
-    message = problem["msg"].removeprefix("Value error, ")
-    if not location:
-        return message
-    return f"--{location[0].replace('_', '-')}: {message}"
+    return describe_invalid(error)

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from stamen.common.errors import ConfigError
-from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText
-from stamen.transport.grpc.channel import split_address
+from stamen.common.fields import (
+    Address,
+    ExistingDirectory,
+    LogLevel,
+    UserConfigText,
+    describe_invalid,
+)
 
 __all__ = ["DEFAULT_SERVER", "SuperNodeSettings", "describe"]
 
@@ -31,7 +35,7 @@ class SuperNodeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     app: str
-    server: str = DEFAULT_SERVER
+    server: Address = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
     node_config: UserConfigText = Field(default_factory=dict)
@@ -48,15 +52,6 @@ class SuperNodeSettings(BaseModel):
             raise ValueError(f"{value!r} is not a 'module:attribute' reference (like client:app)")
         return value
 
-    @field_validator("server")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            split_address(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> SuperNodeSettings:
         if self.insecure == (self.root_certificates is not None):
@@ -68,10 +63,4 @@ class SuperNodeSettings(BaseModel):
 
 def describe(error: ValidationError) -> str:
     """The first problem in `error`, as one line that names the flag."""
-    problem = error.errors()[0]
-    location = [str(part) for part in problem["loc"]]
-    message = problem["msg"].removeprefix("Value error, ")
-    if not location:
-        return message
-    field = location[0]
-    return f"{_FLAGS.get(field, '--' + field.replace('_', '-'))}: {message}"
+    return describe_invalid(error, _FLAGS)

@@ -13,13 +13,23 @@ import tomllib
 from .errors import ConfigError
 from .records import UserConfig, UserConfigValue
 
-__all__ = ["parse_user_config"]
+__all__ = ["parse_user_config", "split_address"]
 
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _QUOTE = re.compile("[\"']")
 # key=value, where value is a TOML basic string, a TOML literal string, or a bare word.
 _PAIR = re.compile(r"""(?P<key>[^\s=]*)=(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
 _PIECE = re.compile(r"""(?:[^\s"']|"(?:[^"\\]|\\.)*"?|'[^']*'?)+""")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); ConfigError if it is neither."""
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"{address!r} is not an address of the form HOST:PORT")
+    return host, int(port_text)
 
 
 def parse_user_config(text: str) -> UserConfig:

@@ -1,21 +1,22 @@
 """Setting types every service's settings share, validated once at the edge (pydantic).
 
 Each raises ValueError with one line a person can act on; the CLIs turn pydantic's
-ValidationError into that line and exit code 2.
+ValidationError into that line (`describe_invalid`) and exit code 2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 
-from .config import parse_user_config
+from .config import parse_user_config, split_address
 from .errors import ConfigError
 from .records import UserConfig
 
-__all__ = ["ExistingDirectory", "LogLevel", "UserConfigText"]
+__all__ = ["Address", "ExistingDirectory", "LogLevel", "UserConfigText", "describe_invalid"]
 
 
 def _upper(value: Any) -> Any:
@@ -29,6 +30,14 @@ def _user_config(value: Any) -> Any:
         return parse_user_config(value)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _address(value: str) -> str:
+    try:
+        split_address(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 def _existing_directory(value: Path) -> Path:
@@ -45,3 +54,20 @@ UserConfigText = Annotated[UserConfig, BeforeValidator(_user_config)]
 
 ExistingDirectory = Annotated[Path, AfterValidator(_existing_directory)]
 """A folder that exists (where an app is imported from)."""
+
+Address = Annotated[str, AfterValidator(_address)]
+"""`HOST:PORT` (or `[v6]:PORT`), to listen on or to connect to."""
+
+
+def describe_invalid(error: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+    """The first problem in `error` as one line naming its flag: `--max-wait-time: ...`.
+
+    `flags` names the fields whose flag is not `--` plus the field's name (`APP`, `--dir`).
+    """
+    problem = error.errors()[0]
+    location = [str(part) for part in problem["loc"]]
+    message = problem["msg"].removeprefix("Value error, ")
+    if not location:
+        return message
+    field = location[0]
+    return f"{(flags or {}).get(field, '--' + field.replace('_', '-'))}: {message}"

@@ -1,6 +1,6 @@
 """The three SuperLink APIs over gRPC (grpclib): servicers, clients, channels, servers."""
 
-from .channel import SuperLinkChannel, check_health, connect, connection_failure, split_address
+from .channel import SuperLinkChannel, check_health, connect, connection_failure
 from .clients import (
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -39,5 +39,4 @@ __all__ = [
     "listen",
     "server_context",
     "socket_address",
-    "split_address",
 ]

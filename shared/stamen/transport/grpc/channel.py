@@ -19,6 +19,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
+from stamen.common.config import split_address
 from stamen.common.errors import ConfigError, StamenError, UnavailableError
 
 from . import h2patch
@@ -33,7 +34,6 @@ __all__ = [
     "connect",
     "connection_failure",
     "explain_failure",
-    "split_address",
 ]
 
 CONNECTION_ERRORS = (OSError, StreamTerminatedError)
@@ -49,16 +49,6 @@ class SuperLinkChannel(Channel):
         self.endpoint = (host, port)
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.tls = ssl_context is not None
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port); ConfigError if it is neither."""
-    host, sep, port_text = address.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"{address!r} is not an address of the form HOST:PORT")
-    return host, int(port_text)
 
 
 def connect(address: str, *, root_certificates: Path | None, insecure: bool) -> Channel:

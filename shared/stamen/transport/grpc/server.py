@@ -12,10 +12,10 @@ import socket
 from grpclib.health.service import Health
 from grpclib.server import Server
 
+from stamen.common.config import split_address
 from stamen.common.errors import ConfigError
 
 from . import h2patch
-from .channel import split_address
 from .limits import BoundedProtoCodec
 from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 
