@@ -7,12 +7,11 @@ import logging
 import os
 import signal
 import textwrap
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import psutil
 import pytest
 from stamen.client import ClientApp, NumPyClient
 from stamen.client.task import AppResult, AppTask
@@ -31,6 +30,7 @@ from stamen.common.records import ConfigValue
 from stamen.supernode.executor import ThreadExecutor, WorkerProcessExecutor
 from stamen.workers.pool import PoolClosedError
 from stamen.workers.shm import INLINE_LIMIT
+from worker_checks import our_processes, our_segments, outcome, task_started
 
 APP = """
 import os
@@ -78,23 +78,6 @@ def fit_reply(result: AppResult) -> tuple[npt.NDArray[np.float32], dict[str, obj
     reply = decode_message(result.envelope, result.objects)
     fitres = recorddict_to_fitres(reply.content)
     return parameters_to_ndarrays(fitres.parameters)[0], dict(fitres.metrics)
-
-
-async def outcome(call: Awaitable[AppResult]) -> AppResult | BaseException:
-    try:
-        return await call
-    except Exception as exc:
-        return exc
-
-
-def our_processes() -> set[int]:
-    """Child processes, less the resource tracker that multiprocessing keeps for good."""
-    children = psutil.Process().children(recursive=True)
-    return {p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())}
-
-
-def our_segments(executor: WorkerProcessExecutor) -> list[str]:
-    return [path.name for path in Path("/dev/shm").glob(f"{executor.segment_prefix}*")]
 
 
 @pytest.fixture
@@ -179,18 +162,8 @@ async def test_close_stops_a_busy_worker_at_once_and_leaves_no_process(
     worker: WorkerProcessExecutor,
 ) -> None:
     processes_before = our_processes()
-    started = asyncio.Event()
-
-    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        started.set()
-        writer.close()
-
     await worker.start()
-    async with (
-        await asyncio.start_server(on_connect, "127.0.0.1", 0) as server,
-        asyncio.TaskGroup() as tg,
-    ):
-        port = server.sockets[0].getsockname()[1]
+    async with task_started() as (port, started), asyncio.TaskGroup() as tg:
         busy = tg.create_task(outcome(worker.execute(train_task({"port": port, "sleep": 30.0}))))
         async with asyncio.timeout(10):
             await started.wait()

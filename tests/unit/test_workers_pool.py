@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psutil
 import pytest
 import pytest_asyncio
 from stamen.client import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
@@ -26,6 +25,7 @@ from stamen.common.legacy import fitins_to_recorddict, recorddict_to_fitres
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.workers.pool import PoolClosedError, WorkerPool
+from worker_checks import our_processes, our_segments, outcome, task_started
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
@@ -224,40 +224,15 @@ def view_task(array: npt.NDArray[Any], **config: Any) -> AppTask:
     return AppTask(envelope, objects, Context(run_id=1, node_id=1, node_config={}))
 
 
-async def outcome(call: Awaitable[AppResult]) -> AppResult | BaseException:
-    try:
-        return await call
-    except Exception as exc:
-        return exc
-
-
-def our_segments(pool: WorkerPool) -> list[str]:
-    return [path.name for path in Path("/dev/shm").glob(f"{pool.segment_prefix}*")]
-
-
-def our_processes() -> set[int]:
-    """Child processes, less the resource tracker that multiprocessing keeps for good."""
-    children = psutil.Process().children(recursive=True)
-    return {p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())}
-
-
 async def test_close_fails_pending_tasks_and_leaves_no_process_or_segment(
     app_dir: Path,
 ) -> None:
     processes_before = our_processes()
-    started = asyncio.Event()
-
-    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        started.set()
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     model = np.arange(2 << 20, dtype=np.float32)  # 8 MiB: through shared memory
     pool = WorkerPool(
         "sim_app:views", app_dir, num_workers=1, start_method="spawn", stop_timeout=2.0
     )
-    async with pool:
+    async with task_started() as (port, started), pool:
         async with asyncio.timeout(30):
             await pool.started()
             result = await pool.execute(view_task(model, mode="echo"))
@@ -281,6 +256,5 @@ async def test_close_fails_pending_tasks_and_leaves_no_process_or_segment(
         assert isinstance(queued.result(), PoolClosedError)
         with pytest.raises(PoolClosedError):
             await pool.execute(view_task(model, mode="echo"))
-    server.close()
     assert our_segments(pool) == []
     assert our_processes() <= processes_before
