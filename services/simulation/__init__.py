@@ -9,8 +9,9 @@ own modules and must not pay for the SuperLink, the agents and the runner.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stamen.common.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .config import BackendConfig, ClientResources
@@ -25,9 +26,4 @@ _HOMES = {
     "run_simulation_async": ".engine",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home, __name__), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

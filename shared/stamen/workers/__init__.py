@@ -13,16 +13,13 @@ own modules and must not pay for the pool's side.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stamen.common.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .pool import PoolClosedError, PoolExecutor, TransferCounts, WorkerPool
 
 __all__ = ["PoolClosedError", "PoolExecutor", "TransferCounts", "WorkerPool"]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(".pool", __name__), name)
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, ".pool"))
