@@ -13,6 +13,7 @@ import pytest
 import stamen.codec.message as codec_message
 from hypothesis import given
 from hypothesis import strategies as st
+from record_checks import canon
 from stamen.codec import (
     Envelope,
     decode_message,
@@ -90,19 +91,6 @@ record_dicts = st.dictionaries(keys, records, max_size=4).map(RecordDict)
 errors = st.builds(Error, code=int64s, reason=st.text(max_size=20))
 
 
-def _canon(value: Any) -> Any:
-    """A bit-exact, type-tagged picture of a value (NaN == NaN, -0.0 != 0.0)."""
-    if isinstance(value, RecordDict | ArrayRecord | MetricRecord | ConfigRecord):
-        return (type(value).__name__, [(k, _canon(v)) for k, v in value.items()])
-    if isinstance(value, Array):
-        return ("Array", value.dtype, value.shape, memoryview(value.data).tobytes())
-    if isinstance(value, list):
-        return ("list", [_canon(v) for v in value])
-    if isinstance(value, float):
-        return ("float", struct.pack("<d", value))
-    return (type(value).__name__, value)
-
-
 def _through_proto(envelope: Envelope) -> Envelope:
     wire = bytes(envelope_to_proto(envelope))
     return envelope_from_proto(pb.Message.parse(wire))
@@ -133,7 +121,7 @@ def test_content_round_trips_bit_exact(content: RecordDict) -> None:
     assert set(envelope.object_ids) == set(objects)
     assert len(envelope.object_ids) == len(set(envelope.object_ids))
     decoded = decode_message(envelope, objects)
-    assert _canon(decoded.content) == _canon(content)
+    assert canon(decoded.content) == canon(content)
     assert decoded.metadata == message.metadata
 
 
@@ -142,7 +130,7 @@ def test_round_trip_through_the_wire_message(content: RecordDict) -> None:
     envelope, objects = encode_message(Message(content, metadata=_metadata()))
     received = _through_proto(envelope)
     assert received == envelope
-    assert _canon(decode_message(received, objects).content) == _canon(content)
+    assert canon(decode_message(received, objects).content) == canon(content)
 
 
 @given(array=ndarrays())
@@ -191,7 +179,7 @@ def test_special_values_survive() -> None:
     )
     envelope, objects = encode_message(Message(content, metadata=_metadata()))
     decoded = decode_message(_through_proto(envelope), objects)
-    assert _canon(decoded.content) == _canon(content)
+    assert canon(decoded.content) == canon(content)
     assert isinstance(decoded.content["c"]["f"], bool)
     assert isinstance(decoded.content["c"]["zero"], int)
     assert math.copysign(1, decoded.content["m"]["neg0"]) == -1  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ result, or step aside (`Unsupported`) so the betterproto2 path decides.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
@@ -16,12 +15,13 @@ import pytest
 import stamen.codec.message as codec_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from record_checks import canon
 from stamen.codec import decode_message, encode_message, object_id
 from stamen.codec.envelope import Envelope
 from stamen.codec.wire import Unsupported, decode_content, encode_content
 from stamen.common.errors import StamenError
 from stamen.common.message import Message, Metadata
-from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.proto.stamen import v1 as pb
 
 dtypes = hnp.boolean_dtypes() | hnp.integer_dtypes(endianness="?") | hnp.floating_dtypes()
@@ -48,19 +48,6 @@ records = st.one_of(
 record_dicts = st.dictionaries(texts, records, max_size=3).map(RecordDict)
 
 
-def _canon(value: Any) -> Any:
-    """A bit-exact, type-tagged picture of a value (NaN == NaN, -0.0 != 0.0)."""
-    if isinstance(value, RecordDict | ArrayRecord | MetricRecord | ConfigRecord):
-        return (type(value).__name__, [(k, _canon(v)) for k, v in value.items()])
-    if isinstance(value, Array):
-        return ("Array", value.dtype, value.shape, memoryview(value.data).tobytes())
-    if isinstance(value, list):
-        return ("list", [_canon(v) for v in value])
-    if isinstance(value, float):
-        return ("float", struct.pack("<d", value))
-    return (type(value).__name__, value)
-
-
 def _slow_encode(content: RecordDict) -> tuple[bytes, dict[str, Any]]:
     objects: dict[str, Any] = {}
     body = codec_message._recorddict_to_proto(content, {}, objects)
@@ -77,7 +64,7 @@ def _slow_decode(payload: bytes, objects: dict[str, Any]) -> Any:
 
     codec_message.decode_content = refuse  # type: ignore[assignment]
     try:
-        return _canon(decode_message(Envelope(metadata, payload), objects).content)
+        return canon(decode_message(Envelope(metadata, payload), objects).content)
     except StamenError as exc:
         return type(exc)
     finally:
@@ -85,7 +72,7 @@ def _slow_decode(payload: bytes, objects: dict[str, Any]) -> Any:
 
 
 def _fast_decode(payload: bytes, objects: dict[str, Any]) -> Any:
-    return _canon(decode_content(payload, objects))
+    return canon(decode_content(payload, objects))
 
 
 @given(content=record_dicts)
@@ -100,7 +87,7 @@ def test_encoding_is_betterproto2s_bytes(content: RecordDict) -> None:
 @given(content=record_dicts)
 def test_decoding_gives_betterproto2s_content(content: RecordDict) -> None:
     payload, objects = _slow_encode(content)
-    assert _fast_decode(payload, objects) == _slow_decode(payload, objects) == _canon(content)
+    assert _fast_decode(payload, objects) == _slow_decode(payload, objects) == canon(content)
 
 
 @settings(max_examples=300)
@@ -169,7 +156,7 @@ def test_unknown_fields_and_unpacked_lists_go_to_betterproto2() -> None:
     unpacked_shape = b"\x0a\x03<f4" + b"\x10\x02" + _field(0x1A, oid.encode()) + b"\x20\x08"
     item = _field(0x0A, _field(0x0A, b"w") + _field(0x12, unpacked_shape))
     record = _field(0x0A, _field(0x0A, b"a") + _field(0x12, item))
-    expected = _canon(decode_content(payload, objects))
+    expected = canon(decode_content(payload, objects))
     for wire in (payload + b"\x78\x01", _field(0x12, record)):  # field 15; shape unpacked
         with pytest.raises(Unsupported):
             decode_content(wire, objects)
@@ -188,4 +175,4 @@ def test_messages_round_trip_through_both_paths() -> None:
     envelope, objects = encode_message(Message(content, 7, "train"))
     assert envelope.payload == _slow_encode(content)[0]
     decoded = decode_message(envelope, objects)
-    assert _canon(decoded.content) == _canon(content)
+    assert canon(decoded.content) == canon(content)
