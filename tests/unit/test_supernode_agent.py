@@ -162,6 +162,16 @@ class Wrapped:
         self.pulled_objects: Counter[str] = Counter()
         self.hooks: dict[str, Callable[[], Awaitable[None]]] = {}
 
+    def polling(self) -> asyncio.Event:
+        """An event set once the node enters a long-poll (a `pull_messages` call)."""
+        started = asyncio.Event()
+
+        async def poll_started() -> None:
+            started.set()
+
+        self.hooks["pull_messages"] = poll_started
+        return started
+
     async def _enter(self, name: str) -> None:
         self.calls[name] += 1
         hook = self.hooks.get(name)
@@ -434,12 +444,7 @@ async def test_stop_answers_the_task_in_hand_after_the_grace_period_and_unregist
 async def test_stop_ends_a_long_poll_at_once() -> None:
     async with superlink() as link:
         fleet = Wrapped(link.fleet)
-        polling = asyncio.Event()
-
-        async def poll_started() -> None:
-            polling.set()
-
-        fleet.hooks["pull_messages"] = poll_started
+        polling = fleet.polling()
         agent = SuperNodeAgent(fleet, ThreadExecutor(PLUS_ONE), {}, pull_timeout=60.0)
         async with running(agent):
             await polling.wait()
@@ -453,12 +458,7 @@ async def test_an_idle_node_is_one_task_that_a_long_poll_keeps_alive() -> None:
         link = Link(core, MemoryFleet(core.fleet), MemoryServerAppIo(core.serverappio))
         server = await start_run(link)
         fleet = Wrapped(link.fleet)
-        polling = asyncio.Event()
-
-        async def poll_started() -> None:
-            polling.set()
-
-        fleet.hooks["pull_messages"] = poll_started
+        polling = fleet.polling()
         agent = SuperNodeAgent(fleet, ThreadExecutor(PLUS_ONE), {}, pull_timeout=60.0)
         others = asyncio.all_tasks()
         async with running(agent):
