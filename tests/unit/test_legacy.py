@@ -32,7 +32,7 @@ from stamen.common.legacy import (
     recorddict_to_fitres,
 )
 from stamen.common.message import Message
-from stamen.common.records import RecordDict
+from stamen.common.records import ArrayRecord, RecordDict
 
 
 def _model() -> NDArrays:
@@ -84,6 +84,10 @@ def test_parameters_hold_arrays_until_tensors_are_read() -> None:
     # Reading `tensors` gives np.save's bytes, which from then on are the truth.
     assert parameters == _eager([*_model(), model[-1]])
     assert parameters.tensors == _eager([*_model(), model[-1]]).tensors
+    twin = ndarrays_to_parameters(_model())
+    assert twin == ndarrays_to_parameters(_model())
+    assert twin._arrays is not None  # compared as arrays: no .npy bytes written
+    assert twin != ndarrays_to_parameters(_model()[:1])
     parameters.tensors = parameters.tensors[:1]
     _assert_same(parameters_to_ndarrays(parameters), _model()[:1])
 
@@ -91,6 +95,10 @@ def test_parameters_hold_arrays_until_tensors_are_read() -> None:
 def test_parameters_from_a_record_share_its_memory_until_handed_out() -> None:
     record = _over_the_wire(fitins_to_recorddict(FitIns(ndarrays_to_parameters(_model()), {})))
     fitins = recorddict_to_fitins(record)
+    received = record["fitins.parameters"]
+    assert isinstance(received, ArrayRecord)
+    shared = read_only_ndarrays(fitins.parameters)[0]
+    assert np.shares_memory(shared, received.to_numpy_ndarrays()[0])  # held, not copied
     arrays = parameters_to_ndarrays(fitins.parameters)
     _assert_same(arrays, _model())
     arrays[0][:] = 7  # the client's copy: the received record keeps its values

@@ -98,14 +98,23 @@ class Parameters:
         self._tensors, self._arrays = tensors, None
 
     def __eq__(self, other: object) -> bool:
+        """Equal .npy tensors; compared as arrays while both hold them (no .npy written)."""
         if not isinstance(other, Parameters):
             return NotImplemented
-        return self.tensor_type == other.tensor_type and self.tensors == other.tensors
+        if self.tensor_type != other.tensor_type:
+            return False
+        if self._arrays is not None and other._arrays is not None:
+            return len(self._arrays) == len(other._arrays) and all(
+                _npy_layout(a) == _npy_layout(b) and _npy_data(a) == _npy_data(b)
+                for a, b in zip(self._arrays, other._arrays, strict=True)
+            )
+        return self.tensors == other.tensors
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it mirrors
 
     def __repr__(self) -> str:
-        return f"Parameters(tensors={self.tensors!r}, tensor_type={self.tensor_type!r})"
+        count = len(self._arrays if self._arrays is not None else self.tensors)
+        return f"Parameters(tensors=<{count} tensors>, tensor_type={self.tensor_type!r})"
 
 
 # .npy headers, reused: np.save and np.load spend most of their time on the header (a
@@ -130,13 +139,26 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
+def _fortran(array: npt.NDArray[Any]) -> bool:
+    """Whether .npy records `array` in Fortran order (as np.save decides)."""
+    return not array.flags.c_contiguous and bool(array.flags.f_contiguous)
+
+
+def _npy_layout(array: npt.NDArray[Any]) -> tuple[str, tuple[int, ...], bool]:
+    return array.dtype.str, array.shape, _fortran(array)
+
+
+def _npy_data(array: npt.NDArray[Any]) -> bytes:
+    return array.tobytes("F" if _fortran(array) else "C")
+
+
 def ndarray_to_bytes(array: npt.NDArray[Any]) -> bytes:
     """The array in .npy format, byte for byte what `np.save` writes."""
     if type(array) is not np.ndarray or not _plain(array.dtype):
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         return buffer.getvalue()
-    fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+    fortran = _fortran(array)
     key = (array.dtype.str, array.shape, fortran)
     header = _saved_headers.get(key)
     if header is None:
@@ -156,7 +178,7 @@ def bytes_to_ndarray(data: bytes) -> npt.NDArray[Any]:
     if entry is None:
         array = _np_load(data)
         if key and type(array) is np.ndarray and _plain(array.dtype):
-            fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+            fortran = _fortran(array)
             _remember(_loaded_headers, key, (array.dtype, array.shape, fortran, size))
         return array
     dtype, shape, fortran, offset = entry
@@ -199,7 +221,7 @@ def read_only_ndarrays(parameters: Parameters) -> NDArrays:
 
 def _snapshot(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """A contiguous copy in the memory order that .npy would record for `array`."""
-    fortran = not array.flags.c_contiguous and array.flags.f_contiguous
+    fortran = _fortran(array)
     return np.array(array, copy=True, order="F" if fortran else "C")
 
 
