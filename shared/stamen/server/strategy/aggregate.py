@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -83,10 +83,12 @@ def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
         if sums is None:
             first = label
             reference = [(a.shape, a.dtype) for a in arrays]
-            sums = [np.zeros(a.shape, dtype=_accumulator(a.dtype)) for a in arrays]
+            # In each array's own memory order, so that flattening either copies nothing.
+            sums = [np.zeros_like(a, dtype=_accumulator(a.dtype)) for a in arrays]
         _check(label, arrays, first, reference)
         for total, array in zip(sums, arrays, strict=True):
-            _add_product(total.reshape(-1), array.reshape(-1), num_examples)
+            order: Literal["C", "F"] = "C" if total.flags.c_contiguous else "F"
+            _add_product(total.ravel(order), array.ravel(order), num_examples)
     if sums is None:
         raise AggregationError("cannot aggregate parameters: there are no results")
     weight = _total(counts, "parameters")
