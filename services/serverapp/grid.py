@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from stamen.codec import (
     ArrayMemo,
     Buffer,
+    check_object,
     collect_object,
     decode_message,
     encode_message,
@@ -259,8 +260,10 @@ class ServerAppIoGrid:
             # A reply echoes an array this grid pushed (frozen layers, an untouched
             # buffer): copy it rather than download it. The hash check catches an array
             # changed in place since it was pushed; then it is downloaded after all.
+            data = bytearray().join(iter_chunks(sent))
             try:
-                return self._cache.put(object_id, await collect_object(object_id, _Chunks(sent)))
+                check_object(object_id, data)
+                return self._cache.put(object_id, data)
             except IntegrityError:
                 logger.debug("object %s changed since it was pushed: pulling it", object_id)
         stream = self._io.pull_object(self._run.run_id, object_id)
