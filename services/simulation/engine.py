@@ -27,13 +27,13 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from stamen.client import ClientApp
-from stamen.common.cli import loop_factory
+from stamen.common.cli import run
 from stamen.common.errors import ConfigError
 from stamen.common.records import UserConfig
 from stamen.server import ServerApp
@@ -57,8 +57,6 @@ from .references import check_reference
 __all__ = ["Simulation", "open_simulation", "run_simulation", "run_simulation_async"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 HEARTBEAT_INTERVAL = 3600.0
 """Virtual nodes live in this process and cannot vanish: heartbeats would only burn CPU
@@ -107,9 +105,9 @@ def run_simulation(
     except RuntimeError:
         if client.reference.partition(":")[0] in sys.modules:
             pool.prefork()  # when it is safe: see stamen.workers.launcher.fork_blocker
-        return _run_in_new_loop(simulate)
+        return run(simulate())
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
-        return thread.submit(_run_in_new_loop, simulate).result()
+        return thread.submit(lambda: run(simulate())).result()
 
 
 async def run_simulation_async(
@@ -325,9 +323,3 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
     finally:
         for log in changed:
             log.setLevel(logging.NOTSET)
-
-
-def _run_in_new_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run `main()` to its end in a fresh event loop (uvloop when installed)."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main())

@@ -25,9 +25,6 @@ from stamen.workers import TransferCounts, WorkerPool
 
 __all__ = ["ThreadExecutor", "WorkerProcessExecutor"]
 
-_STOP_TIMEOUT = 5.0
-"""Seconds an idle worker gets to exit after its pipe closes, before it is killed."""
-
 
 class ThreadExecutor:
     """Runs the app in a thread of this process (for debugging; no isolation)."""
@@ -54,7 +51,6 @@ class WorkerProcessExecutor:
             num_workers=1,
             num_cpus=None,  # the machine's default threading, not one CPU's share
             start_method="spawn",  # never fork a process that runs an event loop
-            stop_timeout=_STOP_TIMEOUT,
         )
 
     @property
