@@ -116,7 +116,7 @@ def main(**flags: Any) -> None:
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = run(_serve(settings, server_app))
     except ValidationError as exc:
-        _fail(describe_invalid(exc, {"app": "APP"}), 2)
+        _fail(describe_invalid(exc, {"app": "APP", "directory": "--dir"}), 2)
     except UserInputError as exc:
         _fail(exc, 2)
     except StamenError as exc:

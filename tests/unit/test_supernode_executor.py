@@ -116,15 +116,16 @@ async def test_worker_serves_tasks_warm_and_is_restarted_after_a_sigkill(
 
 @pytest.mark.timeout(60)
 async def test_the_worker_ignores_sigterm_and_keeps_the_default_threads(
-    worker: WorkerProcessExecutor,
+    worker: WorkerProcessExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the node's setting, which the worker keeps
     await worker.start()
     _, pid = fit_result(await worker.execute(train_task()))
 
     os.kill(pid, signal.SIGTERM)  # a service manager signals the node's whole group
     _, metrics = fit_reply(await worker.execute(train_task()))
     assert metrics["pid"] == pid
-    assert metrics["threads"] == os.environ.get("OMP_NUM_THREADS", "")  # not one CPU's share
+    assert metrics["threads"] == "3"  # not one CPU's share
 
 
 @pytest.mark.timeout(60)
