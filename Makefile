@@ -27,7 +27,7 @@ TYPECHECK_TREE := build/typecheck
 typecheck: $(STAMP)
 	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/stamen
 	ln -s $(CURDIR)/shared/stamen/* $(TYPECHECK_TREE)/stamen/
-	for s in superlink supernode serverapp simulation; do \
+	for s in superlink supernode runner simulation; do \
 		ln -s $(CURDIR)/services/$$s $(TYPECHECK_TREE)/stamen/$$s; done
 	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p stamen
 

@@ -36,9 +36,9 @@ from stamen.client import ClientApp
 from stamen.common.cli import run
 from stamen.common.errors import ConfigError
 from stamen.common.records import UserConfig
+from stamen.runner.runner import run_serverapp
 from stamen.server import ServerApp
 from stamen.server.history import History
-from stamen.serverapp.runner import run_serverapp
 from stamen.superlink.memorystate import MemoryLinkState
 from stamen.superlink.objectstore import MemoryObjectStore
 from stamen.superlink.superlink import SuperLink

@@ -26,7 +26,7 @@ def _source_packages() -> set[str]:
     found = set()
     for base, prefix in [(ROOT / "shared/stamen", "stamen")] + [
         (ROOT / "services" / name, f"stamen.{name}")
-        for name in ("superlink", "supernode", "serverapp", "simulation")
+        for name in ("superlink", "supernode", "runner", "simulation")
     ]:
         for init in base.rglob("__init__.py"):
             rel = init.parent.relative_to(base).parts

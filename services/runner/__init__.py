@@ -1,4 +1,4 @@
-"""stamen.serverapp: runs a ServerApp against a SuperLink's ServerAppIo API.
+"""stamen.runner: runs a ServerApp against a SuperLink's ServerAppIo API.
 
 `run_serverapp` is the runner both deployment (`stamen-serverapp`, over gRPC, wrapped in
 `RetryingServerAppIo`) and simulation (over the memory transport) use; `ServerAppIoGrid`

@@ -20,7 +20,7 @@ from stamen.common.clock import FakeClock
 from stamen.common.errors import RunNotRunningError
 from stamen.common.message import ErrorCode, Message, MessageType
 from stamen.common.records import ArrayRecord, MetricRecord, RecordDict
-from stamen.serverapp.grid import ServerAppIoGrid
+from stamen.runner.grid import ServerAppIoGrid
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.transport.api import Chunk, ServerAppIoApi
 from stamen.transport.memory.apis import MemoryFleet, MemoryServerAppIo

@@ -8,7 +8,7 @@ import pytest
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import RunNotFoundError, UnavailableError
 from stamen.common.records import UserConfig
-from stamen.serverapp.retry import RetryingServerAppIo
+from stamen.runner.retry import RetryingServerAppIo
 from stamen.transport.api import Chunk
 from stamen.transport.types import Node, PushResult, Run
 

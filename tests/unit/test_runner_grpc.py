@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from stamen.common.context import Context
 from stamen.common.errors import UnavailableError
+from stamen.runner import cli
+from stamen.runner.retry import RetryingServerAppIo
+from stamen.runner.runner import run_serverapp
+from stamen.runner.settings import ServerAppSettings
 from stamen.server import Grid, History
-from stamen.serverapp import cli
-from stamen.serverapp.retry import RetryingServerAppIo
-from stamen.serverapp.runner import run_serverapp
-from stamen.serverapp.settings import ServerAppSettings
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi

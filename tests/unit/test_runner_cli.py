@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from stamen import __version__
-from stamen.serverapp import cli
+from stamen.runner import cli
 
 SERVER_APP = "from stamen.server import ServerApp\napp = ServerApp()\nnot_an_app = 3\n"
 
