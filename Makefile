@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench certs clean
+.PHONY: install test lint typecheck unit protos demo bench certs clean golden
 
 install: $(STAMP)
 
@@ -44,6 +44,18 @@ demo: $(STAMP)
 	cd examples/quickstart-pytorch && ../../$(BIN)/stamen-simulation \
 		--server-app server:app --client-app client:app --num-supernodes 10 \
 		--run-config 'num-server-rounds=3'
+
+# Flower 1.42 is the oracle: each tests/golden/gen_*.py runs under Flower's own venv and
+# writes facts (public names, strategy outputs) to tests/golden/data/, which is committed.
+FLOWER_VENV := benchmarks/.venv-flower
+$(FLOWER_VENV)/.installed:
+	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr[simulation]==1.42.0' scikit-learn psutil
+	touch $@
+
+golden: $(FLOWER_VENV)/.installed
+	for gen in tests/golden/gen_*.py; do $(FLOWER_VENV)/bin/python $$gen || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
