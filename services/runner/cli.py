@@ -1,8 +1,9 @@
 """`stamen-serverapp server:app --server HOST:9091`: run a ServerApp against a SuperLink.
 
 Exit codes: 0 when the app returns; 1 when it raises, when the run is stopped from outside,
-or when the SuperLink stays unreachable for --max-wait-time seconds; 2 for bad input (flags,
-certificates, an app reference that does not load); 128 + the signal's number (130 for
+or when the SuperLink stays unreachable for --max-wait-time seconds (by default it retries
+without end); 2 for bad input (flags, certificates refused, an app reference that does not
+load); 128 + the signal's number (130 for
 SIGINT, 143 for SIGTERM) when a signal stops the run, which is then marked stopped. A
 second signal exits at once.
 """
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import run
-from stamen.common.errors import StamenError, UserInputError
+from stamen.common.errors import PermissionDeniedError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -101,10 +102,9 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @click.option(
     "--max-wait-time",
     type=float,
-    default=60.0,
-    show_default=True,
     envvar="STAMEN_MAX_WAIT_TIME",
-    help="Seconds to keep retrying while the SuperLink is unreachable.",
+    help="Give up after this many seconds in a row without a working SuperLink "
+    "(unreachable, or failing with INTERNAL/UNAVAILABLE/RESOURCE_EXHAUSTED) [default: never].",
 )
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
@@ -117,7 +117,7 @@ def main(**flags: Any) -> None:
         code = run(_serve(settings, server_app))
     except ValidationError as exc:
         _fail(describe_invalid(exc, {"app": "APP", "directory": "--dir"}), 2)
-    except UserInputError as exc:
+    except (UserInputError, PermissionDeniedError) as exc:  # retrying cannot mend these
         _fail(exc, 2)
     except StamenError as exc:
         _fail(exc, 1)

@@ -1,27 +1,33 @@
-"""RetryingServerAppIo: rides out a SuperLink restart so a run survives it.
+"""RetryingServerAppIo: rides out a SuperLink restart or fault so a run survives it.
 
-Every ServerAppIo call that fails with UnavailableError is tried again with exponential
-backoff until it has failed for `max_wait_time` seconds in a row. That is safe because the
-SuperLink keeps runs and messages in its database and message ids are chosen by the
-sender, so a push that is repeated stores nothing twice. The wrapper sits between the grid
-and the transport: the grid stays transport-agnostic, and simulation does without it.
+Every ServerAppIo call that fails with a `TransientError` (unreachable, `INTERNAL`,
+`UNAVAILABLE`, `RESOURCE_EXHAUSTED` such as a full disk, a deadline) is tried again with
+exponential backoff, by default for as long as it takes (`max_wait_time` bounds one
+outage). One outage is logged once when it begins and once when it ends. Retrying is safe
+because the SuperLink keeps runs and messages in its database and message ids are chosen
+by the sender, so a push that is repeated stores nothing twice. Errors that retrying
+cannot mend (a refused certificate or credential, an unknown run) pass through at once.
+The wrapper sits between the grid and the transport: the grid stays transport-agnostic,
+and simulation does without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
 from stamen.codec.envelope import Envelope
-from stamen.common.errors import UnavailableError
+from stamen.common.backoff import Backoff, Outage
+from stamen.common.errors import TransientError
 from stamen.common.records import UserConfig
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.types import Node, PushResult, Run
 
-__all__ = ["Backoff", "RetryingServerAppIo"]
+__all__ = ["RetryingServerAppIo"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,66 +35,64 @@ T = TypeVar("T")
 Chunk = bytes | bytearray | memoryview
 
 
-class Backoff:
-    """Delays that double from `initial` up to `maximum`, within `max_wait_time` in all.
+class _Streak:
+    """One outage as one call sees it: logs its start and end once, waits out the backoff."""
 
-    One instance follows one streak of failures: `next_delay()` says how long to wait
-    before the next try, or raises once the streak has lasted `max_wait_time`.
-    """
+    def __init__(self, retrying: RetryingServerAppIo, what: str) -> None:
+        self._retrying = retrying
+        self._what = what
+        self._outage: Outage | None = None
 
-    def __init__(self, max_wait_time: float, initial: float = 0.25, maximum: float = 5.0) -> None:
-        self._max_wait_time = max_wait_time
-        self._initial = initial
-        self._maximum = maximum
-        self._delay = initial
-        self._deadline: float | None = None
+    async def wait(self, error: TransientError) -> None:
+        """Wait before the next try; raises UnavailableError once the outage is too long."""
+        loop = asyncio.get_running_loop()
+        if self._outage is None:
+            logger.warning("the SuperLink failed %s: %s; retrying with backoff", self._what, error)
+            self._outage = self._retrying.outage(loop.time())
+        delay = self._outage.next_delay(loop.time(), f"{self._what}: {error}")
+        logger.debug("retrying %s in %.2fs (retry %d)", self._what, delay, self._outage.retries)
+        await asyncio.sleep(delay)
 
-    def next_delay(self, what: str, error: UnavailableError) -> float:
-        now = asyncio.get_running_loop().time()
-        if self._deadline is None:
-            self._deadline = now + self._max_wait_time
-        remaining = self._deadline - now
-        if remaining <= 0:
-            raise UnavailableError(
-                f"the SuperLink stayed unreachable for {self._max_wait_time:g}s ({what}): {error}"
-            ) from error
-        delay = min(self._delay, remaining)
-        self._delay = min(self._delay * 2, self._maximum)
-        return delay
-
-    @property
-    def failing(self) -> bool:
-        return self._deadline is not None
+    def succeeded(self) -> None:
+        if self._outage is not None:
+            logger.info(
+                "the SuperLink answers %s again after %.1fs",
+                self._what,
+                asyncio.get_running_loop().time() - self._outage.started_at,
+            )
+            self._outage = None
 
 
 class RetryingServerAppIo:
-    """A ServerAppIoApi that retries the calls of `inner` while the SuperLink is unavailable."""
+    """A ServerAppIoApi that retries the calls of `inner` while the SuperLink fails
+    transiently: for at most `max_wait_time` seconds in a row (None: without end)."""
 
     def __init__(
         self,
         inner: ServerAppIoApi,
         *,
-        max_wait_time: float = 60.0,
+        max_wait_time: float | None = None,
         initial_delay: float = 0.25,
         max_delay: float = 5.0,
     ) -> None:
         self._inner = inner
-        self._backoff = partial(Backoff, max_wait_time, initial_delay, max_delay)
+        self._max_wait_time = max_wait_time
+        self._backoff = Backoff(initial=initial_delay, maximum=max_delay)
+
+    def outage(self, now: float) -> Outage:
+        return Outage(
+            self._backoff, started_at=now, max_wait_time=self._max_wait_time, rng=random.Random()
+        )
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        backoff = self._backoff()
+        streak = _Streak(self, what)
         while True:
             try:
                 result = await call()
-            except UnavailableError as exc:
-                delay = backoff.next_delay(what, exc)
-                logger.warning(
-                    "SuperLink unavailable (%s): %s; retrying in %.2gs", what, exc, delay
-                )
-                await asyncio.sleep(delay)
+            except TransientError as exc:
+                await streak.wait(exc)
                 continue
-            if backoff.failing:
-                logger.info("SuperLink reachable again (%s)", what)
+            streak.succeeded()
             return result
 
     async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
@@ -124,12 +128,12 @@ class RetryingServerAppIo:
 
     async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
         """The object's chunks; after a broken stream, a new one resumes where it broke."""
-        backoff = self._backoff()
+        streak = _Streak(self, "pull_object")
         received = 0
         while True:
             stream = self._inner.pull_object(run_id, object_id)
             skip = received
-            delay = 0.0
+            failure: TransientError | None = None
             try:
                 async for chunk in stream:
                     view = memoryview(chunk).cast("B")
@@ -138,20 +142,16 @@ class RetryingServerAppIo:
                         continue
                     view, skip = view[skip:], 0
                     received += len(view)
-                    if backoff.failing:
-                        backoff = self._backoff()
+                    streak.succeeded()
                     yield view
                 return
-            except UnavailableError as exc:
-                delay = backoff.next_delay("pull_object", exc)
-                logger.warning(
-                    "SuperLink unavailable (pull_object): %s; retrying in %.2gs", exc, delay
-                )
+            except TransientError as exc:
+                failure = exc
             finally:
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     await aclose()
-            await asyncio.sleep(delay)
+            await streak.wait(failure)
 
     async def update_run_status(
         self, run_id: int, status: str, sub_status: str = "", details: str = ""

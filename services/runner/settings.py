@@ -31,7 +31,7 @@ class ServerAppSettings(BaseModel):
     run_id: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
-    max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    max_wait_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:

@@ -13,6 +13,7 @@ killed process leaves either the whole object or nothing, and no object sits in 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ from stamen.codec.objects import CHUNK_SIZE, Buffer
 from stamen.common.errors import IntegrityError, ObjectNotFoundError
 
 from .core import check_object_id
+from .storage import storage_fault
 
 __all__ = ["FileObjectStore", "MemoryObjectStore", "ObjectStore"]
 
@@ -161,22 +163,32 @@ class FileObjectStore:
         digest = _Digest(object_id, total_size)
         if object_id in self._ids:
             return False
-        file = tempfile.NamedTemporaryFile(dir=self._tmp, delete=False)  # noqa: SIM115
+        try:
+            file = tempfile.NamedTemporaryFile(dir=self._tmp, delete=False)  # noqa: SIM115
+        except OSError as exc:
+            raise storage_fault(exc, str(self._root)) or exc from exc
         committed = False
         try:
-            with file:
-                async for chunk in chunks:
-                    view = _bytes_view(chunk)
-                    digest.add(view)
-                    file.write(view)
+            try:
+                with file:  # a full disk may show only when the file is flushed on close
+                    async for chunk in chunks:
+                        view = _bytes_view(chunk)
+                        digest.add(view)
+                        file.write(view)
+            except OSError as exc:
+                raise storage_fault(exc, str(self._root)) or exc from exc
             digest.verify()
             if object_id in self._ids:  # another push of the same object finished first
                 return False
-            self._commit(file.name, object_id)
+            try:
+                self._commit(file.name, object_id)
+            except OSError as exc:
+                raise storage_fault(exc, str(self._root)) or exc from exc
             committed = True
         finally:
             if not committed:
-                os.unlink(file.name)
+                with contextlib.suppress(OSError):
+                    os.unlink(file.name)
         return True
 
     def _commit(self, temp_name: str, object_id: str) -> None:

@@ -23,7 +23,12 @@ from dataclasses import replace
 from stamen.codec.envelope import Envelope
 from stamen.codec.objects import Buffer
 from stamen.common.clock import Clock
-from stamen.common.errors import NodeNotFoundError, ObjectNotFoundError, PermissionDeniedError
+from stamen.common.errors import (
+    NodeNotFoundError,
+    ObjectNotFoundError,
+    PermissionDeniedError,
+    TransientError,
+)
 from stamen.common.message import Error, ErrorCode
 from stamen.transport.types import Run
 
@@ -115,7 +120,10 @@ class Router:
         self.liveness.seen(node_id, self.clock.now())
         if not node.online:
             logger.info("node %d is back online", node_id, extra={"node_id": node_id})
-        self.state.update_node(replace(node, online=True, last_heartbeat=self.clock.time()))
+        try:
+            self.state.update_node(replace(node, online=True, last_heartbeat=self.clock.time()))
+        except TransientError as exc:  # a full or failing disk: the sign of life still counts
+            logger.debug("node %d: heartbeat time not stored: %s", node_id, exc)
 
     def node_gone(self, node_id: int, reason: str) -> None:
         """Answer every open instruction for the node with NODE_UNAVAILABLE."""

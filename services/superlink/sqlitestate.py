@@ -27,6 +27,7 @@ from stamen.common.message import Metadata
 from stamen.transport.types import Node, Run
 
 from .linkstate import ObjectRef, StoredMessage
+from .storage import INTEGRITY_CHECK_BUDGET, GuardedConnection, check_integrity
 
 __all__ = ["SqliteLinkState"]
 
@@ -188,13 +189,23 @@ class SqliteLinkState:
     """LinkState in the SQLite database at `database` (a path, or ":memory:").
 
     The database is locked for this process alone: a second SuperLink on the same file
-    fails to open (sqlite3.OperationalError) after waiting `lock_timeout` seconds, instead
-    of two processes routing the same messages.
+    fails to open (a StorageFaultError, "locked") after waiting `lock_timeout` seconds,
+    instead of two processes routing the same messages. A corrupt file is refused at
+    start (ConfigError; the check takes at most `integrity_budget` seconds), and storage
+    faults while serving are named errors (`stamen.superlink.storage`).
     """
 
-    def __init__(self, database: str | os.PathLike[str], *, lock_timeout: float = 1.0) -> None:
-        self._db = sqlite3.connect(database, isolation_level=None, timeout=lock_timeout)
+    def __init__(
+        self,
+        database: str | os.PathLike[str],
+        *,
+        lock_timeout: float = 1.0,
+        integrity_budget: float = INTEGRITY_CHECK_BUDGET,
+    ) -> None:
+        connection = sqlite3.connect(database, isolation_level=None, timeout=lock_timeout)
+        self._db = GuardedConnection(connection, os.fspath(database))
         try:
+            check_integrity(connection, os.fspath(database), integrity_budget)
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -228,7 +239,8 @@ class SqliteLinkState:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 
 from stamen.common.clock import SYSTEM_CLOCK, Clock
-from stamen.common.errors import ConfigError
+from stamen.common.errors import ConfigError, TransientError
 
 from .control import ControlHandler
 from .core import DEFAULT_HEARTBEAT_INTERVAL
@@ -135,6 +135,8 @@ class SuperLink:
             except TimeoutError:
                 try:
                     self.sweep()
+                except TransientError as exc:  # storage logged the fault once already
+                    logger.debug("liveness sweep failed: %s", exc)
                 except Exception:
                     # A failed sweep (a full disk, say) must not take the SuperLink down;
                     # the next one tries again.
@@ -158,7 +160,7 @@ def open_superlink(
         )
     try:
         state = SqliteLinkState(database)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, TransientError) as exc:  # locked, read-only, full, ...
         raise ConfigError(f"cannot open the SuperLink database {database!r}: {exc}") from None
     try:
         store = FileObjectStore(f"{database}.objects")

@@ -8,8 +8,9 @@ simulation. The executors here run the app in a warm worker process
 `stamen-supernode` command.
 """
 
+from stamen.common.backoff import Backoff, Outage
+
 from .agent import SuperNodeAgent
-from .backoff import Backoff, Outage
 from .cache import ObjectCache
 from .executor import ThreadExecutor, WorkerProcessExecutor
 

@@ -14,10 +14,13 @@ virtual nodes in one process). Heartbeats run only while an instruction is in ha
 one heartbeat interval after the poll returned until the reply is pushed, so they stay on
 time however long the ClientApp trains.
 
-Resilience: while the SuperLink is unreachable, every call is retried with exponential
-backoff (bounded by `max_retries` / `max_wait_time`, unbounded by default) and a reply
-that could not be pushed is pushed after the reconnect; a SuperLink that no longer knows
-the node gets a fresh registration. `stop()` shuts down in stages: stop pulling, give the
+Resilience: while the SuperLink is unreachable or fails transiently (`TransientError`:
+`INTERNAL`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED` such as a full disk, a deadline), every
+call is retried with exponential backoff (bounded by `max_retries` / `max_wait_time`,
+unbounded by default), logged once when the outage begins and once when it ends, and a
+reply that could not be pushed is pushed afterwards; a SuperLink that no longer knows the
+node gets a fresh registration. Only what retrying cannot mend (a certificate or
+credential refused) ends the node. `stop()` shuts down in stages: stop pulling, give the
 task in hand `grace_period` seconds (then answer it with an error), unregister, return.
 """
 
@@ -34,6 +37,7 @@ from typing import TypeVar, TypeVarTuple
 from stamen.client.task import AppExecutor, AppTask, Buffer
 from stamen.codec import collect_object, encode_message, iter_chunks
 from stamen.codec.envelope import Envelope
+from stamen.common.backoff import Backoff, Outage
 from stamen.common.clock import SYSTEM_CLOCK, Clock
 from stamen.common.context import Context
 from stamen.common.errors import (
@@ -41,6 +45,7 @@ from stamen.common.errors import (
     InvalidMessageError,
     NodeNotFoundError,
     StamenError,
+    TransientError,
     UnavailableError,
     WorkerDiedError,
 )
@@ -49,7 +54,6 @@ from stamen.common.records import UserConfig
 from stamen.transport.api import FleetApi
 from stamen.transport.types import Run
 
-from .backoff import Backoff, Outage
 from .cache import ObjectCache
 
 __all__ = [
@@ -227,7 +231,7 @@ class SuperNodeAgent:
                 failure = UnavailableError(
                     f"the SuperLink did not answer PullMessages within {bound:g}s"
                 )
-            except (UnavailableError, NodeNotFoundError) as exc:
+            except (TransientError, NodeNotFoundError) as exc:
                 failure = exc
             finally:
                 self._wait_scope = None
@@ -474,7 +478,7 @@ class SuperNodeAgent:
                 if node_id is None:
                     node_id = await self._register()
                 result = await operation(node_id, *args)
-            except (UnavailableError, NodeNotFoundError) as exc:
+            except (TransientError, NodeNotFoundError) as exc:
                 failure: StamenError = exc
             else:
                 if outage is not None:
@@ -513,7 +517,7 @@ class SuperNodeAgent:
             delay = outage.next_delay(now, str(failure))
         except UnavailableError as exc:
             raise exc from failure
-        logger.info("retrying in %.1fs (retry %d)", delay, outage.retries)
+        logger.debug("retrying in %.1fs (retry %d)", delay, outage.retries)
         await self._pause(delay)
         if self._stopping:
             raise _Stopping

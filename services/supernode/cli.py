@@ -3,8 +3,10 @@
 The deployment wiring of a node: flags and `STAMEN_*` variables become SuperNodeSettings,
 the app is imported (in its worker process, or here with `--isolation thread`) before
 anything is served, and the agent runs over gRPC until SIGTERM or Ctrl-C. Exit codes:
-0 after a graceful stop, 1 when the node gives up or is forced to stop, 2 for bad input
-(with one line that says what to fix).
+0 after a graceful stop, 1 when the node gives up (only with --max-retries or
+--max-wait-time: by default it retries every transient failure of the SuperLink without
+end) or is forced to stop, 2 for bad input or a certificate or credential the SuperLink
+refuses (with one line that says what to fix).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from stamen.client import ClientApp
 from stamen.client.task import AppExecutor
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version, run
-from stamen.common.errors import StamenError, UserInputError
+from stamen.common.errors import PermissionDeniedError, StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
 from stamen.transport.grpc.channel import connect
@@ -138,7 +140,7 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
     tune_allocator()
     try:
         run(serve(settings))
-    except UserInputError as exc:
+    except (UserInputError, PermissionDeniedError) as exc:  # retrying cannot mend these
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
         ctx.exit(_fail(str(exc), EXIT_FAILED))

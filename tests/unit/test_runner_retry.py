@@ -1,4 +1,4 @@
-"""RetryingServerAppIo: rides out UnavailableError with backoff, and nothing else."""
+"""RetryingServerAppIo: rides out transient SuperLink failures with backoff, and nothing else."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 import pytest
 from stamen.codec.envelope import Envelope
-from stamen.common.errors import RunNotFoundError, UnavailableError
+from stamen.common.errors import (
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    RunNotFoundError,
+    TransientError,
+    UnavailableError,
+)
 from stamen.common.records import UserConfig
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.transport.api import Chunk
@@ -97,16 +103,45 @@ async def test_a_superlink_that_stays_away_ends_with_one_clear_error() -> None:
     inner = FlakyServerAppIo(failures=10**6)
     io = retrying(inner, max_wait_time=0.05)
 
-    with pytest.raises(UnavailableError, match=r"stayed unreachable for 0\.05s \(create_run\)"):
+    with pytest.raises(UnavailableError, match=r"gave up reaching the SuperLink .*: create_run: "):
         await io.create_run("server:app", "", {})
     assert len(inner.calls) > 2
 
 
-async def test_other_errors_are_not_retried() -> None:
-    inner = FlakyServerAppIo(failures=1, error=RunNotFoundError(9))
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientError("internal error in ServerAppIo.PushMessages"),
+        ResourceExhaustedError("SuperLink storage is full: (test)"),
+    ],
+)
+async def test_internal_and_storage_errors_are_retried(error: Exception) -> None:
+    inner = FlakyServerAppIo(failures=2, error=error)
     io = retrying(inner)
 
-    with pytest.raises(RunNotFoundError):
+    assert (await io.push_messages(4, [])).message_ids == ()
+    assert inner.calls == ["push_messages"] * 3
+
+
+async def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="stamen.runner")
+    inner = FlakyServerAppIo(failures=5)
+    await retrying(inner).get_nodes(9)
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("the SuperLink failed get_nodes: connection refused")
+    assert messages[1].startswith("the SuperLink answers get_nodes again after")
+
+
+@pytest.mark.parametrize("error", [RunNotFoundError(9), PermissionDeniedError("not allowed")])
+async def test_other_errors_are_not_retried(error: Exception) -> None:
+    inner = FlakyServerAppIo(failures=1, error=error)
+    io = retrying(inner)
+
+    with pytest.raises(type(error)):
         await io.update_run_status(9, "finished", "completed")
     assert inner.calls == ["update_run_status"]
 

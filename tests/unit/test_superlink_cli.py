@@ -109,6 +109,18 @@ def test_an_address_it_cannot_listen_on_is_bad_input(no_log_setup: None) -> None
     assert "cannot listen on 1.2.3.4:1" in output
 
 
+def test_a_corrupt_database_is_refused_with_one_line(tmp_path: Path, no_log_setup: None) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xa5" * 8192)
+    code, output = invoke(
+        "--insecure", "--database", str(path), "--fleet-api-address", "127.0.0.1:0"
+    )
+    assert code == 2
+    (line,) = output.strip().splitlines()
+    assert line.startswith("stamen-superlink: error: ")
+    assert "corrupt" in line
+
+
 def test_help_explains_and_version_prints() -> None:
     code, output = invoke("--help")
     assert code == 0

@@ -14,6 +14,7 @@ from stamen.common.errors import (
     InvalidMessageError,
     NodeNotFoundError,
     RunNotFoundError,
+    StorageFaultError,
 )
 from stamen.common.message import Metadata
 from stamen.superlink import LinkState, MemoryLinkState, SqliteLinkState, StoredMessage
@@ -263,7 +264,7 @@ def test_sqlite_refuses_a_database_of_another_schema_version(tmp_path: Path) -> 
 def test_sqlite_is_for_one_process_at_a_time(tmp_path: Path) -> None:
     first = SqliteLinkState(tmp_path / "state.db")
     try:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(StorageFaultError, match="locked"):
             SqliteLinkState(tmp_path / "state.db", lock_timeout=0.01)
     finally:
         first.close()

@@ -21,9 +21,17 @@ import pytest
 from stamen.client import ClientApp, NumPyClient
 from stamen.client.task import AppResult, AppTask
 from stamen.codec import Envelope, collect_object, decode_message, encode_message, iter_chunks
+from stamen.common.backoff import Backoff
 from stamen.common.clock import FakeClock
 from stamen.common.context import Context
-from stamen.common.errors import NotFoundError, UnavailableError, WorkerDiedError
+from stamen.common.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    TransientError,
+    UnavailableError,
+    WorkerDiedError,
+)
 from stamen.common.legacy import (
     EvaluateIns,
     FitIns,
@@ -38,7 +46,6 @@ from stamen.common.message import ErrorCode, Message, MessageType
 from stamen.common.records import MetricRecord, RecordDict, UserConfig
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
-from stamen.supernode.backoff import Backoff
 from stamen.supernode.executor import ThreadExecutor
 from stamen.transport.api import Chunk, FleetApi, ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
@@ -570,3 +577,51 @@ async def test_stop_while_retrying_returns_without_error() -> None:
         agent.stop()
     assert task.result() is None
     assert fleet.attempts == 1
+
+
+def fail_with(*errors: Exception) -> Callable[[], Awaitable[None]]:
+    """A hook that raises `errors` one per call, then lets calls through."""
+    remaining = list(errors)
+
+    async def hook() -> None:
+        if remaining:
+            raise remaining.pop(0)
+
+    return hook
+
+
+async def test_every_transient_server_error_is_retried_and_one_outage_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="stamen.supernode")
+    async with superlink() as link:
+        server = await start_run(link, {"lr": 0.1})
+        fleet = Wrapped(link.fleet)
+        fleet.hooks["pull_messages"] = fail_with(
+            TransientError("internal error in Fleet.PullMessages"),
+            ResourceExhaustedError("SuperLink storage is full: (test)"),
+            UnavailableError("the SuperLink did not answer (test)"),
+        )
+        fleet.hooks["push_messages"] = fail_with(TransientError("internal error (test)"))
+        agent = SuperNodeAgent(fleet, ThreadExecutor(PLUS_ONE), {"partition-id": 2}, backoff=FAST)
+        async with running(agent):
+            message_id = await server.send(fit_content([5]), node_id_of(agent), "train")
+            reply = await server.reply(message_id)
+        assert fitted(reply)[0] == [6.0]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    outages = [r.getMessage() for r in warnings if "the SuperLink" in r.getMessage()]
+    assert outages == [
+        "lost the connection to the SuperLink: internal error in Fleet.PullMessages",
+        "lost the connection to the SuperLink: internal error (test)",
+    ]
+    assert caplog.text.count("reconnected to the SuperLink") == 2
+
+
+async def test_a_refused_credential_ends_the_node_without_retrying() -> None:
+    async with superlink() as link:
+        fleet = Wrapped(link.fleet)
+        fleet.hooks["pull_messages"] = fail_with(PermissionDeniedError("node key not trusted"))
+        agent = SuperNodeAgent(fleet, ThreadExecutor(PLUS_ONE), {}, backoff=FAST)
+        with pytest.raises(PermissionDeniedError, match="node key not trusted"):
+            await agent.run()
+        assert fleet.calls["pull_messages"] == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from stamen.common.backoff import Backoff, Outage
 from stamen.common.errors import UnavailableError
-from stamen.supernode.backoff import Backoff, Outage
 from stamen.supernode.cache import ObjectCache
 
 

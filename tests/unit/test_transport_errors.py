@@ -17,9 +17,13 @@ from stamen.common.errors import (
     NotFoundError,
     ObjectNotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     RunNotFoundError,
     RunNotRunningError,
     StamenError,
+    StorageFaultError,
+    StorageFullError,
+    TransientError,
     UnavailableError,
 )
 from stamen.transport.grpc.errors import as_over_grpc, from_grpc, grpc_errors
@@ -44,7 +48,17 @@ def _server_side(exc: Exception) -> GRPCError:
         (UnavailableError("gone"), Status.UNAVAILABLE, UnavailableError),
         (MessageTooLargeError(20, 10), Status.RESOURCE_EXHAUSTED, MessageTooLargeError),
         (RunNotRunningError(4, "finished"), Status.FAILED_PRECONDITION, RunNotRunningError),
-        (StamenError("odd"), Status.INTERNAL, StamenError),
+        (StamenError("odd"), Status.INTERNAL, TransientError),
+        (
+            StorageFullError("state.db", "disk full"),
+            Status.RESOURCE_EXHAUSTED,
+            ResourceExhaustedError,
+        ),
+        (
+            StorageFaultError("read-only", "state.db", "readonly", "make it writable"),
+            Status.UNAVAILABLE,
+            UnavailableError,
+        ),
     ],
 )
 def test_a_stamen_error_crosses_as_its_status_class(
@@ -68,7 +82,8 @@ def test_data_carrying_errors_are_rebuilt_with_their_data() -> None:
 
 
 def test_statuses_from_elsewhere_still_map_to_a_stamen_error() -> None:
-    assert type(from_grpc(GRPCError(Status.RESOURCE_EXHAUSTED, "quota"))) is StamenError
+    assert type(from_grpc(GRPCError(Status.RESOURCE_EXHAUSTED, "quota"))) is ResourceExhaustedError
+    assert type(from_grpc(GRPCError(Status.INTERNAL))) is TransientError
     assert type(from_grpc(GRPCError(Status.DEADLINE_EXCEEDED))) is UnavailableError
     assert str(from_grpc(GRPCError(Status.UNIMPLEMENTED))) == "unimplemented"
 

@@ -25,11 +25,15 @@ __all__ = [
     "NotFoundError",
     "ObjectNotFoundError",
     "PermissionDeniedError",
+    "ResourceExhaustedError",
     "RoundFailedError",
     "RunNotFoundError",
     "RunNotRunningError",
     "ServerAppError",
     "StamenError",
+    "StorageFaultError",
+    "StorageFullError",
+    "TransientError",
     "UnavailableError",
     "UserInputError",
     "WorkerDiedError",
@@ -141,10 +145,47 @@ class RunNotRunningError(StamenError):
         self.run_status = status
 
 
-class UnavailableError(StamenError):
+class TransientError(StamenError):
+    """A failure on the SuperLink's side that may pass (a fault it logged, storage that
+    is full or failing, a restart): callers retry with backoff and never give up on it
+    unless told to. A caller receives an `INTERNAL` status as this class."""
+
+
+class UnavailableError(TransientError):
     """The SuperLink cannot be reached (or went away) within the allowed time."""
 
     status = Status.UNAVAILABLE
+
+
+class ResourceExhaustedError(TransientError):
+    """The SuperLink is out of a resource (storage space) for now; retry later. A caller
+    receives a `RESOURCE_EXHAUSTED` status that is not a size limit as this class."""
+
+    status = Status.RESOURCE_EXHAUSTED
+
+
+class StorageFullError(ResourceExhaustedError):
+    """The SuperLink's storage has no space left: writes fail until space returns."""
+
+    def __init__(self, location: str, cause: str) -> None:
+        super().__init__(
+            f"SuperLink storage is full: cannot write to {location} ({cause}); free space on "
+            "that volume and the SuperLink carries on by itself"
+        )
+        self.location = location
+        self.cause = cause
+
+
+class StorageFaultError(UnavailableError):
+    """The SuperLink's storage refuses writes or reads for now (read-only, I/O error,
+    locked by another process); `problem` says which."""
+
+    def __init__(self, problem: str, location: str, cause: str, hint: str) -> None:
+        super().__init__(f"SuperLink storage is {problem}: {location} ({cause}); {hint}")
+        self.problem = problem
+        self.location = location
+        self.cause = cause
+        self.hint = hint
 
 
 class ClientAppError(StamenError):

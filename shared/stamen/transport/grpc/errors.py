@@ -26,8 +26,10 @@ from stamen.common.errors import (
     NodeNotFoundError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     RunNotRunningError,
     StamenError,
+    TransientError,
     UnavailableError,
 )
 
@@ -43,7 +45,7 @@ _NODE_NOT_FOUND: Final = re.compile(r"^node (\d+) is not registered$")
 def _message_too_large(message: str) -> StamenError:
     match = _TOO_LARGE.search(message)
     if match is None:
-        return StamenError(message)
+        return ResourceExhaustedError(message)  # storage full, or another server's quota
     return MessageTooLargeError(int(match[1]), int(match[2]))
 
 
@@ -69,6 +71,7 @@ _FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
     Status.FAILED_PRECONDITION: _run_not_running,
     Status.UNAVAILABLE: UnavailableError,
     Status.DEADLINE_EXCEEDED: UnavailableError,
+    Status.INTERNAL: TransientError,
 }
 """Status -> the error a caller receives. The other direction is each class's `status`."""
 

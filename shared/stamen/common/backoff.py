@@ -1,10 +1,11 @@
 """When to try reaching the SuperLink again, and when to give up (sans-IO).
 
 `Backoff` is the shape of the waits: exponential, with jitter. `Outage` applies it to one
-period without the SuperLink, bounded by a number of retries and a total wait: the agent
-asks it for the next delay, passing `now`, and either waits that long or gets the
-`UnavailableError` that ends the node. Nothing here sleeps or reads a clock, so every
-decision is tested without an event loop.
+period without the SuperLink (unreachable, or answering with a `TransientError`), bounded
+by a number of retries and a total wait, both unbounded by default: a SuperNode agent and
+the ServerApp runner ask it for the next delay, passing `now`, and either wait that long
+or get the `UnavailableError` that ends them. Nothing here sleeps or reads a clock, so
+every decision is tested without an event loop.
 """
 
 from __future__ import annotations
