@@ -106,6 +106,13 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Give up after this many seconds in a row without a working SuperLink "
     "(unreachable, or failing with INTERNAL/UNAVAILABLE/RESOURCE_EXHAUSTED) [default: never].",
 )
+@click.option(
+    "--round-timeout",
+    type=float,
+    envvar="STAMEN_ROUND_TIMEOUT",
+    help="Seconds a round waits for its replies (sets the run config's 'round-timeout', "
+    "which overrides the app's ServerConfig) [default: the app's, else 600].",
+)
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
     """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
@@ -140,7 +147,7 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
             serverappio,
             server_app,
             server_app_ref=settings.app,
-            run_config=settings.run_config,
+            run_config=_run_config(settings),
             run_id=settings.run_id,
         )
         return 0
@@ -154,6 +161,12 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     finally:
         stop.remove()
         channel.close()
+
+
+def _run_config(settings: ServerAppSettings) -> dict[str, Any]:
+    if settings.round_timeout is None:
+        return dict(settings.run_config)
+    return {**settings.run_config, "round-timeout": settings.round_timeout}
 
 
 class _Stop:

@@ -32,6 +32,7 @@ class ServerAppSettings(BaseModel):
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
     max_wait_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    round_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:

@@ -20,8 +20,15 @@ call is retried with exponential backoff (bounded by `max_retries` / `max_wait_t
 unbounded by default), logged once when the outage begins and once when it ends, and a
 reply that could not be pushed is pushed afterwards; a SuperLink that no longer knows the
 node gets a fresh registration. Only what retrying cannot mend (a certificate or
-credential refused) ends the node. `stop()` shuts down in stages: stop pulling, give the
-task in hand `grace_period` seconds (then answer it with an error), unregister, return.
+credential refused) ends the node.
+
+Stuck work ends: a task is cancelled when its instruction expires (created_at + TTL, which
+the round loop sets to the round timeout) or its run stops (checked with each heartbeat),
+answered with an error reply (`MESSAGE_EXPIRED` / `RUN_STOPPED`), and the node pulls again;
+the executor interrupts the task's worker, or kills and replaces it.
+
+`stop()` shuts down in stages: stop pulling, give the task in hand `grace_period` seconds
+(then answer it with an error), unregister, return.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from stamen.common.errors import (
 from stamen.common.message import Error, ErrorCode, Message, Metadata
 from stamen.common.records import UserConfig
 from stamen.transport.api import FleetApi
-from stamen.transport.types import Run
+from stamen.transport.types import Run, RunStatus
 
 from .cache import ObjectCache
 
@@ -88,6 +95,10 @@ MAX_RUNS = 64
 MAX_ANSWERED = 256
 """How many answered instruction ids a node remembers, to skip one delivered again."""
 
+EXPIRY_SLACK = 1.0
+"""Seconds a task may run past its instruction's expiry (created_at + TTL, the sender's
+wall clock) before the node cancels it: room for clocks a little apart."""
+
 
 _DEFAULT_BACKOFF = Backoff()
 
@@ -104,6 +115,7 @@ class SuperNodeAgent:
         "_backoff",
         "_beating",
         "_cache",
+        "_cancelled",
         "_clock",
         "_contexts",
         "_executor",
@@ -118,6 +130,7 @@ class SuperNodeAgent:
         "_request_timeout",
         "_rng",
         "_stopping",
+        "_task_run",
         "_task_scope",
         "_wait_scope",
     )
@@ -163,6 +176,8 @@ class SuperNodeAgent:
         self._stopping = False
         self._wait_scope: asyncio.Timeout | None = None  # a long poll or a backoff pause
         self._task_scope: asyncio.Timeout | None = None  # the ClientApp's run
+        self._task_run: int | None = None  # the run of the instruction in hand
+        self._cancelled: tuple[int, str] | None = None  # why the task in hand was cancelled
         self._beating: asyncio.Task[None] | None = None
 
     @property
@@ -181,7 +196,7 @@ class SuperNodeAgent:
         if wait is not None and not wait.expired():
             wait.reschedule(now)
         if task is not None and not task.expired():
-            task.reschedule(now + self._grace_period)
+            task.reschedule(_earlier(task.when(), now + self._grace_period))
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until stopped; sets `ready` once registered. Raises UnavailableError when
@@ -335,22 +350,32 @@ class SuperNodeAgent:
             logger.error("cannot serve message %s: %s", meta.message_id, exc)
             return _error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
         task = AppTask(envelope=envelope, objects=objects, context=context)
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + meta.created_at + meta.ttl - self._clock.time() + EXPIRY_SLACK
+        self._cancelled = None
         try:
-            async with asyncio.timeout(None) as scope:  # stop() sets the grace period
-                self._task_scope = scope
+            # Ends at the instruction's expiry, when its run stops (`_check_run`), or a
+            # grace period after stop(): the executor then interrupts or kills the task.
+            async with asyncio.timeout_at(expires) as scope:
+                self._task_scope, self._task_run = scope, meta.run_id
                 if self._stopping:
-                    scope.reschedule(asyncio.get_running_loop().time() + self._grace_period)
+                    scope.reschedule(_earlier(expires, loop.time() + self._grace_period))
                 try:
                     result = await self._executor.execute(task)
                 finally:
-                    self._task_scope = None
+                    self._task_scope = self._task_run = None
         except TimeoutError:
-            reason = (
-                f"node {self._node_id} stopped before the ClientApp finished "
-                f"(grace period {self._grace_period:g}s)"
+            code, reason = self._cancelled or (
+                (ErrorCode.MESSAGE_EXPIRED, f"its message expired (TTL {meta.ttl:g}s)")
+                if loop.time() >= expires
+                else (
+                    ErrorCode.NODE_UNAVAILABLE,
+                    f"the node stopped (grace period {self._grace_period:g}s)",
+                )
             )
+            reason = f"node {self._node_id} cancelled the ClientApp's task: {reason}"
             logger.warning("%s: message %s", reason, meta.message_id)
-            return _error_reply(meta, ErrorCode.NODE_UNAVAILABLE, reason)
+            return _error_reply(meta, code, reason)
         except StamenError as exc:
             logger.error("message %s: %s", meta.message_id, exc)
             return _error_reply(meta, _error_code(exc), f"node {self._node_id}: {exc}")
@@ -567,7 +592,25 @@ class SuperNodeAgent:
                     if not healthy:
                         logger.info("heartbeats of node %d go through again", node_id)
                     healthy = True
+            await self._check_run()
             await asyncio.sleep(max(self._heartbeat_interval, MIN_HEARTBEAT_INTERVAL))
+
+    async def _check_run(self) -> None:
+        """Cancel the task in hand when its run has stopped: nobody waits for its reply."""
+        run_id, node_id, scope = self._task_run, self._node_id, self._task_scope
+        if run_id is None or node_id is None or scope is None:
+            return
+        try:
+            run = await self._bounded(self._fleet.get_run(node_id, run_id), "GetRun")
+        except StamenError:
+            return  # unknown now: the heartbeats say whether the link is lost
+        if run.status == RunStatus.FINISHED and self._task_scope is scope:
+            self._cancelled = (ErrorCode.RUN_STOPPED, f"run {run_id} is {run.sub_status}")
+            scope.reschedule(asyncio.get_running_loop().time())
+
+
+def _earlier(when: float | None, other: float) -> float:
+    return other if when is None else min(when, other)
 
 
 def _error_code(exc: StamenError) -> int:

@@ -9,7 +9,8 @@ task it was running, and a fresh worker starts importing at once for the next ta
 app gets the machine's default threading (a simulation's workers get one CPU's share).
 
 `ThreadExecutor` (`--isolation thread`) runs the app in this process, in a thread: no
-isolation, but a debugger and print statements work as usual.
+isolation, but a debugger and print statements work as usual; a cancelled task's thread
+runs on to its end (a thread cannot be stopped), only its result is dropped.
 """
 
 from __future__ import annotations

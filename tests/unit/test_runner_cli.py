@@ -93,6 +93,7 @@ def test_a_bad_app_reference_is_bad_input(app_dir: Path, reference: str, why: st
         ("--run-config", "rounds", "not key=value"),
         ("--server", "localhost", "not an address of the form HOST:PORT"),
         ("--max-wait-time", "0", "--max-wait-time: Input should be greater than 0"),
+        ("--round-timeout", "-1", "--round-timeout: Input should be greater than 0"),
     ],
 )
 def test_bad_flag_values_are_bad_input(app_dir: Path, flag: str, value: str, why: str) -> None:

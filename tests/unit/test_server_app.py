@@ -294,3 +294,45 @@ def test_server_config_validates() -> None:
         ServerConfig(num_rounds=-1)
     with pytest.raises(ConfigError, match="round_timeout"):
         ServerConfig(round_timeout=0)
+
+
+class TimeoutsSeen(InProcessGrid):
+    """Notes each round's wait and each instruction's TTL."""
+
+    def __init__(self, inner: InProcessGrid) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.timeouts: list[float | None] = []
+        self.ttls: list[float] = []
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        self.timeouts.append(timeout)
+        self.ttls.extend(m.metadata.ttl for m in messages)
+        return super().send_and_receive(messages, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("config_timeout", "run_config", "expected"),
+    [
+        (None, {}, 600.0),  # DEFAULT_ROUND_TIMEOUT: no run waits an hour by default
+        (30.0, {}, 30.0),
+        (30.0, {"round-timeout": 12}, 12.0),  # the operator's run config wins
+        (None, {"round-timeout": "7.5"}, 7.5),
+    ],
+)
+def test_a_round_waits_its_timeout_and_its_instructions_live_as_long(
+    config_timeout, run_config, expected
+) -> None:
+    grid = TimeoutsSeen(grid_of(2))
+    strategy = FedAvg(min_fit_clients=2, min_available_clients=2)
+    config = ServerConfig(num_rounds=1, round_timeout=config_timeout)
+    ServerApp(config=config, strategy=strategy)(grid, context(**run_config))
+    assert grid.timeouts
+    assert set(grid.timeouts) == {expected}
+    assert set(grid.ttls) == {expected}
+
+
+@pytest.mark.parametrize("bad", ["soon", 0, -1, "inf"])
+def test_a_bad_round_timeout_in_the_run_config_is_one_clear_error(bad) -> None:
+    with pytest.raises(ConfigError, match="run config 'round-timeout' must be seconds > 0"):
+        ServerApp()(grid_of(2), context(**{"round-timeout": bad}))

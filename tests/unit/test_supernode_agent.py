@@ -76,8 +76,10 @@ class ServerSide:
         self.api = api
         self.run_id = run_id
 
-    async def send(self, content: RecordDict, node_id: int, message_type: str) -> str:
-        message = Message(content, dst_node_id=node_id, message_type=message_type)
+    async def send(
+        self, content: RecordDict, node_id: int, message_type: str, ttl: float | None = None
+    ) -> str:
+        message = Message(content, dst_node_id=node_id, message_type=message_type, ttl=ttl)
         message.metadata.run_id = self.run_id
         envelope, objects = encode_message(message)
         result = await self.api.push_messages(self.run_id, [envelope])
@@ -625,3 +627,57 @@ async def test_a_refused_credential_ends_the_node_without_retrying() -> None:
         with pytest.raises(PermissionDeniedError, match="node key not trusted"):
             await agent.run()
         assert fleet.calls["pull_messages"] == 1
+
+
+class HangsOnce(ThreadExecutor):
+    """Its first task never finishes on its own; it notes being cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__(PLUS_ONE)
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def execute(self, task: AppTask) -> AppResult:
+        if not self.started.is_set():
+            self.started.set()
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        return await super().execute(task)
+
+
+async def test_a_task_whose_instruction_expired_is_cancelled_and_the_node_pulls_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("stamen.supernode.agent.EXPIRY_SLACK", 0.0)
+    async with superlink() as link:
+        server = await start_run(link, {"lr": 0.1})
+        executor = HangsOnce()
+        agent = SuperNodeAgent(link.fleet, executor, {"partition-id": 1}, backoff=FAST)
+        async with running(agent):
+            await server.send(fit_content([1]), node_id_of(agent), "train", ttl=0.3)
+            await asyncio.wait_for(executor.cancelled.wait(), 10)
+            message_id = await server.send(fit_content([5]), node_id_of(agent), "train")
+            reply = await server.reply(message_id)
+        assert fitted(reply)[0] == [6.0]
+    assert "cancelled the ClientApp's task: its message expired (TTL 0.3s)" in caplog.text
+
+
+async def test_a_task_whose_run_stopped_is_cancelled_and_the_node_pulls_again() -> None:
+    async with superlink(heartbeat_interval=0.1) as link:
+        stopped = await start_run(link, {"lr": 0.1})
+        executor = HangsOnce()
+        agent = SuperNodeAgent(link.fleet, executor, {"partition-id": 1}, backoff=FAST)
+        async with running(agent):
+            await stopped.send(fit_content([1]), node_id_of(agent), "train")
+            await asyncio.wait_for(executor.started.wait(), 10)
+            await link.serverappio.update_run_status(
+                stopped.run_id, RunStatus.FINISHED, RunStatus.STOPPED
+            )
+            await asyncio.wait_for(executor.cancelled.wait(), 10)
+            server = await start_run(link, {"lr": 0.1})
+            message_id = await server.send(fit_content([5]), node_id_of(agent), "train")
+            reply = await server.reply(message_id)
+        assert fitted(reply)[0] == [6.0]

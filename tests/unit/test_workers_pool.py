@@ -65,7 +65,9 @@ views = ClientApp()
 @views.train()
 def train(message, context):
     config = message.content["config"]
-    if config["mode"] == "sleep":
+    if config["mode"] == "stubborn":  # does not yield to an interrupt
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if config["mode"] in ("sleep", "stubborn"):
         socket.create_connection(("127.0.0.1", config["port"])).close()  # "I have started"
         time.sleep(60)
     [array] = message.content["arrays"].to_numpy_ndarrays()
@@ -258,3 +260,27 @@ async def test_close_fails_pending_tasks_and_leaves_no_process_or_segment(
             await pool.execute(view_task(model, mode="echo"))
     assert our_segments(pool) == []
     assert our_processes() <= processes_before
+
+
+@pytest.mark.parametrize(("mode", "replaced"), [("sleep", False), ("stubborn", True)])
+async def test_a_cancelled_task_is_interrupted_or_its_worker_killed_and_replaced(
+    app_dir: Path, mode: str, replaced: bool
+) -> None:
+    model = np.arange(4, dtype=np.float32)
+    pool = WorkerPool(
+        "sim_app:views", app_dir, num_workers=1, start_method="spawn", cancel_grace=0.5
+    )
+    async with task_started() as (port, started), pool:
+        async with asyncio.timeout(30):
+            await pool.started()
+        workers = our_processes()
+        task = asyncio.create_task(pool.execute(view_task(model, mode=mode, port=port)))
+        async with asyncio.timeout(30):
+            await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(30):  # the next task runs: the worker is free again
+            result = await pool.execute(view_task(model, mode="echo"))
+        assert decode_message(result.envelope, result.objects).has_content()
+        assert (our_processes() != workers) is replaced

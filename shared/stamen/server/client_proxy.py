@@ -118,7 +118,9 @@ class ClientProxy:
         group_id: int | str | None,
     ) -> RecordDict:
         group = "" if group_id is None else str(group_id)
-        message = self._grid.create_message(content, message_type, self.node_id, group_id=group)
+        message = self._grid.create_message(
+            content, message_type, self.node_id, group_id=group, ttl=timeout
+        )  # the instruction lives as long as anyone waits for its reply
         wanted = message.metadata.message_id
         replies = self._grid.send_and_receive([message], timeout=timeout)
         reply = next((r for r in replies if r.metadata.reply_to_message_id == wanted), None)

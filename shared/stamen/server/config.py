@@ -11,13 +11,20 @@ if TYPE_CHECKING:
     from .client_manager import ClientManager
     from .strategy.strategy import Strategy
 
-__all__ = ["ServerAppComponents", "ServerConfig"]
+__all__ = ["DEFAULT_ROUND_TIMEOUT", "ServerAppComponents", "ServerConfig"]
+
+DEFAULT_ROUND_TIMEOUT = 600.0
+"""Seconds a round waits for its replies when neither the run config ('round-timeout',
+which `stamen-serverapp --round-timeout` sets) nor `ServerConfig.round_timeout` says: so a
+client whose training hangs holds a run for ten minutes, not for the messages' hour-long
+TTL. Each instruction lives as long as its round, so a node drops a task nobody waits for."""
 
 
 @dataclass(slots=True)
 class ServerConfig:
-    """How many rounds to run, and how long a round waits for its replies (None: no bound
-    beyond the nodes' liveness, which turns a lost node into an error reply)."""
+    """How many rounds to run, and how long a round waits for its replies (None: the run
+    config's 'round-timeout' if set, else `DEFAULT_ROUND_TIMEOUT`; the run config's value,
+    when set, overrides this one)."""
 
     num_rounds: int = 1
     round_timeout: float | None = None

@@ -41,7 +41,7 @@ from stamen.common.records import ArrayRecord, RecordDict
 
 from .client_manager import ClientManager
 from .client_proxy import ClientProxy, failure_reason
-from .config import ServerConfig
+from .config import DEFAULT_ROUND_TIMEOUT, ServerConfig
 from .grid import Grid
 from .history import History
 from .strategy.strategy import Strategy
@@ -88,18 +88,26 @@ def run_rounds(
 ) -> History:
     """Run `config.num_rounds` rounds of `strategy` over `grid`; the History they made.
 
-    Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes).
+    Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes),
+    "round-timeout" (seconds a round waits for replies; see `DEFAULT_ROUND_TIMEOUT`).
     """
     client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
-    return _RoundLoop(grid, config, strategy, client_manager).run()
+    timeout = _round_timeout(config, context)
+    return _RoundLoop(grid, config, strategy, client_manager, timeout).run()
 
 
 class _RoundLoop:
     def __init__(
-        self, grid: Grid, config: ServerConfig, strategy: Strategy, client_manager: ClientManager
+        self,
+        grid: Grid,
+        config: ServerConfig,
+        strategy: Strategy,
+        client_manager: ClientManager,
+        round_timeout: float,
     ) -> None:
         self.grid = grid
         self.config = config
+        self.round_timeout = round_timeout
         self.strategy = strategy
         self.client_manager = client_manager
         self.history = History()
@@ -170,7 +178,7 @@ class _RoundLoop:
         proxy = self.client_manager.sample(1)[0]
         try:
             res = proxy.get_parameters(
-                GetParametersIns(config={}), timeout=self.config.round_timeout, group_id=0
+                GetParametersIns(config={}), timeout=self.round_timeout, group_id=0
             )
         except NodeReplyError as exc:
             reason = str(exc)
@@ -232,14 +240,14 @@ class _RoundLoop:
         instructions: list[tuple[ClientProxy, Ins]],
     ) -> tuple[list[tuple[ClientProxy, Res]], Failures[Res]]:
         """Send each node its instructions; sort the replies into results and failures."""
-        timeout = self.config.round_timeout
+        timeout = self.round_timeout
         sent: dict[str, ClientProxy] = {}
         messages = []
         for proxy, ins in instructions:
             content = phase.encode(replace(ins, parameters=_NO_PARAMETERS))
             content[phase.parameters_key] = self._encode(ins.parameters)
             message = self.grid.create_message(
-                content, phase.message_type, proxy.node_id, group_id=str(server_round)
+                content, phase.message_type, proxy.node_id, group_id=str(server_round), ttl=timeout
             )
             sent[message.metadata.message_id] = proxy
             messages.append(message)
@@ -308,4 +316,18 @@ def _wait_timeout(context: Context) -> float:
         value = -1.0
     if not value >= 0:
         raise ConfigError(f"run config 'min-available-timeout' must be seconds >= 0, got {raw!r}")
+    return value
+
+
+def _round_timeout(config: ServerConfig, context: Context) -> float:
+    """The run config's 'round-timeout', else the app's, else the default."""
+    raw = context.run_config.get("round-timeout")
+    if raw is None:
+        return DEFAULT_ROUND_TIMEOUT if config.round_timeout is None else config.round_timeout
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"run config 'round-timeout' must be seconds > 0, got {raw!r}")
     return value

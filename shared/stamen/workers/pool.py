@@ -10,7 +10,9 @@ already. Large array objects cross through shared memory (`shm`): a broadcast mo
 copied once into a segment that every task of the round maps, and large replies come back
 the same way. Each worker has a thread of its own here that does the blocking pipe I/O,
 so the event loop never waits on a pipe. A worker that dies fails only the task it was
-running (`WorkerDiedError`), and a replacement starts at once.
+running (`WorkerDiedError`), and a replacement starts at once. A task whose caller is
+cancelled (its instruction expired, its run stopped) is interrupted in its worker; a
+worker that does not yield within `cancel_grace` seconds is killed and replaced.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ from .shm import INLINE_LIMIT, CachedSegment, SegmentCache, byte_view, sweep
 from .slot import Outcome, Slot, Started, WorkerSetup, start_worker
 from .worker import Job, Packed
 
-__all__ = ["PoolClosedError", "PoolExecutor", "TransferCounts", "WorkerPool"]
+__all__ = [
+    "DEFAULT_CANCEL_GRACE",
+    "PoolClosedError",
+    "PoolExecutor",
+    "TransferCounts",
+    "WorkerPool",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +77,16 @@ class TransferCounts:
     replies_inline: int = 0
 
 
+DEFAULT_CANCEL_GRACE = 5.0
+"""Seconds a worker has to yield a cancelled task before it is killed."""
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
     job: Job
     future: asyncio.Future[AppResult]
     queued: bool = True
+    slot: Slot | None = None  # the slot running it, once dispatched
 
 
 class WorkerPool:
@@ -98,6 +111,7 @@ class WorkerPool:
         start_method: StartMethod | None = None,
         idle_segment_bytes: int = 256 << 20,
         stop_timeout: float = 5.0,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
     ) -> None:
         self._specs = plan_workers(
             num_workers=num_workers,
@@ -116,6 +130,7 @@ class WorkerPool:
         self._preforked: list[Started] = []
         self._counts = TransferCounts()
         self._stop_timeout = stop_timeout
+        self._cancel_grace = cancel_grace
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._job_ids = itertools.count(1)
         self._slots: list[Slot] = []
@@ -244,11 +259,29 @@ class WorkerPool:
             self._queue.append(pending)
             self._dispatch()
             return await pending.future
+        except asyncio.CancelledError:
+            if pending is not None and pending.slot is not None:
+                self._cancel(pending)
+            raise
         finally:
             if pending is not None and pending.queued:
                 self._queue.remove(pending)
             for entry in entries:
                 self._cache.release(entry)
+
+    def _cancel(self, pending: _Pending) -> None:
+        """Interrupt a running task nobody waits for; kill its worker if it does not yield."""
+        slot, job_id = pending.slot, pending.job.job_id
+        if slot is None or job_id not in self._running:
+            return
+        logger.info("cancelling task %d in its worker", job_id)
+        slot.cancel(job_id, kill=False)
+
+        def kill_if_running() -> None:
+            if job_id in self._running and not self._closing:
+                slot.cancel(job_id, kill=True)
+
+        self._loop.call_later(self._cancel_grace, kill_if_running)
 
     async def aclose(self) -> None:
         """Fail queued and running tasks with PoolClosedError, stop the workers (killing
@@ -332,6 +365,7 @@ class WorkerPool:
             pending = self._queue.popleft()
             pending.queued = False
             slot = self._idle.popleft()
+            pending.slot = slot
             self._running[pending.job.job_id] = pending
             slot.assign(pending.job)
 

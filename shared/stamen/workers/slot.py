@@ -10,7 +10,9 @@ the pool everything through `SlotEvents`, whose methods it calls from its own th
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import signal
 import threading
@@ -26,7 +28,7 @@ from stamen.common.errors import ClientAppError, StamenError, WorkerDiedError
 from .launcher import Context
 from .resources import WorkerSpec
 from .shm import ReplyReader, SharedRef, sweep
-from .worker import Done, Failed, Job, Loaded, LoadFailed, serve
+from .worker import INTERRUPT, Done, Failed, Job, Loaded, LoadFailed, serve
 
 __all__ = ["Outcome", "Slot", "SlotEvents", "Started", "WorkerSetup", "start_worker"]
 
@@ -139,6 +141,7 @@ class Slot:
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
+        self._job: int | None = None  # the job the worker runs now
         self._stopping = False
         self._first = first
 
@@ -155,6 +158,21 @@ class Slot:
             if kill and self._process is not None:
                 self._process.kill()
         self._inbox.put(None)
+
+    def cancel(self, job_id: int, *, kill: bool) -> None:
+        """Any thread: interrupt job `job_id` if the worker still runs it (INTERRUPT), or
+        with `kill`, kill the worker (a replacement starts)."""
+        with self._lock:
+            if self._job != job_id or self._process is None or self._process.pid is None:
+                return
+            if kill:
+                logger.warning(
+                    "worker pid %s did not yield its task: killing it", self._process.pid
+                )
+                self._process.kill()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._process.pid, INTERRUPT)
 
     def _run(self) -> None:
         try:
@@ -201,7 +219,13 @@ class Slot:
             job = self._inbox.get()
             if job is None:
                 return False
-            outcome = self._round_trip(worker, job)
+            with self._lock:
+                self._job = job.job_id
+            try:
+                outcome = self._round_trip(worker, job)
+            finally:
+                with self._lock:
+                    self._job = None
             if outcome is None:
                 how = self._end(worker)
                 sweep(f"{self._setup.segment_prefix}r{worker.pid}-")

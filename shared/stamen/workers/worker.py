@@ -7,7 +7,9 @@ shared-memory segments that the worker maps once and reads in place; large reply
 leave through the worker's reply arena, named `<segment prefix>r<pid>-<n>` so that the
 pool can find what a dead worker left. Ctrl-C in a terminal reaches the whole process
 group, and a service manager may send SIGTERM to every process of the service: the worker
-ignores both, the pool decides when its workers stop (and kills a busy one).
+ignores both, the pool decides when its workers stop (and kills a busy one). SIGUSR1
+interrupts the task in hand (`TaskCancelled` is raised in it): the pool sends it when
+nobody waits for the task any more, and kills a worker that does not yield in time.
 
 What the app imported lives as long as the worker, so it is frozen out of the garbage
 collector: collections would walk torch's objects again and again (and copy their pages
@@ -38,6 +40,7 @@ from .resources import THREAD_VARIABLES, WorkerSpec
 from .shm import Attachments, ReplyArena, SharedRef
 
 __all__ = [
+    "INTERRUPT",
     "Done",
     "Failed",
     "Job",
@@ -49,6 +52,21 @@ __all__ = [
 
 Packed = dict[str, bytes | SharedRef]
 """Objects as they cross the pipe: small ones inline, large ones by segment."""
+
+INTERRUPT = signal.SIGUSR1
+"""The signal that cancels a worker's task in hand."""
+
+_busy = False  # a task is running: INTERRUPT cancels it (between tasks it is ignored)
+
+
+class TaskCancelled(BaseException):
+    """Raised in the running task by INTERRUPT; a BaseException, so that user code's
+    `except Exception` does not swallow it."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    if _busy:
+        raise TaskCancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,7 @@ def serve(
     close; the logging handlers it inherited are the pool's too, not to write through."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (and not a handler of the pool's process)
+    signal.signal(INTERRUPT, _interrupt)
     if inherited is not None:
         for fd in inherited:
             os.close(fd)
@@ -147,13 +166,20 @@ def _apply(spec: WorkerSpec) -> None:
 
 
 def _run(app: ClientApp, job: Job, attachments: Attachments, replies: ReplyArena) -> object:
+    global _busy
     try:
+        _busy = True
         objects: dict[str, Buffer] = {
             oid: attachments.view(item) if isinstance(item, SharedRef) else item
             for oid, item in job.objects.items()
         }
         result = run_task(app, AppTask(job.envelope, objects, job.context))
+        _busy = False
         return Done(job.job_id, result.envelope, replies.pack(result.objects), result.state)
+    except TaskCancelled:
+        return Failed(job.job_id, "the task was cancelled")
     except Exception as exc:  # run_task answers user errors itself: this is ours or the codec's
         logging.getLogger(__name__).exception("task %d could not run", job.job_id)
         return Failed(job.job_id, f"{type(exc).__name__}: {exc}")
+    finally:
+        _busy = False
