@@ -160,3 +160,8 @@ class RetryingServerAppIo:
             "update_run_status",
             partial(self._inner.update_run_status, run_id, status, sub_status, details),
         )
+
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        return await self._retry(
+            "renew_run_lease", partial(self._inner.renew_run_lease, run_id, holder)
+        )

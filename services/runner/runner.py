@@ -1,7 +1,8 @@
 """run_serverapp: one run of a ServerApp against a SuperLink's ServerAppIo API.
 
 The runner creates (or joins) the run, hands the ServerApp a Grid and a Context, runs it in
-a worker thread (user code never blocks the event loop), and records how the run ended:
+a worker thread (user code never blocks the event loop) while it holds the run's lease
+(`lease`: no second runner drives the run), and records how the run ended:
 completed, failed (with one line saying why) or stopped. Deployment and simulation share
 it; only the ServerAppIoApi they pass differs.
 """
@@ -22,6 +23,7 @@ from stamen.transport.api import ServerAppIoApi
 from stamen.transport.types import RunStatus
 
 from .grid import POLL_TIMEOUT, ServerAppIoGrid
+from .lease import RunLease
 
 __all__ = ["ServerAppFn", "run_serverapp"]
 
@@ -55,10 +57,12 @@ async def run_serverapp(
     if run_id is None:
         run_id = await serverappio.create_run(server_app_ref, client_app_ref, run_config)
     run = await serverappio.get_run(run_id)
+    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+        raise RunNotRunningError(run_id, run.status)
+    lease = RunLease(serverappio, run_id)
+    await lease.take()  # refused while another runner drives the run
     if run.status == RunStatus.PENDING:
         await serverappio.update_run_status(run_id, RunStatus.RUNNING)
-    elif run.status != RunStatus.RUNNING:
-        raise RunNotRunningError(run_id, run.status)
     context = Context(
         run_id=run_id, node_id=0, node_config={}, run_config={**run.run_config, **run_config}
     )
@@ -71,7 +75,8 @@ async def run_serverapp(
     )
     start = time.perf_counter()
     try:
-        history = await asyncio.to_thread(server_app, grid, context)
+        async with lease.kept():
+            history = await asyncio.to_thread(server_app, grid, context)
     except asyncio.CancelledError:
         grid.close()
         logger.warning("run %d: stopping the ServerApp", run_id, extra={"run_id": run_id})

@@ -93,6 +93,9 @@ class ObservedServerAppIo:
     ) -> None:
         await self._inner.update_run_status(run_id, status, sub_status, details)
 
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        return await self._inner.renew_run_lease(run_id, holder)
+
 
 @dataclass(slots=True)
 class _Round:

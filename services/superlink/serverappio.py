@@ -4,6 +4,8 @@ A run is created pending and becomes running with its first pushed instruction (
 explicit `update_run_status(run_id, "running")`). Instructions go only to registered
 nodes; one for a node that is offline is answered at once with NODE_UNAVAILABLE. Pulls
 long-poll for replies to the given instructions; a finished run's pulls return nothing.
+The runner driving a run holds its lease (`renew_run_lease`, see `leases`); a run whose
+lease lapses is marked failed by the SuperLink's sweep (`expire_leases`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from stamen.common.records import UserConfig
 from stamen.transport.types import Node, PushResult, Run, RunStatus
 
 from .core import check_instruction, check_object_id, new_id, transition_run
+from .leases import RunLeases
 from .linkstate import StoredMessage
 from .router import Router
 
@@ -41,9 +44,14 @@ of many nodes comes back in batches rather than one reply per request."""
 class ServerAppIoHandler:
     """Implements `stamen.transport.api.ServerAppIoApi`."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, leases: RunLeases | None = None) -> None:
         self._router = router
         self._state = router.state
+        self.leases = RunLeases() if leases is None else leases
+        now = router.clock.now()
+        for run in self._state.list_runs():
+            if run.status == RunStatus.RUNNING:
+                self.leases.adopt(run.run_id, now)
 
     async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
         run_id = new_id(self._run_exists)
@@ -90,10 +98,35 @@ class ServerAppIoHandler:
             return run
         self._state.update_run(changed)
         if changed.status == RunStatus.FINISHED:
+            self.leases.release(run.run_id)
             self._router.run_finished(changed)
         else:
             logger.info("run %d started", run.run_id, extra={"run_id": run.run_id})
         return changed
+
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        if not holder:
+            raise InvalidMessageError("RenewRunLease needs the runner's holder id")
+        run = self._state.get_run(run_id)
+        if run.status == RunStatus.FINISHED:
+            raise RunNotRunningError(run_id, run.status)
+        return self.leases.renew(run_id, holder, self._router.clock.now())
+
+    def expire_leases(self) -> None:
+        """Mark failed each running run whose runner let its lease lapse."""
+        for run_id in self.leases.lapsed(self._router.clock.now()):
+            try:
+                run = self._state.get_run(run_id)
+            except RunNotFoundError:
+                continue
+            if run.status == RunStatus.FINISHED:
+                continue
+            reason = (
+                "the ServerApp runner stopped responding (its lease was not renewed "
+                f"for {self.leases.duration:g}s)"
+            )
+            logger.warning("run %d failed: %s", run_id, reason, extra={"run_id": run_id})
+            self._change_run(run, RunStatus.FINISHED, RunStatus.FAILED, reason)
 
     async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
         router = self._router

@@ -24,6 +24,7 @@ from stamen.common.errors import ConfigError, TransientError
 from .control import ControlHandler
 from .core import DEFAULT_HEARTBEAT_INTERVAL
 from .fleet import FleetHandler
+from .leases import DEFAULT_RUN_LEASE, RunLeases
 from .linkstate import LinkState
 from .memorystate import MemoryLinkState
 from .objectstore import FileObjectStore, MemoryObjectStore, ObjectStore
@@ -52,10 +53,11 @@ class SuperLink:
         clock: Clock | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         sweep_interval: float | None = None,
+        run_lease: float = DEFAULT_RUN_LEASE,
     ) -> None:
         self._router = Router(state, store, clock or SYSTEM_CLOCK, heartbeat_interval)
         self.fleet = FleetHandler(self._router)
-        self.serverappio = ServerAppIoHandler(self._router)
+        self.serverappio = ServerAppIoHandler(self._router, RunLeases(run_lease))
         self.control = ControlHandler(self._router)
         self.sweep_interval = heartbeat_interval / 2 if sweep_interval is None else sweep_interval
         self._stopping = asyncio.Event()
@@ -75,9 +77,11 @@ class SuperLink:
         return self._router.liveness.interval
 
     def sweep(self) -> None:
-        """Mark nodes past their deadline offline and answer or drop expired messages
-        (their pending instructions get error replies)."""
+        """Mark nodes past their deadline offline, answer or drop expired messages
+        (their pending instructions get error replies), and fail runs whose runner's lease
+        lapsed."""
         self._router.sweep()
+        self.serverappio.expire_leases()
 
     def stop_waiting(self) -> None:
         """End every long-poll now and make new ones return at once: call it when

@@ -28,6 +28,7 @@ __all__ = [
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "RoundFailedError",
+    "RunLeaseHeldError",
     "RunNotFoundError",
     "RunNotRunningError",
     "ServerAppError",
@@ -150,6 +151,20 @@ class TransientError(StamenError):
     """A failure on the SuperLink's side that may pass (a fault it logged, storage that
     is full or failing, a restart): callers retry with backoff and never give up on it
     unless told to. A caller receives an `INTERNAL` status as this class."""
+
+
+class RunLeaseHeldError(StamenError):
+    """Another ServerApp runner holds the run's lease: two runners never drive one run."""
+
+    status = Status.FAILED_PRECONDITION
+
+    def __init__(self, run_id: int, remaining: float) -> None:
+        super().__init__(
+            f"run {run_id} is driven by another ServerApp runner (its lease runs "
+            f"{remaining:.0f}s more): stop that runner, or wait until its lease lapses"
+        )
+        self.run_id = run_id
+        self.remaining = remaining
 
 
 class UnavailableError(TransientError):

@@ -74,6 +74,10 @@ class ServerAppIoApi(Protocol):
         self, run_id: int, status: str, sub_status: str = "", details: str = ""
     ) -> None: ...
 
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        """Take or keep the run's lease for runner `holder`; the seconds it lasts."""
+        ...
+
 
 class ControlApi(Protocol):
     """What an operator's tools call (port 9093)."""

@@ -251,6 +251,12 @@ class GrpcServerAppIoClient(_Client):
         async with self._call():
             await self._stub.update_run_status(request, timeout=self.timeout)
 
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        request = pb.RenewRunLeaseRequest(run_id=run_id, holder=holder)
+        async with self._call():
+            reply = await self._stub.renew_run_lease(request, timeout=self.timeout)
+        return reply.lease_seconds
+
 
 class GrpcControlClient(_Client):
     """`ControlApi` over a channel to the SuperLink's Control API."""

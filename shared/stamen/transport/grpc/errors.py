@@ -27,6 +27,7 @@ from stamen.common.errors import (
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    RunLeaseHeldError,
     RunNotRunningError,
     StamenError,
     TransientError,
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 _TOO_LARGE: Final = re.compile(r"of (\d+) bytes exceeds the limit of (\d+) bytes")
 _NOT_RUNNING: Final = re.compile(r"^run (\d+) is (\S+)$")
 _NODE_NOT_FOUND: Final = re.compile(r"^node (\d+) is not registered$")
+_LEASE_HELD: Final = re.compile(
+    r"^run (\d+) is driven by another ServerApp runner \(its lease runs (\d+)s"
+)
 
 
 def _message_too_large(message: str) -> StamenError:
@@ -51,9 +55,12 @@ def _message_too_large(message: str) -> StamenError:
 
 def _run_not_running(message: str) -> StamenError:
     match = _NOT_RUNNING.match(message)
-    if match is None:
-        return StamenError(message)
-    return RunNotRunningError(int(match[1]), match[2])
+    if match is not None:
+        return RunNotRunningError(int(match[1]), match[2])
+    held = _LEASE_HELD.match(message)
+    if held is not None:
+        return RunLeaseHeldError(int(held[1]), float(held[2]))
+    return StamenError(message)
 
 
 def _not_found(message: str) -> StamenError:

@@ -174,6 +174,11 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             )
         return pb.UpdateRunStatusResponse()
 
+    async def renew_run_lease(self, message: pb.RenewRunLeaseRequest) -> pb.RenewRunLeaseResponse:
+        async with self._serving("RenewRunLease"):
+            seconds = await self._api.renew_run_lease(message.run_id, message.holder)
+        return pb.RenewRunLeaseResponse(lease_seconds=seconds)
+
 
 class ControlServicer(_Servicer, pb.ControlBase):
     """The Control API (what operators' tools call) over gRPC."""

@@ -104,6 +104,10 @@ class MemoryServerAppIo:
         with as_over_grpc("ServerAppIo.UpdateRunStatus"):
             await self._handler.update_run_status(run_id, status, sub_status, details)
 
+    async def renew_run_lease(self, run_id: int, holder: str) -> float:
+        with as_over_grpc("ServerAppIo.RenewRunLease"):
+            return await self._handler.renew_run_lease(run_id, holder)
+
 
 class MemoryControl:
     """`ControlApi` for in-process tools and tests."""

@@ -47,6 +47,8 @@ __all__ = (
     "RecordItem",
     "RegisterNodeRequest",
     "RegisterNodeResponse",
+    "RenewRunLeaseRequest",
+    "RenewRunLeaseResponse",
     "Run",
     "ServerAppIoBase",
     "ServerAppIoStub",
@@ -629,6 +631,30 @@ default_message_pool.register_message("stamen.v1", "RegisterNodeResponse", Regis
 
 
 @dataclass(eq=False, repr=False)
+class RenewRunLeaseRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    holder: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    the runner's own random id, the same for every renewal
+    """
+
+
+default_message_pool.register_message("stamen.v1", "RenewRunLeaseRequest", RenewRunLeaseRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RenewRunLeaseResponse(betterproto2.Message):
+    lease_seconds: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    """
+    the lease lapses this long after the renewal
+    """
+
+
+default_message_pool.register_message("stamen.v1", "RenewRunLeaseResponse", RenewRunLeaseResponse)
+
+
+@dataclass(eq=False, repr=False)
 class Run(betterproto2.Message):
     run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
@@ -1098,6 +1124,28 @@ class ServerAppIoStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def renew_run_lease(
+        self,
+        message: "RenewRunLeaseRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "RenewRunLeaseResponse":
+        """
+        Take or keep the lease on a running run: one runner (`holder`) drives it at a time, and
+        a run whose lease lapses is marked failed. Renew well within `lease_seconds`.
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.ServerAppIo/RenewRunLease",
+            message,
+            RenewRunLeaseResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ControlBase(betterproto2_grpclib.ServiceBase):
     async def list_runs(self, message: "ListRunsRequest") -> "ListRunsResponse":
@@ -1360,6 +1408,14 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def renew_run_lease(self, message: "RenewRunLeaseRequest") -> "RenewRunLeaseResponse":
+        """
+        Take or keep the lease on a running run: one runner (`holder`) drives it at a time, and
+        a run whose lease lapses is marked failed. Renew well within `lease_seconds`.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_run(
         self, stream: "grpclib.server.Stream[CreateRunRequest, CreateRunResponse]"
     ) -> None:
@@ -1426,6 +1482,14 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
         response = await self.update_run_status(request)
         await stream.send_message(response)
 
+    async def __rpc_renew_run_lease(
+        self, stream: "grpclib.server.Stream[RenewRunLeaseRequest, RenewRunLeaseResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.renew_run_lease(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stamen.v1.ServerAppIo/CreateRun": grpclib.const.Handler(
@@ -1475,5 +1539,11 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 UpdateRunStatusRequest,
                 UpdateRunStatusResponse,
+            ),
+            "/stamen.v1.ServerAppIo/RenewRunLease": grpclib.const.Handler(
+                self.__rpc_renew_run_lease,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RenewRunLeaseRequest,
+                RenewRunLeaseResponse,
             ),
         }
