@@ -84,6 +84,14 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Run an existing (pending) run instead of creating one.",
 )
 @click.option(
+    "--resume",
+    type=int,
+    metavar="RUN_ID",
+    envvar="STAMEN_RESUME",
+    help="Continue run RUN_ID from its last completed round (its checkpoint): a running "
+    "run whose runner died is driven again, a failed or stopped one goes on as a new run.",
+)
+@click.option(
     "--dir",
     "directory",
     default=".",
@@ -149,6 +157,7 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
             server_app_ref=settings.app,
             run_config=_run_config(settings),
             run_id=settings.run_id,
+            resume=settings.resume,
         )
         return 0
     except asyncio.CancelledError:

@@ -35,10 +35,10 @@ from stamen.common.errors import (
     RunNotRunningError,
     UnavailableError,
 )
-from stamen.common.message import Message
+from stamen.common.message import Message, MessageType
 from stamen.common.records import RecordDict
 from stamen.transport.api import ServerAppIoApi
-from stamen.transport.types import Node, PushResult, Run, RunStatus
+from stamen.transport.types import CHECKPOINT_PREFIX, Node, PushResult, Run, RunStatus
 
 __all__ = ["ServerAppIoGrid"]
 
@@ -68,7 +68,12 @@ class ServerAppIoGrid:
         poll_timeout: float = POLL_TIMEOUT,
         call_timeout: float = CALL_TIMEOUT,
         cache_bytes: int = CACHE_BYTES,
+        resume_from: int | None = None,
+        checkpoints: bool = True,
     ) -> None:
+        """`resume_from`: the run whose checkpoint the loop starts from (default: this
+        one's, which a runner that drives the run again finds); `checkpoints=False`: the
+        round loop finds no checkpoint store and takes no checkpoints."""
         self._io = serverappio
         self._run = run
         self._loop = loop
@@ -79,6 +84,8 @@ class ServerAppIoGrid:
         self._lock = threading.Lock()
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._closed = False
+        source = run.run_id if resume_from is None else resume_from
+        self.checkpoints = _RunCheckpoints(self, source) if checkpoints else None
 
     @property
     def run(self) -> Run:
@@ -251,7 +258,21 @@ class ServerAppIoGrid:
             wires.append((envelope, {oid: fetched[oid] for oid in envelope.object_ids}))
         return wires
 
-    async def _fetch(self, object_id: str) -> Buffer:
+    async def _push_checkpoint(self, envelope: Envelope, objects: dict[str, Buffer]) -> None:
+        run_id = self._run.run_id
+        result = await self._io.push_checkpoint(run_id, envelope)
+        for object_id in result.missing_object_ids:
+            data = objects[object_id]
+            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, _Chunks(data))
+
+    async def _pull_checkpoint(self, run_id: int) -> list[Wire]:
+        wires: list[Wire] = []
+        for envelope in await self._io.pull_checkpoint(run_id):
+            objects = {oid: await self._fetch(oid, run_id) for oid in envelope.object_ids}
+            wires.append((envelope, objects))
+        return wires
+
+    async def _fetch(self, object_id: str, run_id: int | None = None) -> Buffer:
         cached = self._cache.get(object_id)
         if cached is not None:
             return cached
@@ -266,7 +287,7 @@ class ServerAppIoGrid:
                 return self._cache.put(object_id, data)
             except IntegrityError:
                 logger.debug("object %s changed since it was pushed: pulling it", object_id)
-        stream = self._io.pull_object(self._run.run_id, object_id)
+        stream = self._io.pull_object(self._run.run_id if run_id is None else run_id, object_id)
         try:
             data = await collect_object(object_id, stream)
         finally:
@@ -274,6 +295,32 @@ class ServerAppIoGrid:
             if aclose is not None:
                 await aclose()
         return self._cache.put(object_id, data)
+
+
+class _RunCheckpoints:
+    """The run's checkpoints as the round loop sees them (`stamen.server.checkpoint`):
+    kept by the SuperLink as a message to node 0 whose arrays are objects."""
+
+    def __init__(self, grid: ServerAppIoGrid, source_run_id: int) -> None:
+        self._grid = grid
+        self._source = source_run_id
+
+    def load(self) -> RecordDict | None:
+        wires = self._grid._call(
+            "pull_checkpoint", partial(self._grid._pull_checkpoint, self._source)
+        )
+        if not wires:
+            return None
+        envelope, objects = wires[-1]
+        return decode_message(envelope, objects).content
+
+    def save(self, state: RecordDict) -> None:
+        grid = self._grid
+        message = Message(state, dst_node_id=0, message_type=MessageType.QUERY)
+        message.metadata.run_id = grid.run.run_id
+        message.metadata.message_id = CHECKPOINT_PREFIX + message.metadata.message_id
+        envelope, objects = encode_message(message)
+        grid._call("push_checkpoint", partial(grid._push_checkpoint, envelope, objects))
 
 
 class _Chunks:

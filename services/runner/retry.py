@@ -165,3 +165,11 @@ class RetryingServerAppIo:
         return await self._retry(
             "renew_run_lease", partial(self._inner.renew_run_lease, run_id, holder)
         )
+
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        return await self._retry(
+            "push_checkpoint", partial(self._inner.push_checkpoint, run_id, envelope)
+        )
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        return await self._retry("pull_checkpoint", partial(self._inner.pull_checkpoint, run_id))

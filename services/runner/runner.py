@@ -46,6 +46,8 @@ async def run_serverapp(
     client_app_ref: str = "",
     run_config: UserConfig,
     run_id: int | None = None,
+    resume: int | None = None,
+    checkpoints: bool = True,
     poll_timeout: float = POLL_TIMEOUT,
 ) -> History:
     """Run `server_app` to its end as run `run_id` (a new run when None); return its History.
@@ -53,7 +55,15 @@ async def run_serverapp(
     Raises ServerAppError (chaining the app's exception) when the app raises, after marking
     the run failed; a run stopped from outside (the Control API) raises RunNotRunningError.
     Cancelled, it marks the run stopped and re-raises.
+
+    `resume`: continue run `resume` from its last checkpoint (the round loop's, taken after
+    each round): a run still running is driven again (once its runner's lease is free), a
+    finished one (failed, stopped) goes on as a new run with the same config.
+    `checkpoints=False` takes none (a simulation: its run dies with its process).
     """
+    resume_from = None
+    if resume is not None:
+        run_id, resume_from = await _resumed(serverappio, resume, server_app_ref, client_app_ref)
     if run_id is None:
         run_id = await serverappio.create_run(server_app_ref, client_app_ref, run_config)
     run = await serverappio.get_run(run_id)
@@ -66,7 +76,14 @@ async def run_serverapp(
     context = Context(
         run_id=run_id, node_id=0, node_config={}, run_config={**run.run_config, **run_config}
     )
-    grid = ServerAppIoGrid(serverappio, run, asyncio.get_running_loop(), poll_timeout=poll_timeout)
+    grid = ServerAppIoGrid(
+        serverappio,
+        run,
+        asyncio.get_running_loop(),
+        poll_timeout=poll_timeout,
+        resume_from=resume_from,
+        checkpoints=checkpoints,
+    )
     logger.info(
         "run %d: starting ServerApp %s",
         run_id,
@@ -111,6 +128,27 @@ async def run_serverapp(
         extra={"run_id": run_id},
     )
     return history
+
+
+async def _resumed(
+    serverappio: ServerAppIoApi, resume: int, server_app_ref: str, client_app_ref: str
+) -> tuple[int, int | None]:
+    """The run to drive to resume run `resume`, and the run whose checkpoint it starts
+    from (None: its own)."""
+    old = await serverappio.get_run(resume)
+    if old.status != RunStatus.FINISHED:
+        return resume, None
+    run_id = await serverappio.create_run(
+        server_app_ref or old.server_app, client_app_ref or old.client_app, old.run_config
+    )
+    logger.info(
+        "run %d continues run %d (%s) from its last checkpoint",
+        run_id,
+        resume,
+        old.sub_status,
+        extra={"run_id": run_id},
+    )
+    return run_id, resume
 
 
 def _describe(error: BaseException) -> str:

@@ -29,6 +29,7 @@ class ServerAppSettings(BaseModel):
     insecure: bool = False
     run_config: UserConfigText = Field(default_factory=dict)
     run_id: int | None = Field(default=None, gt=0)
+    resume: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
     max_wait_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -36,6 +37,8 @@ class ServerAppSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:
+        if self.run_id is not None and self.resume is not None:
+            raise ConfigError("--run-id and --resume exclude each other: pass one")
         if self.insecure and self.root_certificates is not None:
             raise ConfigError("--insecure and --root-certificates exclude each other: pass one")
         if not self.insecure and self.root_certificates is None:

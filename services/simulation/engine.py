@@ -205,6 +205,7 @@ class Simulation:
             server_app_ref=server_app_ref,
             client_app_ref=self.client_app.reference,
             run_config=dict(run_config or {}),
+            checkpoints=False,  # the run lives and dies with this process
         )
 
 

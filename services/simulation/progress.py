@@ -96,6 +96,12 @@ class ObservedServerAppIo:
     async def renew_run_lease(self, run_id: int, holder: str) -> float:
         return await self._inner.renew_run_lease(run_id, holder)
 
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        return await self._inner.push_checkpoint(run_id, envelope)
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        return await self._inner.pull_checkpoint(run_id)
+
 
 @dataclass(slots=True)
 class _Round:

@@ -33,6 +33,7 @@ from stamen.common.message import Error, ErrorCode
 from stamen.transport.types import Run
 
 from .arrivals import Arrivals
+from .checkpoints import checkpoint_ids
 from .core import (
     MAX_PULL_WAIT,
     Liveness,
@@ -191,8 +192,11 @@ class Router:
         self.release([m.message_id for m in replies if not m.envelope.object_ids])
 
     def run_finished(self, run: Run) -> None:
-        """A finished run takes no more messages: drop what is left of it."""
-        self.release(self.state.message_ids_of_run(run.run_id))
+        """A finished run takes no more messages: drop what is left of it but its
+        checkpoint (a resumed run continues from it)."""
+        message_ids = self.state.message_ids_of_run(run.run_id)
+        kept = set(checkpoint_ids(message_ids))
+        self.release([message_id for message_id in message_ids if message_id not in kept])
         self._replies_ready.pop(run.run_id, None)
         self.run_waiters.wake(run.run_id)
         logger.info(

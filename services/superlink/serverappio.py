@@ -27,6 +27,7 @@ from stamen.common.message import Error, ErrorCode
 from stamen.common.records import UserConfig
 from stamen.transport.types import Node, PushResult, Run, RunStatus
 
+from .checkpoints import check_checkpoint, checkpoint_ids, stored
 from .core import check_instruction, check_object_id, new_id, transition_run
 from .leases import RunLeases
 from .linkstate import StoredMessage
@@ -111,6 +112,27 @@ class ServerAppIoHandler:
         if run.status == RunStatus.FINISHED:
             raise RunNotRunningError(run_id, run.status)
         return self.leases.renew(run_id, holder, self._router.clock.now())
+
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        run = self._state.get_run(run_id)
+        if run.status == RunStatus.FINISHED:
+            raise RunNotRunningError(run_id, run.status)
+        check_checkpoint(envelope, run_id)
+        message_id = envelope.metadata.message_id
+        earlier = checkpoint_ids(self._state.message_ids_of_run(run_id))
+        if message_id not in earlier:
+            self._router.add([stored(envelope)])
+        # The earlier checkpoints go; objects the new one shares with them stay.
+        self._router.release([other for other in earlier if other != message_id])
+        missing = tuple(
+            oid for oid in dict.fromkeys(envelope.object_ids) if oid not in self._router.store
+        )
+        return PushResult(message_ids=(message_id,), missing_object_ids=missing)
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        self._state.get_run(run_id)
+        found = self._state.find_messages(checkpoint_ids(self._state.message_ids_of_run(run_id)))
+        return [message.envelope for message in found.values()][-1:]
 
     def expire_leases(self) -> None:
         """Mark failed each running run whose runner let its lease lapse."""

@@ -130,3 +130,11 @@ def test_version() -> None:
     result = invoke("--version")
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+def test_run_id_and_resume_exclude_each_other(app_dir: Path) -> None:
+    result = invoke(
+        "srvapp_cli_app:app", "--insecure", "--dir", str(app_dir), "--run-id", "3", "--resume", "3"
+    )
+    assert result.exit_code == 2
+    assert "--run-id and --resume exclude each other" in error_line(result)

@@ -61,6 +61,14 @@ class ClientManager:
             self.wait_timeout = wait_timeout
         self.refresh()
 
+    def sampling_state(self) -> object:
+        """The sampler's state, for a checkpoint: a resumed run samples as the
+        uninterrupted one would."""
+        return self._rng.getstate()
+
+    def restore_sampling_state(self, state: object) -> None:
+        self._rng.setstate(state)  # type: ignore[arg-type]
+
     def refresh(self) -> None:
         """Re-read the grid's online nodes: register new ones, unregister gone ones."""
         if self._grid is None:

@@ -39,6 +39,7 @@ from stamen.common.legacy import (
 from stamen.common.message import MessageType
 from stamen.common.records import ArrayRecord, RecordDict
 
+from .checkpoint import CheckpointStore, LoopState, decode_state, encode_state
 from .client_manager import ClientManager
 from .client_proxy import ClientProxy, failure_reason
 from .config import DEFAULT_ROUND_TIMEOUT, ServerConfig
@@ -108,6 +109,7 @@ class _RoundLoop:
         self.grid = grid
         self.config = config
         self.round_timeout = round_timeout
+        self.checkpoints: CheckpointStore | None = getattr(grid, "checkpoints", None)
         self.strategy = strategy
         self.client_manager = client_manager
         self.history = History()
@@ -117,18 +119,16 @@ class _RoundLoop:
     def run(self) -> History:
         logger.info("[INIT]")
         self._wait_for_nodes()
-        parameters = self._initial_parameters()
-        logger.info("Evaluating initial global parameters")
-        initial = self.strategy.evaluate(0, parameters=parameters)
-        if initial is None:
-            logger.info("Evaluation returned no results (`None`)")
+        saved = self._resumed()
+        if saved is None:
+            parameters = self._start()
+            first = 1
         else:
-            logger.info("initial parameters (loss, other metrics): %s, %s", *initial)
-            self.history.add_loss_centralized(0, initial[0])
-            self.history.add_metrics_centralized(0, initial[1])
+            parameters, self.history = saved.parameters, saved.history
+            first = saved.server_round + 1
 
         start = time.perf_counter()
-        for server_round in range(1, self.config.num_rounds + 1):
+        for server_round in range(first, self.config.num_rounds + 1):
             round_start = time.perf_counter()
             logger.info("")
             logger.info("[ROUND %d]", server_round)
@@ -145,6 +145,7 @@ class _RoundLoop:
             took = time.perf_counter() - round_start
             self.history.add_round_time(server_round, took)
             logger.info("round %d took %.2fs", server_round, took)
+            self._checkpoint(server_round, parameters)
         self._encoded.clear()
 
         num_rounds = self.config.num_rounds
@@ -168,6 +169,39 @@ class _RoundLoop:
         manager = self.client_manager
         if not manager.wait_for(needed):
             raise NotEnoughNodesError(needed, manager.num_available(), manager.wait_timeout)
+
+    def _start(self) -> Parameters:
+        parameters = self._initial_parameters()
+        logger.info("Evaluating initial global parameters")
+        initial = self.strategy.evaluate(0, parameters=parameters)
+        if initial is None:
+            logger.info("Evaluation returned no results (`None`)")
+        else:
+            logger.info("initial parameters (loss, other metrics): %s, %s", *initial)
+            self.history.add_loss_centralized(0, initial[0])
+            self.history.add_metrics_centralized(0, initial[1])
+        return parameters
+
+    def _resumed(self) -> LoopState | None:
+        """The run's checkpoint, with the sampler put back where it was; None: none."""
+        record = None if self.checkpoints is None else self.checkpoints.load()
+        if record is None:
+            return None
+        saved = decode_state(record)
+        restore = getattr(self.client_manager, "restore_sampling_state", None)
+        if saved.sampling is not None and restore is not None:
+            restore(saved.sampling)
+        logger.info("Resuming from the checkpoint of round %d", saved.server_round)
+        return saved
+
+    def _checkpoint(self, server_round: int, parameters: Parameters) -> None:
+        if self.checkpoints is None:
+            return
+        sampling = getattr(self.client_manager, "sampling_state", None)
+        state = LoopState(
+            server_round, parameters, self.history, None if sampling is None else sampling()
+        )
+        self.checkpoints.save(encode_state(state))
 
     def _initial_parameters(self) -> Parameters:
         parameters = self.strategy.initialize_parameters(client_manager=self.client_manager)

@@ -78,6 +78,14 @@ class ServerAppIoApi(Protocol):
         """Take or keep the run's lease for runner `holder`; the seconds it lasts."""
         ...
 
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        """Keep `envelope` as the run's checkpoint; push its missing objects after."""
+        ...
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        """The run's latest checkpoint ([] when it has none)."""
+        ...
+
 
 class ControlApi(Protocol):
     """What an operator's tools call (port 9093)."""

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from stamen.common.records import UserConfig
 
-__all__ = ["Node", "NodeRegistration", "PushResult", "Run", "RunStatus"]
+__all__ = ["CHECKPOINT_PREFIX", "Node", "NodeRegistration", "PushResult", "Run", "RunStatus"]
+
+CHECKPOINT_PREFIX = "checkpoint-"
+"""A run checkpoint's message id starts with this (ServerAppIo.PushCheckpoint)."""
 
 
 class RunStatus:

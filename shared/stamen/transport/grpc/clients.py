@@ -257,6 +257,18 @@ class GrpcServerAppIoClient(_Client):
             reply = await self._stub.renew_run_lease(request, timeout=self.timeout)
         return reply.lease_seconds
 
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        request = pb.PushInstructionsRequest(run_id=run_id, messages=[envelope_to_proto(envelope)])
+        async with self._call():
+            reply = await self._stub.push_checkpoint(request, timeout=self.timeout)
+        return _push_result(reply)
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        request = pb.PullCheckpointRequest(run_id=run_id)
+        async with self._call():
+            reply = await self._stub.pull_checkpoint(request, timeout=self.timeout)
+        return [envelope_from_proto(message) for message in reply.messages]
+
 
 class GrpcControlClient(_Client):
     """`ControlApi` over a channel to the SuperLink's Control API."""

@@ -179,6 +179,19 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             seconds = await self._api.renew_run_lease(message.run_id, message.holder)
         return pb.RenewRunLeaseResponse(lease_seconds=seconds)
 
+    async def push_checkpoint(self, message: pb.PushInstructionsRequest) -> pb.PushMessagesResponse:
+        async with self._serving("PushCheckpoint"):
+            if len(message.messages) != 1:
+                raise InvalidMessageError("PushCheckpoint takes exactly one message")
+            envelope = envelope_from_proto(message.messages[0])
+            result = await self._api.push_checkpoint(message.run_id, envelope)
+        return _push_response(result)
+
+    async def pull_checkpoint(self, message: pb.PullCheckpointRequest) -> pb.PullMessagesResponse:
+        async with self._serving("PullCheckpoint"):
+            envelopes = await self._api.pull_checkpoint(message.run_id)
+            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+
 
 class ControlServicer(_Servicer, pb.ControlBase):
     """The Control API (what operators' tools call) over gRPC."""

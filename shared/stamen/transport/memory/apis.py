@@ -108,6 +108,14 @@ class MemoryServerAppIo:
         with as_over_grpc("ServerAppIo.RenewRunLease"):
             return await self._handler.renew_run_lease(run_id, holder)
 
+    async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
+        with as_over_grpc("ServerAppIo.PushCheckpoint"):
+            return await self._handler.push_checkpoint(run_id, envelope)
+
+    async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
+        with as_over_grpc("ServerAppIo.PullCheckpoint"):
+            return await self._handler.pull_checkpoint(run_id)
+
 
 class MemoryControl:
     """`ControlApi` for in-process tools and tests."""

@@ -35,6 +35,7 @@ __all__ = (
     "MetricValue",
     "Node",
     "ObjectChunk",
+    "PullCheckpointRequest",
     "PullMessagesRequest",
     "PullMessagesResponse",
     "PullObjectRequest",
@@ -471,6 +472,14 @@ class ObjectChunk(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "ObjectChunk", ObjectChunk)
+
+
+@dataclass(eq=False, repr=False)
+class PullCheckpointRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+
+default_message_pool.register_message("stamen.v1", "PullCheckpointRequest", PullCheckpointRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1146,6 +1155,49 @@ class ServerAppIoStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def push_checkpoint(
+        self,
+        message: "PushInstructionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PushMessagesResponse":
+        """
+        Keep the run's checkpoint (a message to node 0 whose objects are pushed with
+        PushObject as for instructions); it replaces the run's earlier one and outlives the run.
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.ServerAppIo/PushCheckpoint",
+            message,
+            PushMessagesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def pull_checkpoint(
+        self,
+        message: "PullCheckpointRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PullMessagesResponse":
+        """
+        The run's latest checkpoint: no message when there is none.
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.ServerAppIo/PullCheckpoint",
+            message,
+            PullMessagesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ControlBase(betterproto2_grpclib.ServiceBase):
     async def list_runs(self, message: "ListRunsRequest") -> "ListRunsResponse":
@@ -1416,6 +1468,21 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def push_checkpoint(self, message: "PushInstructionsRequest") -> "PushMessagesResponse":
+        """
+        Keep the run's checkpoint (a message to node 0 whose objects are pushed with
+        PushObject as for instructions); it replaces the run's earlier one and outlives the run.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def pull_checkpoint(self, message: "PullCheckpointRequest") -> "PullMessagesResponse":
+        """
+        The run's latest checkpoint: no message when there is none.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_run(
         self, stream: "grpclib.server.Stream[CreateRunRequest, CreateRunResponse]"
     ) -> None:
@@ -1490,6 +1557,22 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
         response = await self.renew_run_lease(request)
         await stream.send_message(response)
 
+    async def __rpc_push_checkpoint(
+        self, stream: "grpclib.server.Stream[PushInstructionsRequest, PushMessagesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.push_checkpoint(request)
+        await stream.send_message(response)
+
+    async def __rpc_pull_checkpoint(
+        self, stream: "grpclib.server.Stream[PullCheckpointRequest, PullMessagesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.pull_checkpoint(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stamen.v1.ServerAppIo/CreateRun": grpclib.const.Handler(
@@ -1545,5 +1628,17 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RenewRunLeaseRequest,
                 RenewRunLeaseResponse,
+            ),
+            "/stamen.v1.ServerAppIo/PushCheckpoint": grpclib.const.Handler(
+                self.__rpc_push_checkpoint,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PushInstructionsRequest,
+                PushMessagesResponse,
+            ),
+            "/stamen.v1.ServerAppIo/PullCheckpoint": grpclib.const.Handler(
+                self.__rpc_pull_checkpoint,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PullCheckpointRequest,
+                PullMessagesResponse,
             ),
         }
