@@ -38,30 +38,29 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
 from stamen.client.task import AppExecutor, AppTask, Buffer
-from stamen.codec import collect_object, encode_message, iter_chunks
+from stamen.codec import collect_object
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.clock import SYSTEM_CLOCK, Clock
 from stamen.common.context import Context
 from stamen.common.errors import (
-    AppLoadError,
     InvalidMessageError,
     NodeNotFoundError,
     StamenError,
     TransientError,
     UnavailableError,
-    WorkerDiedError,
 )
-from stamen.common.message import Error, ErrorCode, Message, Metadata
+from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
 from stamen.transport.api import FleetApi
 from stamen.transport.types import Run, RunStatus
 
 from .cache import ObjectCache
+from .replies import Reply, aiter_chunks, error_code, error_reply, extending
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -74,7 +73,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
-Reply = tuple[Envelope, Mapping[str, Buffer]]
 
 DEFAULT_PULL_TIMEOUT = 30.0
 """Seconds one long poll waits for work before it is renewed."""
@@ -305,7 +303,7 @@ class SuperNodeAgent:
                 extra={"run_id": meta.run_id, "node_id": self._node_id},
             )
         if self._stopping:
-            reply = _error_reply(
+            reply = error_reply(
                 meta, ErrorCode.NODE_UNAVAILABLE, f"node {self._node_id} is shutting down"
             )
         else:
@@ -348,7 +346,7 @@ class SuperNodeAgent:
             raise  # gave up reconnecting
         except StamenError as exc:  # the run or an object is gone, or failed its hash check
             logger.error("cannot serve message %s: %s", meta.message_id, exc)
-            return _error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
+            return error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
         task = AppTask(envelope=envelope, objects=objects, context=context)
         loop = asyncio.get_running_loop()
         expires = loop.time() + meta.created_at + meta.ttl - self._clock.time() + EXPIRY_SLACK
@@ -375,10 +373,10 @@ class SuperNodeAgent:
             )
             reason = f"node {self._node_id} cancelled the ClientApp's task: {reason}"
             logger.warning("%s: message %s", reason, meta.message_id)
-            return _error_reply(meta, code, reason)
+            return error_reply(meta, code, reason)
         except StamenError as exc:
             logger.error("message %s: %s", meta.message_id, exc)
-            return _error_reply(meta, _error_code(exc), f"node {self._node_id}: {exc}")
+            return error_reply(meta, error_code(exc), f"node {self._node_id}: {exc}")
         context.state = result.state
         return result.envelope, result.objects
 
@@ -451,7 +449,7 @@ class SuperNodeAgent:
         idle = self._request_timeout
         try:
             async with asyncio.timeout(idle) as scope:
-                stream = _extending(self._fleet.pull_object(node_id, object_id), scope, idle)
+                stream = extending(self._fleet.pull_object(node_id, object_id), scope, idle)
                 async with contextlib.aclosing(stream):
                     return await collect_object(object_id, stream)
         except TimeoutError:
@@ -473,7 +471,7 @@ class SuperNodeAgent:
             idle = self._request_timeout
             try:
                 async with asyncio.timeout(idle) as scope:
-                    chunks = _extending(_aiter_chunks(data), scope, idle)
+                    chunks = extending(aiter_chunks(data), scope, idle)
                     async with contextlib.aclosing(chunks):
                         await self._fleet.push_object(
                             node_id, object_id, memoryview(data).nbytes, chunks
@@ -611,36 +609,3 @@ class SuperNodeAgent:
 
 def _earlier(when: float | None, other: float) -> float:
     return other if when is None else min(when, other)
-
-
-def _error_code(exc: StamenError) -> int:
-    if isinstance(exc, WorkerDiedError):
-        return ErrorCode.WORKER_DIED
-    if isinstance(exc, AppLoadError):
-        return ErrorCode.LOAD_CLIENT_APP
-    return ErrorCode.UNKNOWN
-
-
-def _error_reply(instruction: Metadata, code: int, reason: str) -> Reply:
-    """An error reply to an instruction known only by its metadata."""
-    instruction_message = Message(error=Error(ErrorCode.UNKNOWN), metadata=instruction)
-    return encode_message(instruction_message.create_error_reply(Error(code, reason)))
-
-
-async def _aiter_chunks(data: Buffer) -> AsyncIterator[memoryview]:
-    for chunk in iter_chunks(data):
-        yield chunk
-
-
-async def _extending(
-    chunks: AsyncIterator[T], scope: asyncio.Timeout, idle: float
-) -> AsyncGenerator[T, None]:
-    """The chunks, pushing `scope`'s deadline `idle` seconds past each one."""
-    loop = asyncio.get_running_loop()
-    try:
-        async for chunk in chunks:
-            scope.reschedule(loop.time() + idle)
-            yield chunk
-    finally:
-        if isinstance(chunks, AsyncGenerator):
-            await chunks.aclose()

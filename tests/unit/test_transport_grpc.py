@@ -18,6 +18,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError
+from grpclib.protocol import Connection
 from hyperframe.frame import DataFrame
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import (
@@ -367,3 +368,18 @@ async def test_connections_ask_their_peer_for_large_frames() -> None:
         finally:
             channel.close()
     assert received == [h2patch.MAX_FRAME_SIZE, h2patch.MAX_FRAME_SIZE]
+
+
+async def test_a_connection_closing_as_a_request_begins_is_unavailable_not_a_crash() -> None:
+    closed = Connection.__new__(Connection)  # as grpclib leaves one: no transport any more
+    channel = connect("127.0.0.1:1", root_certificates=None, insecure=True)
+    try:
+        client = GrpcFleetClient(channel)
+        with pytest.raises(UnavailableError, match="closed as a request began"):
+            async with client._call():
+                _ = closed._transport
+        with pytest.raises(AttributeError):  # any other AttributeError is a bug: raised as is
+            async with client._call():
+                _ = channel.no_such_thing  # type: ignore[attr-defined]
+    finally:
+        channel.close()

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
+from grpclib.protocol import Connection
 
 from stamen.codec.envelope import Envelope
 from stamen.codec.proto import (
@@ -23,7 +24,7 @@ from stamen.codec.proto import (
     run_from_proto,
     user_config_to_proto,
 )
-from stamen.common.errors import InvalidMessageError
+from stamen.common.errors import InvalidMessageError, UnavailableError
 from stamen.common.records import UserConfig
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
@@ -72,6 +73,12 @@ class _Client:
             raise from_grpc(exc) from exc
         except CONNECTION_ERRORS as exc:
             raise await explain_failure(self.channel, exc) from exc
+        except AttributeError as exc:
+            if not _closed_under_us(exc):
+                raise
+            raise UnavailableError(
+                "the connection to the SuperLink closed as a request began"
+            ) from exc
 
     async def _push_object(
         self, push: _PushObject, first: pb.ObjectChunk, chunks: AsyncIterable[Chunk]
@@ -305,3 +312,9 @@ def _run(reply: pb.GetRunResponse) -> Run:
     if reply.run is None:
         raise InvalidMessageError("GetRun answered without a run")
     return run_from_proto(reply.run)
+
+
+def _closed_under_us(exc: AttributeError) -> bool:
+    """grpclib's race: a request that starts on a connection closing that instant finds
+    the connection's transport gone (a dropped connection, not a bug of ours)."""
+    return isinstance(exc.obj, Connection) and exc.name == "_transport"

@@ -7,6 +7,8 @@ the same classes whichever transport carries them. Subclasses carrying data are 
 from their message where callers act on them (`NodeNotFoundError(node_id)`: the node
 re-registers); others arrive as their status's class (`NotFoundError`) with the same
 message. The memory transport raises its errors the same way (`as_over_grpc`).
+`INTERNAL`, `UNAVAILABLE`, `DEADLINE_EXCEEDED` and a `RESOURCE_EXHAUSTED` that is not a
+size limit (a full disk) arrive as `TransientError`s, which SuperNodes and runners retry.
 """
 
 from __future__ import annotations
