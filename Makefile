@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench certs clean golden
+.PHONY: install test lint typecheck unit protos demo bench chaos certs clean golden
 
 install: $(STAMP)
 
@@ -59,6 +59,11 @@ golden: $(FLOWER_VENV)/.installed
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Faults on purpose (SIGKILLs, network drops and stalls) against a loopback deployment;
+# minutes, bounded; not part of `make test`. Writes benchmarks/CHAOS.md.
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos --runs 20 --minutes 10
 
 certs:
 	bash scripts/make-certs.sh certs
