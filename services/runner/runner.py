@@ -15,12 +15,17 @@ import time
 from collections.abc import Callable
 
 from stamen.common.context import Context
-from stamen.common.errors import RunNotRunningError, ServerAppError, StamenError
+from stamen.common.errors import (
+    RunLeaseHeldError,
+    RunNotRunningError,
+    ServerAppError,
+    StamenError,
+)
 from stamen.common.records import UserConfig
 from stamen.server.grid import Grid
 from stamen.server.history import History
 from stamen.transport.api import ServerAppIoApi
-from stamen.transport.types import RunStatus
+from stamen.transport.types import Run, RunStatus
 
 from .grid import POLL_TIMEOUT, ServerAppIoGrid
 from .lease import RunLease
@@ -36,6 +41,10 @@ FINISH_TIMEOUT = 120.0
 """Seconds to record a run's end, retries included."""
 STOP_TIMEOUT = 5.0
 """Seconds to record that a run was stopped (the process is shutting down)."""
+LEASE_WAITS = 3
+"""Times `resume` waits for a lease held by another (maybe dead) runner to lapse."""
+LAPSE_SLACK = 3.0
+"""Seconds past a lease's end before asking again: the SuperLink's sweep marks the run."""
 
 
 async def run_serverapp(
@@ -57,20 +66,15 @@ async def run_serverapp(
     Cancelled, it marks the run stopped and re-raises.
 
     `resume`: continue run `resume` from its last checkpoint (the round loop's, taken after
-    each round): a run still running is driven again (once its runner's lease is free), a
-    finished one (failed, stopped) goes on as a new run with the same config.
+    each round): a run still running is driven again (once its runner's lease is free: a
+    lease held by a runner that died is waited out), a finished one (failed, stopped) goes
+    on as a new run with the same config.
     `checkpoints=False` takes none (a simulation: its run dies with its process).
     """
-    resume_from = None
-    if resume is not None:
-        run_id, resume_from = await _resumed(serverappio, resume, server_app_ref, client_app_ref)
-    if run_id is None:
-        run_id = await serverappio.create_run(server_app_ref, client_app_ref, run_config)
-    run = await serverappio.get_run(run_id)
-    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
-        raise RunNotRunningError(run_id, run.status)
-    lease = RunLease(serverappio, run_id)
-    await lease.take()  # refused while another runner drives the run
+    run, lease, resume_from = await _leased_run(
+        serverappio, server_app_ref, client_app_ref, run_config, run_id, resume
+    )
+    run_id = run.run_id
     if run.status == RunStatus.PENDING:
         await serverappio.update_run_status(run_id, RunStatus.RUNNING)
     context = Context(
@@ -128,6 +132,47 @@ async def run_serverapp(
         extra={"run_id": run_id},
     )
     return history
+
+
+async def _leased_run(
+    serverappio: ServerAppIoApi,
+    server_app_ref: str,
+    client_app_ref: str,
+    run_config: UserConfig,
+    run_id: int | None,
+    resume: int | None,
+) -> tuple[Run, RunLease, int | None]:
+    """The run to drive with this runner's lease on it, and the run whose checkpoint it
+    starts from (None: its own)."""
+    waits = 0
+    while True:
+        resume_from = None
+        if resume is not None:
+            run_id, resume_from = await _resumed(
+                serverappio, resume, server_app_ref, client_app_ref
+            )
+        if run_id is None:
+            run_id = await serverappio.create_run(server_app_ref, client_app_ref, run_config)
+        run = await serverappio.get_run(run_id)
+        if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+            raise RunNotRunningError(run_id, run.status)
+        lease = RunLease(serverappio, run_id)
+        try:
+            await lease.take()  # refused while another runner drives the run
+        except RunLeaseHeldError as exc:
+            if resume is None or waits == LEASE_WAITS:
+                raise
+            waits += 1
+            logger.warning(
+                "run %d: another runner holds its lease (it may have died): waiting %.0fs "
+                "for the lease to lapse",
+                run_id,
+                exc.remaining,
+                extra={"run_id": run_id},
+            )
+            await asyncio.sleep(exc.remaining + LAPSE_SLACK)
+            continue
+        return run, lease, resume_from
 
 
 async def _resumed(

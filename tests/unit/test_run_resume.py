@@ -23,6 +23,8 @@ from stamen.common.records import ArrayRecord, RecordDict
 from stamen.runner.runner import run_serverapp
 from stamen.server import History, ServerApp, ServerConfig
 from stamen.server.strategy import FedAvg
+from stamen.superlink import MemoryLinkState
+from stamen.superlink.objectstore import MemoryObjectStore
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
@@ -168,3 +170,22 @@ async def test_the_superlink_keeps_the_latest_checkpoint_past_the_runs_end() -> 
         envelope, _ = checkpoint(run_id, [3.0])
         with pytest.raises(InvalidMessageError, match="not of run"):
             await io.push_checkpoint(other, envelope)
+
+
+async def test_resume_waits_out_the_lease_of_a_runner_that_died(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("stamen.runner.runner.LAPSE_SLACK", 0.3)
+    link = SuperLink(MemoryLinkState(), MemoryObjectStore(), run_lease=0.5, sweep_interval=0.1)
+    async with link, nodes(link):
+        io = MemoryServerAppIo(link.serverappio)
+        dead = await io.create_run("server:app", "", {"seed": 3})
+        await io.renew_run_lease(dead, "a runner that died")
+        await io.update_run_status(dead, RunStatus.RUNNING)
+
+        strategy = Recorded()
+        history = await drive(link, strategy, resume=dead)
+        old = await io.get_run(dead)
+    assert [r for r, _ in history.losses_distributed] == [1, 2, 3, 4]
+    assert (old.sub_status, "stopped responding" in old.details) == (RunStatus.FAILED, True)
+    assert "another runner holds its lease (it may have died)" in caplog.text
