@@ -1,0 +1,14 @@
+"""The ClientApp API under Flower's module name (`flwr.clientapp`).
+
+`ClientApp`'s home is `stamen.client.client_app`; this package re-exports it and holds
+the mods (`stamen.clientapp.mod`).
+"""
+
+from stamen.client.client_app import ClientApp
+from stamen.compat.unsupported import unsupported_attributes
+
+from . import mod
+
+__all__ = ["ClientApp", "mod"]
+
+__getattr__ = unsupported_attributes(__name__)

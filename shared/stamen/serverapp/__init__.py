@@ -1,0 +1,15 @@
+"""The ServerApp API under Flower's module name (`flwr.serverapp`).
+
+`ServerApp` and `Grid` have their homes in `stamen.server`; the Message-API strategies
+live in `stamen.serverapp.strategy`, imported on first use.
+"""
+
+from __future__ import annotations
+
+from stamen.common.lazy import lazy_attributes
+from stamen.server.grid import Grid
+from stamen.server.server_app import ServerApp
+
+__all__ = ["Grid", "ServerApp", "strategy"]
+
+__getattr__ = lazy_attributes(__name__, {"strategy": ""})
