@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
-from .errors import InvalidMessageError
+from .errors import InvalidMessageError, MessageContentError
 from .records import RecordDict
 
 __all__ = [
@@ -162,9 +162,9 @@ class Message:
             if len(extra) > 1:
                 message_type = _once("message_type", message_type, extra[1])
         if dst_task_id is not None:
-            raise ValueError("Message(dst_task_id=...) is not supported by Stamen")
+            raise TypeError("Message(dst_task_id=...) is not supported by Stamen")
         if (content is None) == (error is None):
-            raise ValueError("a Message has either content or an error, not both or neither")
+            raise TypeError("a Message has either content or an error, not both or neither")
         if content is not None and not isinstance(content, RecordDict):
             raise TypeError(f"Message content must be a RecordDict, got {type(content).__name__}")
         if error is not None and not isinstance(error, Error):
@@ -173,18 +173,18 @@ class Message:
         self._error = error
         if metadata is not None:
             if any(x is not None for x in (dst_node_id, message_type, ttl, group_id, reply_to)):
-                raise ValueError("a Message built from metadata takes no other metadata fields")
+                raise TypeError("a Message built from metadata takes no other metadata fields")
             self.metadata = metadata
         elif reply_to is not None:
             if dst_node_id is not None or message_type is not None or group_id is not None:
-                raise ValueError(
+                raise TypeError(
                     "a reply takes its destination, type and group from reply_to: "
                     "give only content (or error), reply_to and ttl"
                 )
             self.metadata = _reply_metadata(reply_to.metadata, ttl)
         else:
             if dst_node_id is None or message_type is None:
-                raise ValueError("an instruction needs dst_node_id and message_type")
+                raise TypeError("an instruction needs dst_node_id and message_type")
             self.metadata = Metadata(
                 run_id=0,
                 message_id=new_message_id(),
@@ -200,7 +200,7 @@ class Message:
     @property
     def content(self) -> RecordDict:
         if self._content is None:
-            raise InvalidMessageError(
+            raise MessageContentError(
                 f"message {self.metadata.message_id} carries an error, not content: {self._error}"
             )
         return self._content
@@ -212,7 +212,7 @@ class Message:
     @property
     def error(self) -> Error:
         if self._error is None:
-            raise InvalidMessageError(f"message {self.metadata.message_id} carries no error")
+            raise MessageContentError(f"message {self.metadata.message_id} carries no error")
         return self._error
 
     def has_content(self) -> bool:
