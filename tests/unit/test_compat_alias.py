@@ -50,8 +50,8 @@ def test_flwr_modules_are_the_stamen_modules() -> None:
     import flwr.common.typing
     import stamen.app
     import stamen.common.typing
-    from flwr.serverapp import ServerApp
     from flwr.server.strategy import FedAvg
+    from flwr.serverapp import ServerApp
     from stamen.server.strategy import FedAvg as StamenFedAvg
 
     assert flwr.app is stamen.app
@@ -68,13 +68,13 @@ def test_installing_twice_installs_once() -> None:
 
 def test_a_flower_module_stamen_lacks_says_so() -> None:
     install_flwr_alias()
-    with pytest.raises(ModuleNotFoundError, match="'flwr.cli'.*'stamen.cli'.*does not provide"):
+    with pytest.raises(ModuleNotFoundError, match=r"'flwr\.cli'.*'stamen\.cli'.*does not provide"):
         importlib.import_module("flwr.cli")
 
 
 def test_an_unsupported_flower_name_keeps_its_reason() -> None:
     install_flwr_alias()
-    with pytest.raises(ImportError, match="not supported by Stamen: .*telemetry"):
+    with pytest.raises(ImportError, match=r"not supported by Stamen: .*telemetry"):
         from flwr.common import event  # noqa: F401
 
 
