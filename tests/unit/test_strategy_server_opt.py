@@ -122,12 +122,6 @@ def test_message_fedopt_needs_configure_train_and_the_same_keys(cls: type[FedOpt
     assert list(strategy.m_t) == ["w"]
 
 
-def ConfigRecord():
-    from stamen.common.records import ConfigRecord
-
-    return ConfigRecord()
-
-
 def test_message_fedopt_base_is_fedavg() -> None:
     strategy = FedOpt()
     grid = InProcessGrid.with_apps(unused, [1, 2])
