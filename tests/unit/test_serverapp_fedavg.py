@@ -225,4 +225,3 @@ def test_the_utilities_name_a_missing_weight_without_validation_first() -> None:
         utils.aggregate_arrayrecords([no_metrics], "num-examples")
     with pytest.raises(InconsistentMessageReplies, match="Missing required key `n`"):
         utils.aggregate_metricrecords([RecordDict({"m": MetricRecord({"x": 1})})], "n")
-
