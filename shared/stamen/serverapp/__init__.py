@@ -6,9 +6,14 @@ live in `stamen.serverapp.strategy`, imported on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from stamen.common.lazy import lazy_attributes
 from stamen.server.grid import Grid
 from stamen.server.server_app import ServerApp
+
+if TYPE_CHECKING:
+    from . import strategy
 
 __all__ = ["Grid", "ServerApp", "strategy"]
 
