@@ -19,6 +19,8 @@ RUN python3 -m venv /opt/stamen \
         "stamen${EXTRAS:+[$EXTRAS]}" scikit-learn
 
 FROM ${BASE}
+ARG BASE
+LABEL org.stamen.base=${BASE}
 RUN command -v openssl >/dev/null \
     || { echo "the base image has no openssl (scripts/make-certs.sh needs it)" >&2; exit 1; }
 COPY --from=install /opt/stamen /opt/stamen

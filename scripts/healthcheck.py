@@ -22,7 +22,11 @@ TIMEOUT = 3.0
 """Seconds each address gets to answer."""
 
 
-async def failures(addresses: list[str], root_certificates: Path | None, insecure: bool) -> list[str]:
+async def failures(
+    addresses: list[str], root_certificates: Path | None, insecure: bool
+) -> list[str]:
+    """One line for each address that does not serve, saying why."""
+
     async def probe(address: str) -> str | None:
         channel = connect(address, root_certificates=root_certificates, insecure=insecure)
         try:
