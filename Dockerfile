@@ -12,6 +12,8 @@ ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS install
 ARG EXTRAS=""
+# The label lets scripts/build-image.sh remove this stage's image once it is untagged.
+LABEL org.stamen.stage=install
 COPY build/wheelhouse /wheels
 # scikit-learn: the examples' data (digits) ships with it; no download at run time.
 RUN python3 -m venv /opt/stamen \
@@ -20,7 +22,7 @@ RUN python3 -m venv /opt/stamen \
 
 FROM ${BASE}
 ARG BASE
-LABEL org.stamen.base=${BASE}
+LABEL org.stamen.base=${BASE} org.stamen.stage=final
 RUN command -v openssl >/dev/null \
     || { echo "the base image has no openssl (scripts/make-certs.sh needs it)" >&2; exit 1; }
 COPY --from=install /opt/stamen /opt/stamen

@@ -50,4 +50,6 @@ fi
 echo "image: $tag (docker build --network none)"
 docker build --quiet --network none --build-arg "BASE=$base" --build-arg "EXTRAS=$extras" \
     --tag "$tag" . >/dev/null
-echo "image: built $tag"
+# The install stage's image, left untagged by the classic builder, is of no further use.
+docker image prune --force --filter label=org.stamen.stage=install >/dev/null
+echo "image: built $tag ($(ls "$wheels" | grep -o '^torch-[^-]*' || echo 'no torch'))"
