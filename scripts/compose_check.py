@@ -292,6 +292,7 @@ def faults(compose: list[str]) -> str:
 
         # 1. A SuperNode's container dies mid-round: the round ends with one failure.
         victim = "supernode-2"
+        killed = node_id(stack, victim)
         killed_in, _ = while_training(
             stack, victim, lambda: run(["docker", "kill", stack.container(victim)])
         )
@@ -301,6 +302,9 @@ def faults(compose: list[str]) -> str:
             raise CheckFailed(
                 f"round {killed_in}, {victim} killed: fit got {outcome}, expected 1 failure"
             )
+        failure = rf"round {killed_in} fit failure: node {killed} went offline"
+        if not re.search(failure, stack.logs("serverapp")):
+            raise CheckFailed(f"round {killed_in}'s failure is not {victim}'s (node {killed})")
         notes.append(f"kill {victim} in round {killed_in}: {outcome[0]} results, 1 failure")
         # Every round waits for all three nodes (min-available-clients=3): start it again.
         if stack.state(victim)[0] != "running":
