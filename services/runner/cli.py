@@ -22,7 +22,7 @@ import click
 from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
-from stamen.common.cli import run
+from stamen.common.cli import flwr_compat_option, run
 from stamen.common.errors import PermissionDeniedError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
@@ -121,6 +121,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Seconds a round waits for its replies (sets the run config's 'round-timeout', "
     "which overrides the app's ServerConfig) [default: the app's, else 600].",
 )
+@flwr_compat_option
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
     """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
