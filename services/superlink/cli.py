@@ -91,11 +91,12 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--serverappio-api-address",
-    default="0.0.0.0:9091",
+    default="127.0.0.1:9091",
     show_default=True,
     envvar="STAMEN_SERVERAPPIO_API_ADDRESS",
     show_envvar=True,
-    help="HOST:PORT where ServerApp runners connect.",
+    help="HOST:PORT where ServerApp runners connect; this host only by default (a wider "
+    "address is logged with a warning).",
 )
 @click.option(
     "--control-api-address",
@@ -133,6 +134,33 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     envvar="STAMEN_GRACE_PERIOD",
     show_envvar=True,
     help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
+)
+@click.option(
+    "--enable-supernode-auth",
+    is_flag=True,
+    envvar="STAMEN_ENABLE_SUPERNODE_AUTH",
+    show_envvar=True,
+    help="Admit only SuperNodes whose public key is in --auth-list-public-keys; every "
+    "Fleet request must be signed by that key.",
+)
+@click.option(
+    "--auth-list-public-keys",
+    type=_PATH,
+    metavar="FILE",
+    envvar="STAMEN_AUTH_LIST_PUBLIC_KEYS",
+    show_envvar=True,
+    help="The allowed SuperNode public keys, one OpenSSH line each (`make keys`, or "
+    "`python -m stamen.auth node-key`, makes a pair).",
+)
+@click.option(
+    "--auth-operator-tokens",
+    type=_PATH,
+    metavar="FILE",
+    envvar="STAMEN_AUTH_OPERATOR_TOKENS",
+    show_envvar=True,
+    help="Require an operator token on Control and ServerAppIo: FILE lists NAME:SHA256 "
+    "lines (`python -m stamen.auth operator-token` adds one). Without it, those APIs "
+    "take calls from this host only (or from anyone with --insecure).",
 )
 @click.option(
     "--log-level",

@@ -22,6 +22,7 @@ from stamen.transport.grpc.server import api_server, listen, socket_address
 from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 from stamen.transport.grpc.tls import server_context
 
+from .auth import fleet_authority, log_security, operator_authority
 from .settings import SuperLinkSettings
 from .superlink import open_superlink
 
@@ -58,6 +59,8 @@ async def serve(
     tls = None
     if certificates is not None:
         tls = server_context(certificates.ca, certificates.cert, certificates.key)
+    fleet_auth = fleet_authority(settings)
+    operator_auth = operator_authority(settings)
     with contextlib.ExitStack() as sockets:
         fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
@@ -69,9 +72,12 @@ async def serve(
             servers: list[Server] = []
             try:
                 for servicer, sock in (
-                    (FleetServicer(link.fleet, drain), fleet_socket),
-                    (ServerAppIoServicer(link.serverappio, drain), serverappio_socket),
-                    (ControlServicer(link.control, drain), control_socket),
+                    (FleetServicer(link.fleet, drain, fleet_auth), fleet_socket),
+                    (
+                        ServerAppIoServicer(link.serverappio, drain, operator_auth),
+                        serverappio_socket,
+                    ),
+                    (ControlServicer(link.control, drain, operator_auth), control_socket),
                 ):
                     server = api_server(servicer)
                     await server.start(sock=sock, ssl=tls)
@@ -130,6 +136,7 @@ def _log_listening(listening: Listening, settings: SuperLinkSettings, *, tls_on:
     logger.info("Fleet API listening on %s (%s)", listening.fleet, security)
     logger.info("ServerAppIo API listening on %s (%s)", listening.serverappio, security)
     logger.info("Control API listening on %s (%s)", listening.control, security)
+    log_security(settings, listening.serverappio, listening.control)
     logger.info(
         "SuperLink ready: state in %s, heartbeat interval %gs",
         "memory (not kept)" if settings.database == ":memory:" else settings.database,

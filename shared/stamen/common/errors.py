@@ -30,6 +30,7 @@ __all__ = [
     "RunNotRunningError",
     "ServerAppError",
     "StamenError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UserInputError",
     "WorkerDiedError",
@@ -128,6 +129,13 @@ class PermissionDeniedError(StamenError):
     """A caller acts on something that is not addressed to it."""
 
     status = Status.PERMISSION_DENIED
+
+
+class UnauthenticatedError(UserInputError):
+    """A caller's credentials are missing, unknown, revoked or invalid: retrying with the
+    same ones cannot help (a SuperNode exits 2 on it)."""
+
+    status = Status.UNAUTHENTICATED
 
 
 class RunNotRunningError(StamenError):

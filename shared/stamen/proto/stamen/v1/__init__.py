@@ -624,6 +624,13 @@ class RegisterNodeResponse(betterproto2.Message):
     seconds; the node must send a heartbeat this often
     """
 
+    token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The secret that says "this registration" on every later request (metadata
+    stamen-node-token): the SuperLink takes the node's identity from it, never from the
+    node_id fields below, which may be 0 and are refused when they name another node.
+    """
+
 
 default_message_pool.register_message("stamen.v1", "RegisterNodeResponse", RegisterNodeResponse)
 
