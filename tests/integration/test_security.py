@@ -12,7 +12,6 @@ deployment of the README end to end.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +65,7 @@ def _auth_superlink(keys: Path, certs: Path) -> list[str]:
     )  # fmt: skip
 
 
-def test_an_authenticated_deployment_runs_end_to_end(procs: Procs, certs: Path, keys: Path) -> None:
+async def test_an_authenticated_deployment_runs_end_to_end(procs: Procs, certs: Path, keys: Path) -> None:
     link = SuperLink.started(procs.start("superlink", _auth_superlink(keys, certs)))
     link.proc.wait_for(r"SuperNode authentication on: 3 allowed key", timeout=1)
     nodes = [
@@ -123,7 +122,7 @@ def test_an_authenticated_deployment_runs_end_to_end(procs: Procs, certs: Path, 
     assert "not on the SuperLink's list" in errors[0]
     assert "--auth-list-public-keys" in errors[0]
 
-    asyncio.run(_attack_operator_apis(link, certs, keys))
+    await _attack_operator_apis(link, certs, keys)
     assert terminate_all(nodes) == {node.name: 0 for node in nodes}
     assert link.proc.terminate() == 0, link.proc.tail()
 
@@ -155,11 +154,11 @@ async def _attack_operator_apis(link: SuperLink, certs: Path, keys: Path) -> Non
             channel.close()
 
 
-def test_without_auth_a_node_still_acts_only_as_itself(procs: Procs, certs: Path) -> None:
+async def test_without_auth_a_node_still_acts_only_as_itself(procs: Procs, certs: Path) -> None:
     link = SuperLink.started(procs.start("superlink", superlink_args(certs=certs)))
     nodes = start_supernodes(procs, 2, "client:app", NUMPY, link.fleet, certs=certs)
     victims = [int(node.matches(r"registered as node (\d+)")[0][1]) for node in nodes]
-    asyncio.run(_attack_fleet(link, certs, victims))
+    await _attack_fleet(link, certs, victims)
     server = procs.start(
         "serverapp",
         serverapp_args(

@@ -25,6 +25,7 @@ __all__ = [
     "NotFoundError",
     "ObjectNotFoundError",
     "PermissionDeniedError",
+    "RequestTooLargeError",
     "RoundFailedError",
     "RunNotFoundError",
     "RunNotRunningError",
@@ -93,6 +94,12 @@ class MessageTooLargeError(StamenError):
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class RequestTooLargeError(StamenError):
+    """A request exceeds a bound other than the message cap (its headers, say)."""
+
+    status = Status.RESOURCE_EXHAUSTED
 
 
 class NotFoundError(StamenError):

@@ -4,8 +4,9 @@ Server: `guard(mapping, authority, service)` wraps each method of a servicer so 
 `Authority` judges the request's metadata and peer before the method runs; the `Caller`
 it returns is what `current_caller()` gives the servicer while that request is handled.
 Refusals travel through the one error table (UNAUTHENTICATED, PERMISSION_DENIED, ...).
-The wrapper also reads the request frames defensively: a compressed or truncated frame
-is INVALID_ARGUMENT, not an application error with a traceback.
+The wrapper also reads requests defensively: headers over `MAX_HEADER_LIST_SIZE` are
+RESOURCE_EXHAUSTED, and a compressed or truncated frame is INVALID_ARGUMENT, not an
+application error with a traceback.
 
 Client: `sign_requests(channel, signer)` signs every request on a channel with a node
 key; `use_operator_token(channel, token)` sends an operator's bearer token. Both hook
@@ -28,11 +29,12 @@ from grpclib.server import Stream
 
 from stamen.auth.authority import ANONYMOUS, AUTHORIZATION_HEADER, Authority, Caller
 from stamen.auth.signing import NODE_TOKEN_HEADER, RequestSigner
-from stamen.common.errors import ConfigError, InvalidMessageError
+from stamen.common.errors import ConfigError, InvalidMessageError, RequestTooLargeError
 
 from .errors import grpc_errors
 
 __all__ = [
+    "MAX_HEADER_LIST_SIZE",
     "current_caller",
     "guard",
     "read_operator_token",
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+MAX_HEADER_LIST_SIZE = 64 << 10
+"""Bytes of metadata (names and values) a request may carry: HTTP/2's usual 64 KiB."""
 
 _CALLER: ContextVar[Caller] = ContextVar("stamen_caller", default=ANONYMOUS)
 
@@ -75,9 +80,15 @@ def _guarded(
 
     async def call(stream: Stream[Any, Any]) -> None:
         caller = ANONYMOUS
-        if authority is not None:
-            with grpc_errors(method):
-                metadata = cast(Mapping[str, str], stream.metadata or {})
+        metadata = cast(Mapping[str, str], stream.metadata or {})
+        with grpc_errors(method):
+            size = sum(len(key) + len(value) for key, value in metadata.items())
+            if size > MAX_HEADER_LIST_SIZE:
+                raise RequestTooLargeError(
+                    f"{method}: request headers of {size} bytes exceed the limit of "
+                    f"{MAX_HEADER_LIST_SIZE} bytes"
+                )
+            if authority is not None:
                 caller = authority.authenticate(name, metadata, stream.peer.addr())
         _CALLER.set(caller)  # each request is its own task: nothing to reset
         _read_defensively(stream, method)

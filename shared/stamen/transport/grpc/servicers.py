@@ -36,6 +36,7 @@ from stamen.common.errors import (
     IntegrityError,
     InvalidMessageError,
     PermissionDeniedError,
+    RunNotFoundError,
     UnauthenticatedError,
 )
 from stamen.proto.stamen import v1 as pb
@@ -147,7 +148,7 @@ class FleetServicer(_Servicer, pb.FleetBase):
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(self._node(message.node_id), message.run_id)
+            run = await self._api.get_run(self._node(message.node_id), _run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
 
@@ -164,6 +165,10 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     async def create_run(self, message: pb.CreateRunRequest) -> pb.CreateRunResponse:
         async with self._serving("CreateRun"):
+            if not message.server_app:
+                raise InvalidMessageError(
+                    "CreateRun names no server_app (the ServerApp's module:attribute)"
+                )
             run_id = await self._api.create_run(
                 message.server_app, message.client_app, user_config_from_proto(message.run_config)
             )
@@ -171,23 +176,25 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(message.run_id)
+            run = await self._api.get_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
     async def get_nodes(self, message: pb.GetNodesRequest) -> pb.GetNodesResponse:
         async with self._serving("GetNodes"):
-            nodes = await self._api.get_nodes(message.run_id)
+            nodes = await self._api.get_nodes(_run_id(message.run_id))
             return pb.GetNodesResponse(nodes=[node_to_proto(node) for node in nodes])
 
     async def push_messages(self, message: pb.PushInstructionsRequest) -> pb.PushMessagesResponse:
         async with self._serving("PushMessages"):
             envelopes = [envelope_from_proto(m) for m in message.messages]
-            result = await self._api.push_messages(message.run_id, envelopes)
+            result = await self._api.push_messages(_run_id(message.run_id), envelopes)
         return _push_response(result)
 
     async def pull_messages(self, message: pb.PullRepliesRequest) -> pb.PullMessagesResponse:
         async with self._serving("PullMessages"):
-            poll = self._api.pull_messages(message.run_id, message.message_ids, message.timeout)
+            poll = self._api.pull_messages(
+                _run_id(message.run_id), message.message_ids, message.timeout
+            )
             envelopes = await self.drain.long_poll(poll, [])
             return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
 
@@ -195,7 +202,10 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
         async with self._serving("PushObject"):
             first = await _first_chunk(messages)
             stored = await self._api.push_object(
-                first.run_id, first.object_id, first.total_size, _chunk_data(first, messages)
+                _run_id(first.run_id),
+                first.object_id,
+                first.total_size,
+                _chunk_data(first, messages),
             )
             async for _ in messages:  # what the handler did not need (it had the object)
                 pass
@@ -203,7 +213,7 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     async def pull_object(self, message: pb.PullObjectRequest) -> AsyncIterator[pb.ObjectChunk]:
         async with self._serving("PullObject"):
-            chunks = self._api.pull_object(message.run_id, message.object_id)
+            chunks = self._api.pull_object(_run_id(message.run_id), message.object_id)
             async with aclosing(_object_chunks(message.object_id, chunks)) as stream:
                 async for chunk in stream:
                     yield chunk
@@ -213,7 +223,7 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
     ) -> pb.UpdateRunStatusResponse:
         async with self._serving("UpdateRunStatus"):
             await self._api.update_run_status(
-                message.run_id, message.status, message.sub_status, message.details
+                _run_id(message.run_id), message.status, message.sub_status, message.details
             )
         return pb.UpdateRunStatusResponse()
 
@@ -236,13 +246,23 @@ class ControlServicer(_Servicer, pb.ControlBase):
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(message.run_id)
+            run = await self._api.get_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
     async def stop_run(self, message: pb.StopRunRequest) -> pb.GetRunResponse:
         async with self._serving("StopRun"):
-            run = await self._api.stop_run(message.run_id)
+            run = await self._api.stop_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
+
+
+_MAX_ID = (1 << 63) - 1
+
+
+def _run_id(run_id: int) -> int:
+    """A run id from the wire (uint64): ids are 63-bit, so a larger one names no run."""
+    if run_id > _MAX_ID:
+        raise RunNotFoundError(run_id)
+    return run_id
 
 
 def _push_response(result: PushResult) -> pb.PushMessagesResponse:

@@ -1,0 +1,172 @@
+"""The authentication flags of the three CLIs: each mistake is one line and exit code 2,
+and serve() builds what the flags ask for (the log says what protects what)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from stamen.auth.keys import generate_key, public_key_line, write_key_pair
+from stamen.auth.signing import RequestSigner
+from stamen.auth.tokens import hash_token
+from stamen.common.errors import UnauthenticatedError
+from stamen.runner import cli as runner_cli
+from stamen.superlink import cli as superlink_cli
+from stamen.superlink.serve import Listening, serve
+from stamen.superlink.settings import SuperLinkSettings
+from stamen.supernode.cli import main as supernode_main
+from stamen.transport.grpc import GrpcControlClient, GrpcFleetClient, connect
+from stamen.transport.grpc.guard import sign_requests, use_operator_token
+
+
+def superlink(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(superlink_cli.main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--insecure", "--enable-supernode-auth"), "go together: pass both"),
+        (("--insecure", "--auth-list-public-keys", "k.csv"), "go together: pass both"),
+        (("--insecure", "--auth-operator-tokens", "t.txt"), "tokens would travel in the clear"),
+    ],
+)
+def test_superlink_auth_flags_that_do_not_fit_are_one_line(
+    args: tuple[str, ...], expected: str
+) -> None:
+    code, output = superlink(*args)
+    assert code == 2
+    assert output.count("\n") == 1
+    assert expected in output
+
+
+def test_superlink_unreadable_key_lists_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(superlink_cli, "setup_logging", lambda level: None)
+    listing = tmp_path / "keys.csv"
+    listing.write_text("not a key\n")
+    code, output = superlink(
+        "--insecure", "--database", ":memory:", "--fleet-api-address", "127.0.0.1:0",
+        "--serverappio-api-address", "127.0.0.1:0", "--control-api-address", "127.0.0.1:0",
+        "--enable-supernode-auth", "--auth-list-public-keys", str(listing),
+    )  # fmt: skip
+    assert code == 2
+    assert f"{listing}, line 1: not an OpenSSH public key" in output
+
+
+def test_supernode_with_an_unusable_key_exits_2_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "node.key"
+    junk.write_text("junk")
+    with pytest.raises(SystemExit) as exited:
+        supernode_main(["client:app", "--insecure", "--auth-supernode-private-key", str(junk)])
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{junk} is not an unencrypted PEM or OpenSSH private key" in line
+
+
+def test_runner_with_a_missing_token_file_exits_2_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_cli, "setup_logging", lambda level: None)
+    result = CliRunner().invoke(
+        runner_cli.main,
+        ["x:app", "--insecure", "--operator-token-file", str(tmp_path / "missing")],
+    )
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot read the operator token file" in line
+
+
+async def test_serve_with_node_and_operator_auth(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, certs_dir: Path
+) -> None:
+    node_key = generate_key()
+    write_key_pair(node_key, tmp_path / "node")
+    (tmp_path / "keys.csv").write_text(public_key_line(node_key.public_key()) + "\n")
+    (tmp_path / "operators.txt").write_text(f"ops:{hash_token('sesame')}\n")
+    settings = SuperLinkSettings(
+        certificates={
+            "ca": certs_dir / "ca.crt",
+            "cert": certs_dir / "server.pem",
+            "key": certs_dir / "server.key",
+        },
+        database=str(tmp_path / "state.db"),
+        fleet_api_address="127.0.0.1:0",
+        serverappio_api_address="127.0.0.1:0",
+        control_api_address="127.0.0.1:0",
+        enable_supernode_auth=True,
+        auth_list_public_keys=tmp_path / "keys.csv",
+        auth_operator_tokens=tmp_path / "operators.txt",
+    )
+    caplog.set_level(logging.INFO)
+    ready: asyncio.Future[Listening] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    ca = certs_dir / "ca.crt"
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(serve(settings, ready=ready, stop=stop))
+        async with asyncio.timeout(10):
+            listening = await ready
+        channels = [connect(listening.fleet, root_certificates=ca, insecure=False)]
+        try:
+            sign_requests(channels[0], RequestSigner(node_key))
+            node = GrpcFleetClient(channels[0], timeout=10)
+            node_id = (await node.register_node({})).node_id
+            assert await node.pull_messages(node_id, 0) == []
+            channels.append(connect(listening.control, root_certificates=ca, insecure=False))
+            with pytest.raises(UnauthenticatedError, match="operator token"):
+                await GrpcControlClient(channels[1]).list_runs()
+            use_operator_token(channels[1], "sesame")
+            assert await GrpcControlClient(channels[1]).list_runs() == []
+        finally:
+            for channel in channels:
+                channel.close()
+            stop.set()
+        async with asyncio.timeout(10):
+            await task
+    assert (tmp_path / "state.db.secret").stat().st_mode & 0o777 == 0o600
+    assert "SuperNode authentication on: 1 allowed key" in caplog.text
+    assert "Control and ServerAppIo require an operator token" in caplog.text
+
+
+@pytest.fixture
+def certs_dir(tmp_path: Path) -> Path:
+    root = Path(__file__).resolve().parents[2]
+    directory = tmp_path / "certs"
+    subprocess.run(
+        ["bash", str(root / "scripts" / "make-certs.sh"), str(directory)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return directory
+
+
+async def test_insecure_serving_says_it_is_open(caplog: pytest.LogCaptureFixture) -> None:
+    settings = SuperLinkSettings(
+        insecure=True,
+        database=":memory:",
+        fleet_api_address="127.0.0.1:0",
+        serverappio_api_address="127.0.0.1:0",
+        control_api_address="0.0.0.0:0",
+    )
+    caplog.set_level(logging.INFO)
+    ready: asyncio.Future[Listening] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(serve(settings, ready=ready, stop=stop))
+        async with asyncio.timeout(10):
+            await ready
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+    assert "--insecure: no TLS and no operator authentication" in caplog.text
+    assert "Control API listens on 0.0.0.0" in caplog.text
+    assert "anyone who reaches it controls runs" in caplog.text
