@@ -13,7 +13,6 @@ deployment of the README end to end.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from procs import (
     supernode_args,
     terminate_all,
 )
+from stamen.auth.keys import generate_key, write_key_pair
 from stamen.common.errors import UnauthenticatedError
 from stamen.transport.grpc import (
     GrpcControlClient,
@@ -65,7 +65,9 @@ def _auth_superlink(keys: Path, certs: Path) -> list[str]:
     )  # fmt: skip
 
 
-async def test_an_authenticated_deployment_runs_end_to_end(procs: Procs, certs: Path, keys: Path) -> None:
+async def test_an_authenticated_deployment_runs_end_to_end(
+    procs: Procs, certs: Path, keys: Path
+) -> None:
     link = SuperLink.started(procs.start("superlink", _auth_superlink(keys, certs)))
     link.proc.wait_for(r"SuperNode authentication on: 3 allowed key", timeout=1)
     nodes = [
@@ -101,12 +103,7 @@ async def test_an_authenticated_deployment_runs_end_to_end(procs: Procs, certs: 
 
     # A SuperNode whose key is not on the list: refused at once, one line, exit 2.
     stranger = keys.parent / "stranger"
-    subprocess.run(
-        [sys.executable, "-m", "stamen.auth", "node-key", str(stranger)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    write_key_pair(generate_key(), stranger)
     refused = procs.start(
         "stranger",
         [
