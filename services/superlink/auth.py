@@ -7,6 +7,9 @@
 - Control and ServerAppIo: with `--auth-operator-tokens FILE`, a bearer token whose hash
   is in FILE; without it, only callers on this host when TLS is on, and anyone when the
   SuperLink runs `--insecure` (said in the log line).
+
+`Credentials` holds both; `reload()` (the CLI calls it on SIGHUP) reads the key list and
+the token file again, so keys and tokens are enrolled or revoked without a restart.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ from stamen.auth.keys import load_public_keys
 from stamen.auth.signing import SignatureVerifier
 from stamen.auth.tokens import NodeTokens, OperatorTokens, load_or_create_secret
 from stamen.common.config import split_address
+from stamen.common.errors import ConfigError
 
 from .settings import SuperLinkSettings
 
-__all__ = ["fleet_authority", "log_security", "operator_authority", "secret_path"]
+__all__ = [
+    "Credentials",
+    "fleet_authority",
+    "log_security",
+    "operator_authority",
+    "secret_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,37 @@ def operator_authority(settings: SuperLinkSettings) -> OperatorAuthority:
     if settings.auth_operator_tokens is not None:
         return OperatorAuthority(OperatorTokens.load(settings.auth_operator_tokens))
     return OperatorAuthority(local_only=not settings.insecure)
+
+
+class Credentials:
+    """The authorities of one SuperLink (ConfigError for files that cannot be read)."""
+
+    def __init__(self, settings: SuperLinkSettings) -> None:
+        self.settings = settings
+        self.fleet = fleet_authority(settings)
+        self.operators = operator_authority(settings)
+
+    def reload(self) -> bool:
+        """Read the key list and the operator token file again; on a bad file, log why
+        and keep what was in force. True when the new files took effect."""
+        settings = self.settings
+        try:
+            keys = None
+            if settings.auth_list_public_keys is not None:
+                keys = load_public_keys(settings.auth_list_public_keys)
+            tokens = None
+            if settings.auth_operator_tokens is not None:
+                tokens = OperatorTokens.load(settings.auth_operator_tokens)
+        except ConfigError as exc:
+            logger.error("credentials not reloaded, the previous ones stay in force: %s", exc)
+            return False
+        if keys is not None and self.fleet.verifier is not None:
+            self.fleet.verifier.replace_keys(keys)
+            logger.info("reloaded %d allowed SuperNode key(s)", len(keys))
+        if tokens is not None:
+            self.operators.tokens = tokens
+            logger.info("reloaded the operator tokens")
+        return True
 
 
 def log_security(settings: SuperLinkSettings, serverappio: str, control: str) -> None:

@@ -19,6 +19,7 @@ from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
+from .auth import Credentials
 from .serve import serve
 from .settings import Certificates, SuperLinkSettings, describe
 
@@ -38,7 +39,8 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
         "Every option can also be set through its STAMEN_* environment variable, shown "
         "with each option (STAMEN_CERTIFICATES takes the three paths separated by spaces). "
         "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
-        "exit, code 1), 1 when serving fails, 2 for bad input."
+        "exit, code 1), 1 when serving fails, 2 for bad input. SIGHUP reads "
+        "--auth-list-public-keys and --auth-operator-tokens again."
     ),
 )
 @click.option(
@@ -239,9 +241,11 @@ async def _serve_until_signalled(settings: SuperLinkSettings) -> None:
             logger.warning("%s again: forcing exit", signum.name)
             task.cancel()
 
+    credentials = Credentials(settings)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await serve(settings, stop=stop)
+    loop.add_signal_handler(signal.SIGHUP, credentials.reload)
+    await serve(settings, stop=stop, credentials=credentials)
 
 
 def _fail(message: str, code: int) -> int:

@@ -22,7 +22,7 @@ from stamen.transport.grpc.server import api_server, listen, socket_address
 from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 from stamen.transport.grpc.tls import server_context
 
-from .auth import fleet_authority, log_security, operator_authority
+from .auth import Credentials, log_security
 from .settings import SuperLinkSettings
 from .superlink import open_superlink
 
@@ -48,8 +48,11 @@ async def serve(
     *,
     ready: asyncio.Future[Listening] | None = None,
     stop: asyncio.Event | None = None,
+    credentials: Credentials | None = None,
 ) -> None:
     """Serve until `stop` is set (or forever), then shut down in stages.
+
+    `credentials` (made from `settings` when None) decide who may call each API.
 
     `ready` gets the bound addresses once all three APIs serve; await it next to the task
     that runs `serve()`, since a start-up error (ConfigError for a bad certificate, an
@@ -59,8 +62,9 @@ async def serve(
     tls = None
     if certificates is not None:
         tls = server_context(certificates.ca, certificates.cert, certificates.key)
-    fleet_auth = fleet_authority(settings)
-    operator_auth = operator_authority(settings)
+    if credentials is None:
+        credentials = Credentials(settings)
+    fleet_auth, operator_auth = credentials.fleet, credentials.operators
     with contextlib.ExitStack() as sockets:
         fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))

@@ -12,6 +12,7 @@ deployment of the README end to end.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -104,20 +105,25 @@ async def test_an_authenticated_deployment_runs_end_to_end(
     # A SuperNode whose key is not on the list: refused at once, one line, exit 2.
     stranger = keys.parent / "stranger"
     write_key_pair(generate_key(), stranger)
-    refused = procs.start(
-        "stranger",
-        [
-            *supernode_args(
-                "client:app", NUMPY, link.fleet, certs=certs, node_config="partition-id=0"
-            ),
-            "--auth-supernode-private-key", str(stranger),
-        ],
-    )  # fmt: skip
+    stranger_argv = [
+        *supernode_args("client:app", NUMPY, link.fleet, certs=certs, node_config="partition-id=0"),
+        "--auth-supernode-private-key", str(stranger),
+    ]  # fmt: skip
+    refused = procs.start("stranger", stranger_argv)
     assert refused.wait(timeout=30) == 2, refused.tail()
     errors = [line for line in refused.output().splitlines() if ": error: " in line]
     assert len(errors) == 1, refused.tail()
     assert "not on the SuperLink's list" in errors[0]
     assert "--auth-list-public-keys" in errors[0]
+
+    # Enrolled at run time: its .pub line added to the list, then SIGHUP.
+    with (keys / "keys.csv").open("a") as listing:
+        listing.write(stranger.with_name("stranger.pub").read_text())
+    link.proc.popen.send_signal(signal.SIGHUP)
+    link.proc.wait_for(r"reloaded 4 allowed SuperNode key", timeout=10)
+    admitted = procs.start("admitted", stranger_argv)
+    admitted.wait_for(r"registered as node \d+", timeout=60)
+    nodes.append(admitted)
 
     await _attack_operator_apis(link, certs, keys)
     assert terminate_all(nodes) == {node.name: 0 for node in nodes}

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from stamen.auth.keys import generate_key, public_key_line, write_key_pair
+from stamen.auth.keys import PrivateKey, generate_key, public_key_line, write_key_pair
 from stamen.auth.signing import RequestSigner
 from stamen.auth.tokens import hash_token
 from stamen.common.errors import UnauthenticatedError
 from stamen.runner import cli as runner_cli
 from stamen.superlink import cli as superlink_cli
+from stamen.superlink.auth import Credentials
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
 from stamen.supernode.cli import main as supernode_main
@@ -170,3 +171,49 @@ async def test_insecure_serving_says_it_is_open(caplog: pytest.LogCaptureFixture
     assert "--insecure: no TLS and no operator authentication" in caplog.text
     assert "Control API listens on 0.0.0.0" in caplog.text
     assert "anyone who reaches it controls runs" in caplog.text
+
+
+def test_credentials_reload_enrolls_and_revokes_keys_and_tokens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, certs_dir: Path
+) -> None:
+    first, second = generate_key(), generate_key("ecdsa-p256")
+    keys = tmp_path / "keys.csv"
+    keys.write_text(public_key_line(first.public_key()) + "\n")
+    operators = tmp_path / "operators.txt"
+    operators.write_text(f"a:{hash_token('one')}\n")
+    settings = SuperLinkSettings(
+        certificates={
+            "ca": certs_dir / "ca.crt",
+            "cert": certs_dir / "server.pem",
+            "key": certs_dir / "server.key",
+        },
+        database=":memory:",
+        enable_supernode_auth=True,
+        auth_list_public_keys=keys,
+        auth_operator_tokens=operators,
+    )
+    credentials = Credentials(settings)
+    register = "/stamen.v1.Fleet/RegisterNode"
+    list_runs = "/stamen.v1.Control/ListRuns"
+
+    def admitted(key: PrivateKey) -> bool:
+        try:
+            credentials.fleet.authenticate(register, RequestSigner(key).headers(register), None)
+        except UnauthenticatedError:
+            return False
+        return True
+
+    assert (admitted(first), admitted(second)) == (True, False)
+    keys.write_text(public_key_line(second.public_key()) + "\n")
+    operators.write_text(f"b:{hash_token('two')}\n")
+    assert credentials.reload()
+    assert (admitted(first), admitted(second)) == (False, True)
+    operator = credentials.operators.authenticate(list_runs, {"authorization": "Bearer two"}, None)
+    assert operator.operator == "b"
+    with pytest.raises(UnauthenticatedError):
+        credentials.operators.authenticate(list_runs, {"authorization": "Bearer one"}, None)
+    keys.write_text("garbage\n")
+    caplog.set_level(logging.ERROR)
+    assert not credentials.reload()
+    assert "the previous ones stay in force" in caplog.text
+    assert admitted(second)
