@@ -19,6 +19,7 @@ from stamen.superlink import cli as superlink_cli
 from stamen.superlink.auth import Credentials
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
+from stamen.supernode import cli as supernode_cli
 from stamen.supernode.cli import main as supernode_main
 from stamen.transport.grpc import GrpcControlClient, GrpcFleetClient, connect
 from stamen.transport.grpc.guard import sign_requests, use_operator_token
@@ -62,8 +63,9 @@ def test_superlink_unreadable_key_lists_are_named(
 
 
 def test_supernode_with_an_unusable_key_exits_2_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(supernode_cli, "setup_logging", lambda level: None)
     junk = tmp_path / "node.key"
     junk.write_text("junk")
     with pytest.raises(SystemExit) as exited:
