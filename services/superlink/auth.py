@@ -10,24 +10,34 @@
 
 `Credentials` holds both; `reload()` (the CLI calls it on SIGHUP) reads the key list and
 the token file again, so keys and tokens are enrolled or revoked without a restart.
+`NodeKeyRegistry` does the same for keys through the NodeKeys API, writing the list file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from stamen.auth.authority import FleetAuthority, OperatorAuthority, is_loopback
-from stamen.auth.keys import load_public_keys
+from stamen.auth.keys import (
+    PublicKey,
+    fingerprint,
+    load_public_keys,
+    parse_public_key,
+    public_key_line,
+)
 from stamen.auth.signing import SignatureVerifier
 from stamen.auth.tokens import NodeTokens, OperatorTokens, load_or_create_secret
 from stamen.common.config import split_address
-from stamen.common.errors import ConfigError
+from stamen.common.errors import ConfigError, InvalidMessageError
 
 from .settings import SuperLinkSettings
 
 __all__ = [
     "Credentials",
+    "NodeKeyRegistry",
     "fleet_authority",
     "log_security",
     "operator_authority",
@@ -72,6 +82,7 @@ class Credentials:
         self.settings = settings
         self.fleet = fleet_authority(settings)
         self.operators = operator_authority(settings)
+        self.node_keys = NodeKeyRegistry(settings.auth_list_public_keys, self.fleet.verifier)
 
     def reload(self) -> bool:
         """Read the key list and the operator token file again; on a bad file, log why
@@ -94,6 +105,86 @@ class Credentials:
             self.operators.tokens = tokens
             logger.info("reloaded the operator tokens")
         return True
+
+
+class NodeKeyRegistry:
+    """Implements `stamen.transport.api.NodeKeysApi`: the allowed keys, changed at run
+    time and written back to the key list file (one OpenSSH line per key)."""
+
+    def __init__(self, path: Path | None, verifier: SignatureVerifier | None) -> None:
+        self._path = path
+        self._verifier = verifier
+
+    async def list_node_keys(self) -> list[str]:
+        return sorted(public_key_line(key) for key in self._enabled().keys.values())
+
+    async def add_node_key(self, public_key: str) -> list[str]:
+        verifier, path = self._enabled(), self._file()
+        key = _parse(public_key)
+        if fingerprint(key) not in verifier.keys:
+            with path.open("a", encoding="utf-8") as listing:
+                listing.write(public_key_line(key) + "\n")
+            logger.info("node key %s enrolled", fingerprint(key))
+        return await self._reload()
+
+    async def remove_node_key(self, public_key: str) -> list[str]:
+        verifier, path = self._enabled(), self._file()
+        name = fingerprint(_parse(public_key))
+        if name in verifier.keys:
+            kept = [_without(line, name) for line in path.read_text(encoding="utf-8").splitlines()]
+            _write_atomically(path, "".join(line + "\n" for line in kept if line is not None))
+            logger.info("node key %s revoked", name)
+        return await self._reload()
+
+    async def _reload(self) -> list[str]:
+        self._enabled().replace_keys(load_public_keys(self._file()))
+        return await self.list_node_keys()
+
+    def _enabled(self) -> SignatureVerifier:
+        if self._verifier is None:
+            raise InvalidMessageError(
+                "node authentication is off on this SuperLink (--enable-supernode-auth)"
+            )
+        return self._verifier
+
+    def _file(self) -> Path:
+        assert self._path is not None  # node authentication on: the settings require it
+        return self._path
+
+
+def _parse(public_key: str) -> PublicKey:
+    try:
+        return parse_public_key(public_key)
+    except ValueError as exc:
+        raise InvalidMessageError(f"node key: {exc}") from None
+
+
+def _without(line: str, name: str) -> str | None:
+    """`line` of the key list without the key named `name` (None: nothing left)."""
+    entries = [entry.strip() for entry in line.split(",")]
+    kept = []
+    for entry in entries:
+        try:
+            if entry and not entry.startswith("#") and fingerprint(parse_public_key(entry)) == name:
+                continue
+        except ValueError:
+            pass
+        kept.append(entry)
+    if not any(kept) and any(entries):
+        return None
+    return ",".join(kept)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, path.stat().st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def log_security(settings: SuperLinkSettings, serverappio: str, control: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from grpclib.server import Server
 from stamen.transport.grpc.drain import Drain
+from stamen.transport.grpc.nodekeys import NodeKeysServicer
 from stamen.transport.grpc.server import api_server, listen, socket_address
 from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 from stamen.transport.grpc.tls import server_context
@@ -83,7 +84,10 @@ async def serve(
                     ),
                     (ControlServicer(link.control, drain, operator_auth), control_socket),
                 ):
-                    server = api_server(servicer)
+                    more = []
+                    if isinstance(servicer, ControlServicer):  # on the same port
+                        more.append(NodeKeysServicer(credentials.node_keys, drain, operator_auth))
+                    server = api_server(servicer, *more)
                     await server.start(sock=sock, ssl=tls)
                     servers.append(server)
                 listening = Listening(

@@ -13,15 +13,20 @@ from click.testing import CliRunner
 from stamen.auth.keys import PrivateKey, generate_key, public_key_line, write_key_pair
 from stamen.auth.signing import RequestSigner
 from stamen.auth.tokens import hash_token
-from stamen.common.errors import UnauthenticatedError
+from stamen.common.errors import InvalidMessageError, UnauthenticatedError
 from stamen.runner import cli as runner_cli
 from stamen.superlink import cli as superlink_cli
-from stamen.superlink.auth import Credentials
+from stamen.superlink.auth import Credentials, NodeKeyRegistry
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
 from stamen.supernode import cli as supernode_cli
 from stamen.supernode.cli import main as supernode_main
-from stamen.transport.grpc import GrpcControlClient, GrpcFleetClient, connect
+from stamen.transport.grpc import (
+    GrpcControlClient,
+    GrpcFleetClient,
+    GrpcNodeKeysClient,
+    connect,
+)
 from stamen.transport.grpc.guard import sign_requests, use_operator_token
 
 
@@ -126,8 +131,28 @@ async def test_serve_with_node_and_operator_auth(
             channels.append(connect(listening.control, root_certificates=ca, insecure=False))
             with pytest.raises(UnauthenticatedError, match="operator token"):
                 await GrpcControlClient(channels[1]).list_runs()
+            with pytest.raises(UnauthenticatedError, match="operator token"):
+                await GrpcNodeKeysClient(channels[1]).list_node_keys()
             use_operator_token(channels[1], "sesame")
             assert await GrpcControlClient(channels[1]).list_runs() == []
+
+            # Enrolled and revoked at run time, through the NodeKeys API on the Control port.
+            keys_api = GrpcNodeKeysClient(channels[1])
+            newcomer = generate_key("ecdsa-p256")
+            newcomer_line = public_key_line(newcomer.public_key())
+            enrolled = await keys_api.add_node_key(newcomer_line + " laptop")
+            assert newcomer_line in enrolled
+            assert len(enrolled) == 2
+            channels.append(connect(listening.fleet, root_certificates=ca, insecure=False))
+            sign_requests(channels[2], RequestSigner(newcomer))
+            assert (await GrpcFleetClient(channels[2]).register_node({})).node_id > 0
+            left = await keys_api.remove_node_key(public_key_line(node_key.public_key()))
+            assert left == [newcomer_line]
+            with pytest.raises(UnauthenticatedError, match="revoked"):
+                await node.heartbeat(node_id)
+            assert (tmp_path / "keys.csv").read_text() == newcomer_line + "\n"
+            with pytest.raises(InvalidMessageError, match="not an OpenSSH public key"):
+                await keys_api.add_node_key("ssh-rsa nonsense")
         finally:
             for channel in channels:
                 channel.close()
@@ -219,3 +244,9 @@ def test_credentials_reload_enrolls_and_revokes_keys_and_tokens(
     assert not credentials.reload()
     assert "the previous ones stay in force" in caplog.text
     assert admitted(second)
+
+
+async def test_the_key_registry_needs_node_authentication() -> None:
+    registry = NodeKeyRegistry(None, None)
+    with pytest.raises(InvalidMessageError, match="--enable-supernode-auth"):
+        await registry.list_node_keys()
