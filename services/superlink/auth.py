@@ -38,8 +38,8 @@ from .settings import SuperLinkSettings
 __all__ = [
     "Credentials",
     "NodeKeyRegistry",
-    "fleet_authority",
     "log_security",
+    "node_verifier",
     "operator_authority",
     "secret_path",
 ]
@@ -52,20 +52,19 @@ def secret_path(database: str) -> Path | None:
     return None if database == ":memory:" else Path(f"{database}.secret")
 
 
-def fleet_authority(settings: SuperLinkSettings) -> FleetAuthority:
-    """ConfigError for a key list or secret that cannot be read."""
-    tokens = NodeTokens(load_or_create_secret(secret_path(settings.database)))
-    verifier = None
-    if settings.enable_supernode_auth:
-        assert settings.auth_list_public_keys is not None  # the settings check it
-        keys = load_public_keys(settings.auth_list_public_keys)
-        verifier = SignatureVerifier(keys)
-        logger.info(
-            "SuperNode authentication on: %d allowed key(s) from %s",
-            len(keys),
-            settings.auth_list_public_keys,
-        )
-    return FleetAuthority(tokens, verifier)
+def node_verifier(settings: SuperLinkSettings) -> SignatureVerifier | None:
+    """The signature check of node authentication (None when it is off); ConfigError for
+    a key list that cannot be read."""
+    if not settings.enable_supernode_auth:
+        return None
+    assert settings.auth_list_public_keys is not None  # the settings check it
+    keys = load_public_keys(settings.auth_list_public_keys)
+    logger.info(
+        "SuperNode authentication on: %d allowed key(s) from %s",
+        len(keys),
+        settings.auth_list_public_keys,
+    )
+    return SignatureVerifier(keys)
 
 
 def operator_authority(settings: SuperLinkSettings) -> OperatorAuthority:
@@ -80,9 +79,18 @@ class Credentials:
 
     def __init__(self, settings: SuperLinkSettings) -> None:
         self.settings = settings
-        self.fleet = fleet_authority(settings)
+        self.verifier = node_verifier(settings)
         self.operators = operator_authority(settings)
-        self.node_keys = NodeKeyRegistry(settings.auth_list_public_keys, self.fleet.verifier)
+        self.node_keys = NodeKeyRegistry(settings.auth_list_public_keys, self.verifier)
+        self._fleet: FleetAuthority | None = None
+
+    def fleet(self) -> FleetAuthority:
+        """The Fleet authority. Its token secret is read, or made, next to the database
+        on first use (once serving begins, not when the settings are checked)."""
+        if self._fleet is None:
+            secret = load_or_create_secret(secret_path(self.settings.database))
+            self._fleet = FleetAuthority(NodeTokens(secret), self.verifier)
+        return self._fleet
 
     def reload(self) -> bool:
         """Read the key list and the operator token file again; on a bad file, log why
@@ -98,8 +106,8 @@ class Credentials:
         except ConfigError as exc:
             logger.error("credentials not reloaded, the previous ones stay in force: %s", exc)
             return False
-        if keys is not None and self.fleet.verifier is not None:
-            self.fleet.verifier.replace_keys(keys)
+        if keys is not None and self.verifier is not None:
+            self.verifier.replace_keys(keys)
             logger.info("reloaded %d allowed SuperNode key(s)", len(keys))
         if tokens is not None:
             self.operators.tokens = tokens

@@ -65,11 +65,11 @@ async def serve(
         tls = server_context(certificates.ca, certificates.cert, certificates.key)
     if credentials is None:
         credentials = Credentials(settings)
-    fleet_auth, operator_auth = credentials.fleet, credentials.operators
     with contextlib.ExitStack() as sockets:
         fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
         control_socket = sockets.enter_context(listen(settings.control_api_address))
+        fleet_auth, operator_auth = credentials.fleet(), credentials.operators
         async with open_superlink(
             settings.database, heartbeat_interval=settings.heartbeat_interval
         ) as link:

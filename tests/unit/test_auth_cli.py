@@ -225,7 +225,7 @@ def test_credentials_reload_enrolls_and_revokes_keys_and_tokens(
 
     def admitted(key: PrivateKey) -> bool:
         try:
-            credentials.fleet.authenticate(register, RequestSigner(key).headers(register), None)
+            credentials.fleet().authenticate(register, RequestSigner(key).headers(register), None)
         except UnauthenticatedError:
             return False
         return True
@@ -250,3 +250,15 @@ async def test_the_key_registry_needs_node_authentication() -> None:
     registry = NodeKeyRegistry(None, None)
     with pytest.raises(InvalidMessageError, match="--enable-supernode-auth"):
         await registry.list_node_keys()
+
+
+def test_a_superlink_that_does_not_start_leaves_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(superlink_cli, "setup_logging", lambda level: None)
+    database = tmp_path / "state.db"
+    missing = [str(tmp_path / name) for name in ("ca.crt", "server.pem", "server.key")]
+    code, output = superlink("--certificates", *missing, "--database", str(database))
+    assert code == 2
+    assert "cannot read certificate file" in output
+    assert not Path(f"{database}.secret").exists()
