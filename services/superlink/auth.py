@@ -5,8 +5,8 @@
   With `--enable-supernode-auth`, every Fleet request must also be signed by a key on the
   `--auth-list-public-keys` list, and the token is bound to that key.
 - Control and ServerAppIo: with `--auth-operator-tokens FILE`, a bearer token whose hash
-  is in FILE; without it, only callers on this host when TLS is on, and anyone when the
-  SuperLink runs `--insecure` (said in the log line).
+  is in FILE. Without it they are open to whoever reaches them: they listen on 127.0.0.1
+  by default, and a wider address (or `--insecure`) is said in a warning.
 
 `Credentials` holds both; `reload()` (the CLI calls it on SIGHUP) reads the key list and
 the token file again, so keys and tokens are enrolled or revoked without a restart.
@@ -71,7 +71,7 @@ def operator_authority(settings: SuperLinkSettings) -> OperatorAuthority:
     """ConfigError for a token file that cannot be read."""
     if settings.auth_operator_tokens is not None:
         return OperatorAuthority(OperatorTokens.load(settings.auth_operator_tokens))
-    return OperatorAuthority(local_only=not settings.insecure)
+    return OperatorAuthority()
 
 
 class Credentials:
@@ -204,17 +204,12 @@ def log_security(settings: SuperLinkSettings, serverappio: str, control: str) ->
             "--insecure: no TLS and no operator authentication: anyone who can reach "
             "these ports can join, read and control runs (local development only)"
         )
-    else:
-        logger.info(
-            "Control and ServerAppIo take calls from this host only "
-            "(--auth-operator-tokens admits operators on other hosts)"
-        )
-    consequence = (
-        "anyone who reaches it controls runs"
-        if settings.insecure
-        else "callers from other hosts are refused without --auth-operator-tokens"
-    )
     for name, address in (("ServerAppIo", serverappio), ("Control", control)):
         host, _ = split_address(address)
         if settings.auth_operator_tokens is None and not is_loopback(host):
-            logger.warning("%s API listens on %s, beyond this host: %s", name, address, consequence)
+            logger.warning(
+                "%s API listens on %s, beyond this host, without operator tokens: anyone "
+                "who reaches it controls runs (--auth-operator-tokens)",
+                name,
+                address,
+            )

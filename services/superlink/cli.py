@@ -102,11 +102,12 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--control-api-address",
-    default="0.0.0.0:9093",
+    default="127.0.0.1:9093",
     show_default=True,
     envvar="STAMEN_CONTROL_API_ADDRESS",
     show_envvar=True,
-    help="HOST:PORT where the `stamen` CLI submits and watches runs.",
+    help="HOST:PORT where the `stamen` CLI submits and watches runs; this host only by "
+    "default (a wider address without --auth-operator-tokens is logged with a warning).",
 )
 @click.option(
     "--database",
@@ -162,7 +163,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     show_envvar=True,
     help="Require an operator token on Control and ServerAppIo: FILE lists NAME:SHA256 "
     "lines (`python -m stamen.auth operator-token` adds one). Without it, those APIs "
-    "take calls from this host only (or from anyone with --insecure).",
+    "take calls from whoever reaches them.",
 )
 @click.option(
     "--log-level",

@@ -32,8 +32,9 @@ class SuperLinkSettings(BaseModel):
 
     fleet_api_address: Address = "0.0.0.0:9092"
     serverappio_api_address: Address = "127.0.0.1:9091"
-    """The ServerApp runner is local: binding beyond this host is explicit (and warned)."""
-    control_api_address: Address = "0.0.0.0:9093"
+    """The operator APIs stay on this host unless told otherwise (then a warning says so,
+    without --auth-operator-tokens): the ServerApp runner and the CLI are local."""
+    control_api_address: Address = "127.0.0.1:9093"
     insecure: bool = False
     certificates: Certificates | None = None
     database: str = "stamen-superlink.db"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stamen.auth.authority import FleetAuthority, OperatorAuthority, is_loopback
+from stamen.auth.authority import FleetAuthority, is_loopback
 from stamen.auth.keys import (
     fingerprint,
     generate_key,
@@ -160,14 +160,13 @@ def test_operator_tokens_are_checked_against_their_hashes(tmp_path: Path) -> Non
         OperatorTokens.load(tmp_path / "missing")
 
 
-def test_operator_authority_without_tokens_admits_this_host_only() -> None:
-    local = OperatorAuthority(local_only=True)
-    local.authenticate("/stamen.v1.Control/ListRuns", {}, ("127.0.0.1", 5000))
-    local.authenticate("/stamen.v1.Control/ListRuns", {}, ("::ffff:127.0.0.1", 5000))
-    with pytest.raises(UnauthenticatedError, match="--auth-operator-tokens"):
-        local.authenticate("/stamen.v1.Control/ListRuns", {}, ("10.1.2.3", 5000))
-    OperatorAuthority().authenticate("/stamen.v1.Control/ListRuns", {}, ("10.1.2.3", 5000))
+def test_which_addresses_stay_on_this_host() -> None:
+    assert is_loopback("127.0.0.1")
     assert is_loopback("::1")
+    assert is_loopback("::ffff:127.0.0.1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("10.1.2.3")
     assert not is_loopback("superlink")
 
 

@@ -9,8 +9,8 @@ PermissionDeniedError: credentials of someone else). The gRPC servicers ask it f
   authentication on, the allowed key that signs each request); RegisterNode is open
   unless node authentication is on.
 - `OperatorAuthority` (Control and ServerAppIo): a bearer token from the hashed list when
-  one is configured; without one, only callers on this host (loopback) when TLS is on,
-  anyone when the SuperLink runs `--insecure`.
+  one is configured; without one, anyone who reaches the API (which is why the SuperLink
+  binds those APIs to 127.0.0.1 by default, and warns when told to bind them wider).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
-
-from stamen.common.errors import UnauthenticatedError
 
 from .signing import NODE_TOKEN_HEADER, SignatureVerifier
 from .tokens import NodeTokens, OperatorTokens
@@ -83,25 +81,19 @@ class FleetAuthority:
 
 
 class OperatorAuthority:
-    """Control and ServerAppIo: operators by bearer token, or by being on this host."""
+    """Control and ServerAppIo: operators by bearer token (no tokens: open)."""
 
-    __slots__ = ("local_only", "tokens")
+    __slots__ = ("tokens",)
 
-    def __init__(self, tokens: OperatorTokens | None = None, *, local_only: bool = False) -> None:
+    def __init__(self, tokens: OperatorTokens | None = None) -> None:
         self.tokens = tokens
-        self.local_only = local_only
 
     def authenticate(
         self, method: str, metadata: Mapping[str, str], peer: tuple[str, int] | None
     ) -> Caller:
-        if self.tokens is not None:
-            return Caller(operator=self.tokens.check(metadata.get(AUTHORIZATION_HEADER)))
-        if self.local_only and not (peer is not None and is_loopback(peer[0])):
-            raise UnauthenticatedError(
-                "this SuperLink takes operator calls from other hosts only with a token: "
-                "start it with --auth-operator-tokens FILE and pass --operator-token-file"
-            )
-        return ANONYMOUS
+        if self.tokens is None:
+            return ANONYMOUS
+        return Caller(operator=self.tokens.check(metadata.get(AUTHORIZATION_HEADER)))
 
 
 def is_loopback(host: str) -> bool:
