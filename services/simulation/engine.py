@@ -120,6 +120,11 @@ def run_simulation(
 
 
 def _flower_options(backend_name: str, enable_tf_gpu_growth: bool, verbose: bool) -> None:
+    if not isinstance(backend_name, str):
+        raise TypeError(
+            "run_simulation's fourth positional argument is backend_name, as in Flower: "
+            "pass backend_config=... (and run_config=...) by keyword"
+        )
     if backend_name != "ray":
         raise ConfigError(
             f"backend_name {backend_name!r} is not known: Stamen has one simulation backend, "

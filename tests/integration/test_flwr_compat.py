@@ -1,8 +1,9 @@
 """Flower 1.42 apps, unedited (`import flwr...`), run by Stamen's CLIs with --flwr-compat.
 
 The apps in `flwr_apps/` are written in Flower's own style: a Message-API ClientApp with
-`@app.train()`/`@app.evaluate()` and a lifespan, a legacy NumPyClient with
-`ServerApp(server_fn=...)`, and custom mods with a LegacyContext/DefaultWorkflow main.
+`@app.train()`/`@app.evaluate()` and a lifespan (with its own server loop, and with
+`FedAvg().start(...)`), a legacy NumPyClient with `ServerApp(server_fn=...)`, and custom
+mods with a LegacyContext/DefaultWorkflow main.
 Each server writes what it saw to the run config's "out" file, checked exactly here:
 in simulation (workers forked from the CLI, and workers from a forkserver), and in a
 deployment where the SuperNodes' worker processes import the app too.
@@ -58,6 +59,14 @@ def test_a_message_api_app_runs_unedited(procs: Procs, tmp_path: Path, backend: 
     proc = procs.start("simulation", simulation("message_api", out, *backend))
     assert proc.wait(timeout=120) == 0, proc.tail()
     check_message_api(json.loads(out.read_text()))
+
+
+def test_a_fedavg_start_app_runs_unedited(procs: Procs, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    proc = procs.start("simulation", simulation("strategy_api", out))
+    assert proc.wait(timeout=120) == 0, proc.tail()
+    # FedAvg weighs node p's +0.5 * (p + 1) by p + 1: 7/6 a round.
+    assert json.loads(out.read_text())["w"] == pytest.approx([7 / 3, 7 / 3], rel=1e-6)
 
 
 def test_a_legacy_numpyclient_app_runs_unedited(procs: Procs, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ The CLIs' runs with a Flower app are in tests/integration/test_flwr_compat.py.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -110,8 +111,11 @@ def test_each_cli_refuses_flwr_compat_next_to_the_real_flwr(
 ) -> None:
     main = importlib.import_module(module).main
     extra = ["--num-supernodes", "2"] if module.endswith("simulation.cli") else []
-    with pytest.raises(SystemExit) as exited:
-        main([*argv, *extra, "--flwr-compat"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, *extra, "--flwr-compat"])
+    finally:
+        gc.unfreeze()  # stamen-simulation's main freezes the heap as the process ends
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err

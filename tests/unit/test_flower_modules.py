@@ -113,3 +113,5 @@ def test_run_simulation_refuses_an_unknown_backend() -> None:
 
     with pytest.raises(ConfigError, match="backend_name 'dask'"):
         run_simulation(ServerApp(), ClientApp(), 2, "dask")
+    with pytest.raises(TypeError, match=r"pass backend_config=\.\.\. .* by keyword"):
+        run_simulation(ServerApp(), ClientApp(), 2, {"num_workers": 1})  # type: ignore[arg-type]

@@ -1,8 +1,4 @@
-"""The ClientApp API under Flower's module name (`flwr.clientapp`).
-
-`ClientApp`'s home is `stamen.client.client_app`; this package re-exports it and holds
-the mods (`stamen.clientapp.mod`).
-"""
+"""The ClientApp API under Flower's module name (`flwr.clientapp`), and its mods."""
 
 from stamen.client.client_app import ClientApp
 from stamen.compat.unsupported import unsupported_attributes

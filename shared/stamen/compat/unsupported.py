@@ -141,7 +141,6 @@ UNSUPPORTED_MEMBERS: dict[str, dict[str, str]] = {
     "Metadata": {"src_task_id": _TASK_IDS, "dst_task_id": _TASK_IDS},
     "Context": {"series_id": "Flower's run series; a Stamen run stands alone"},
     "Grid": {"set_run": "the runner binds a Grid to its run; an app never calls it"},
-    "Driver": {"set_run": "the runner binds a Grid to its run; an app never calls it"},
     "ClientProxy": {
         "__init__": (
             "the ClientManager makes a ClientProxy for each node the Grid reports; an app "
