@@ -27,6 +27,7 @@ __all__ = [
     "NotFoundError",
     "ObjectNotFoundError",
     "PermissionDeniedError",
+    "RequestTooLargeError",
     "ResourceExhaustedError",
     "RoundFailedError",
     "RunLeaseHeldError",
@@ -37,6 +38,7 @@ __all__ = [
     "StorageFaultError",
     "StorageFullError",
     "TransientError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UserInputError",
     "WorkerDiedError",
@@ -106,6 +108,12 @@ class MessageTooLargeError(StamenError):
         self.limit = limit
 
 
+class RequestTooLargeError(StamenError):
+    """A request exceeds a bound other than the message cap (its headers, say)."""
+
+    status = Status.RESOURCE_EXHAUSTED
+
+
 class NotFoundError(StamenError):
     """Something named by id does not exist."""
 
@@ -140,6 +148,13 @@ class PermissionDeniedError(StamenError):
     """A caller acts on something that is not addressed to it."""
 
     status = Status.PERMISSION_DENIED
+
+
+class UnauthenticatedError(UserInputError):
+    """A caller's credentials are missing, unknown, revoked or invalid: retrying with the
+    same ones cannot help (a SuperNode exits 2 on it)."""
+
+    status = Status.UNAUTHENTICATED
 
 
 class RunNotRunningError(StamenError):

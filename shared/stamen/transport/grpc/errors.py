@@ -33,6 +33,7 @@ from stamen.common.errors import (
     RunNotRunningError,
     StamenError,
     TransientError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -76,6 +77,7 @@ _FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
     Status.INVALID_ARGUMENT: InvalidMessageError,
     Status.NOT_FOUND: _not_found,
     Status.PERMISSION_DENIED: PermissionDeniedError,
+    Status.UNAUTHENTICATED: UnauthenticatedError,
     Status.RESOURCE_EXHAUSTED: _message_too_large,
     Status.FAILED_PRECONDITION: _run_not_running,
     Status.UNAVAILABLE: UnavailableError,
