@@ -1,9 +1,16 @@
-"""Strategies: how a round samples nodes and aggregates their replies."""
+"""Strategies: how a round samples nodes and aggregates their replies.
+
+Keep the lists below sorted, one name a line.
+"""
 
 from .aggregate import aggregate, aggregate_inplace, weighted_loss_avg
 from .bulyan import Bulyan
+from .fault_tolerant_fedavg import FaultTolerantFedAvg
 from .fedavg import FedAvg
+from .fedavgm import FedAvgM
 from .fedmedian import FedMedian
+from .fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
+from .fedprox import FedProx
 from .fedtrimmedavg import FedTrimmedAvg
 from .krum import Krum
 from .qfedavg import QFedAvg
@@ -11,9 +18,16 @@ from .strategy import Strategy
 
 __all__ = [
     "Bulyan",
+    "FaultTolerantFedAvg",
+    "FedAdagrad",
+    "FedAdam",
     "FedAvg",
+    "FedAvgM",
     "FedMedian",
+    "FedOpt",
+    "FedProx",
     "FedTrimmedAvg",
+    "FedYogi",
     "Krum",
     "QFedAvg",
     "Strategy",

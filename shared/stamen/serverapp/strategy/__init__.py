@@ -1,0 +1,35 @@
+"""Message-API strategies: `Strategy.start(grid, initial_arrays, ...)` runs the rounds.
+
+Flower exports no Message-API FedOpt here (its base class lives in `.fedopt`).
+Keep the lists below sorted, one name a line.
+"""
+
+from .bulyan import Bulyan
+from .fedavg import FedAvg
+from .fedavgm import FedAvgM
+from .fedmedian import FedMedian
+from .fedopt import FedAdagrad, FedAdam, FedYogi
+from .fedprox import FedProx
+from .fedtrimmedavg import FedTrimmedAvg
+from .krum import Krum
+from .multikrum import MultiKrum
+from .qfedavg import QFedAvg
+from .result import Result
+from .strategy import Strategy
+
+__all__ = [
+    "Bulyan",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedYogi",
+    "Krum",
+    "MultiKrum",
+    "QFedAvg",
+    "Result",
+    "Strategy",
+]
