@@ -5,6 +5,14 @@ Keep the lists below sorted, one name a line.
 """
 
 from .bulyan import Bulyan
+from .dp_adaptive_clipping import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyServerSideAdaptiveClipping,
+)
+from .dp_fixed_clipping import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+)
 from .fedavg import FedAvg
 from .fedavgm import FedAvgM
 from .fedmedian import FedMedian
@@ -19,6 +27,10 @@ from .strategy import Strategy
 
 __all__ = [
     "Bulyan",
+    "DifferentialPrivacyClientSideAdaptiveClipping",
+    "DifferentialPrivacyClientSideFixedClipping",
+    "DifferentialPrivacyServerSideAdaptiveClipping",
+    "DifferentialPrivacyServerSideFixedClipping",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",

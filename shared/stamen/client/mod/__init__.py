@@ -1,0 +1,6 @@
+"""Client mods under the legacy module name (`flwr.client.mod`); their home is
+`stamen.clientapp.mod`."""
+
+from stamen.clientapp.mod import LocalDpMod, Mod, adaptiveclipping_mod, fixedclipping_mod
+
+__all__ = ["LocalDpMod", "Mod", "adaptiveclipping_mod", "fixedclipping_mod"]

@@ -1,0 +1,7 @@
+"""The ClientApp API under Flower's module name (`flwr.clientapp`), and its mods."""
+
+from stamen.client.client_app import ClientApp
+
+from . import mod
+
+__all__ = ["ClientApp", "mod"]
