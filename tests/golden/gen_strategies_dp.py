@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
+from flwr.common import FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server import strategy as legacy
 from flwr.serverapp import strategy as message
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -36,6 +38,53 @@ def replies(updates: list[np.ndarray], base: np.ndarray, bits: list[int] | None 
         )
         out.append(Message(content, reply_to=sent))
     return out
+
+
+def fit_results(updates: list[np.ndarray], base: np.ndarray, bits: list[int]) -> list:
+    class Proxy:
+        def __init__(self, cid: str) -> None:
+            self.cid = cid
+
+    return [
+        (
+            Proxy(str(i)),
+            FitRes(
+                Status(0, ""),
+                ndarrays_to_parameters([(base + u).astype(np.float32)]),
+                i + 1,
+                {"norm_bit": bits[i], "dpfedavg_norm_bit": bits[i]},
+            ),
+        )
+        for i, u in enumerate(updates)
+    ]
+
+
+def legacy_run(store: dict, base: np.ndarray, updates) -> None:
+    """The legacy wrappers, noise-free, over Flower's legacy FedAvg."""
+    wrappers = {
+        "legacy_fixed": legacy.DifferentialPrivacyServerSideFixedClipping(
+            legacy.FedAvg(), 0.0, 1.5, CLIENTS
+        ),
+        "legacy_server_adaptive": legacy.DifferentialPrivacyServerSideAdaptiveClipping(
+            legacy.FedAvg(), 0.0, CLIENTS, initial_clipping_norm=1.0
+        ),
+        "legacy_client_adaptive": legacy.DifferentialPrivacyClientSideAdaptiveClipping(
+            legacy.FedAvg(), 0.0, CLIENTS, initial_clipping_norm=1.0
+        ),
+        "dpfedavg_fixed": legacy.DPFedAvgFixed(legacy.FedAvg(), CLIENTS, 1.5, 0.0),
+        "dpfedavg_adaptive": legacy.DPFedAvgAdaptive(
+            legacy.FedAvg(), CLIENTS, init_clip_norm=1.0, noise_multiplier=0.0
+        ),
+    }
+    for name, wrapper in wrappers.items():
+        for r in range(ROUNDS):
+            if hasattr(wrapper, "current_round_params"):
+                wrapper.current_round_params = [base.copy()]
+            bits = [int(b) for b in store[f"in/r{r}/bits"]]
+            params, _ = wrapper.aggregate_fit(r + 1, fit_results(updates(r), base, bits), [])
+            store[f"{name}/r{r}"] = parameters_to_ndarrays(params)[0]
+            norm = getattr(wrapper, "clipping_norm", getattr(wrapper, "clip_norm", 0.0))
+            store[f"{name}/r{r}/norm"] = np.array(norm)
 
 
 def main() -> None:
@@ -73,6 +122,8 @@ def main() -> None:
         arrays, _ = client_adaptive.aggregate_train(r + 1, replies(updates(r), base, bits))
         store[f"client_adaptive/r{r}"] = arrays["w"].numpy()
         store[f"client_adaptive/r{r}/norm"] = np.array(client_adaptive.clipping_norm)
+
+    legacy_run(store, base, updates)
 
     context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
     mods = [

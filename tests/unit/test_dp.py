@@ -11,8 +11,16 @@ from stamen.app import Context
 from stamen.client import ClientApp
 from stamen.client.mod import LocalDpMod, adaptiveclipping_mod, fixedclipping_mod
 from stamen.common.errors import AggregationError
+from stamen.common.legacy import (
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from stamen.common.message import Error, ErrorCode, Message, MessageType
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from stamen.server import ClientProxy
+from stamen.server import strategy as legacy
 from stamen.server.strategy.dp import (
     add_gaussian_noise,
     clip_update,
@@ -216,3 +224,58 @@ def test_local_dp_mod_clips_then_adds_gaussian_noise() -> None:
     assert abs((w - 1 / math.sqrt(SIZE)).mean()) < 5 * std / math.sqrt(SIZE)
     with pytest.raises(ValueError, match="clipping norm"):
         LocalDpMod(0.0, 1.0, 1.0, 1e-5)
+
+
+def legacy_results(values: list[float], size: int = 4) -> list:
+    grid = InProcessGrid([])
+    return [
+        (
+            ClientProxy(10 + i, {"partition-id": i}, grid),
+            FitRes(Status(), ndarrays_to_parameters([np.full(size, v)]), 1, {}),
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [
+        legacy.DifferentialPrivacyServerSideFixedClipping(legacy.FedAvg(), 1.0, 1.0, 2),
+        legacy.DifferentialPrivacyClientSideFixedClipping(legacy.FedAvg(), 1.0, 1.0, 2),
+        legacy.DifferentialPrivacyServerSideAdaptiveClipping(legacy.FedAvg(), 0.0, 2),
+        legacy.DifferentialPrivacyClientSideAdaptiveClipping(legacy.FedAvg(), 0.0, 2),
+        legacy.DPFedAvgFixed(legacy.FedAvg(), 2, 1.0),
+        legacy.DPFedAvgAdaptive(legacy.FedAvg(), 2, noise_multiplier=0.0),
+    ],
+    ids=type,
+)
+def test_legacy_dp_wrappers_skip_rounds_with_failures(wrapper) -> None:
+    assert wrapper.aggregate_fit(1, legacy_results([1.0, 2.0]), [RuntimeError()]) == (None, {})
+
+
+def test_legacy_server_side_fixed_clipping_noise_has_z_c_over_m_stddev() -> None:
+    wrapper = legacy.DifferentialPrivacyServerSideFixedClipping(
+        legacy.FedAvg(), 2.0, 0.5, 2, seed=5
+    )
+    wrapper.current_round_params = [np.zeros(SIZE)]
+    params, _ = wrapper.aggregate_fit(1, legacy_results([3.0, -3.0], SIZE), [])
+    (w,) = parameters_to_ndarrays(params)
+    assert w.std() == pytest.approx(2.0 * 0.5 / 2, rel=0.01)
+    assert abs(w.mean()) < 5 * 0.5 / math.sqrt(SIZE)
+
+
+def test_legacy_wrappers_reject_bad_settings() -> None:
+    with pytest.raises(ValueError, match="clipping threshold"):
+        legacy.DPFedAvgFixed(legacy.FedAvg(), 2, 0.0)
+    with pytest.raises(ValueError, match="clipping norm"):
+        legacy.DifferentialPrivacyClientSideFixedClipping(legacy.FedAvg(), 1.0, -1.0, 2)
+    with pytest.raises(ValueError, match="quantile"):
+        legacy.DifferentialPrivacyServerSideAdaptiveClipping(
+            legacy.FedAvg(), 0.0, 2, target_clipped_quantile=-0.1
+        )
+
+
+def test_legacy_client_side_adaptive_needs_norm_bits() -> None:
+    wrapper = legacy.DifferentialPrivacyClientSideAdaptiveClipping(legacy.FedAvg(), 0.0, 2)
+    with pytest.raises(AggregationError, match="norm_bit not returned by client"):
+        wrapper.aggregate_fit(1, legacy_results([1.0, 2.0]), [])

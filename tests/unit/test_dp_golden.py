@@ -10,10 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess_grid import InProcessGrid
 from stamen.app import Context
 from stamen.client.mod import adaptiveclipping_mod, fixedclipping_mod
+from stamen.common.legacy import (
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from stamen.common.message import Message, MessageType
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from stamen.server import ClientProxy
+from stamen.server import strategy as legacy
 from stamen.serverapp.strategy import (
     DifferentialPrivacyClientSideAdaptiveClipping,
     DifferentialPrivacyServerSideAdaptiveClipping,
@@ -25,6 +34,7 @@ DATA = np.load(Path(__file__).parents[1] / "golden" / "data" / "strategies_dp.np
 ROUNDS = 3
 CLIENTS = 4
 BASE = DATA["base"]
+GRID = InProcessGrid([])
 
 
 def replies(r: int, bits: bool = False) -> list[Message]:
@@ -110,3 +120,41 @@ def test_noise_statistics_match_flowers() -> None:
     assert noise.std() == pytest.approx(flower_std, rel=0.02)  # both ~ z C / m = 1.0
     assert abs(noise.mean()) < 5 / np.sqrt(size)
     assert abs(float(DATA["noise/z1_c2_m2/mean"])) < 5 / np.sqrt(size)
+
+
+def fit_results(r: int) -> list:
+    results = []
+    for i in range(CLIENTS):
+        bit = int(DATA[f"in/r{r}/bits"][i])
+        params = ndarrays_to_parameters([(BASE + DATA[f"in/r{r}/c{i}"]).astype(np.float32)])
+        res = FitRes(Status(), params, i + 1, {"norm_bit": bit, "dpfedavg_norm_bit": bit})
+        results.append((ClientProxy(10 + i, {"partition-id": i}, GRID), res))
+    return results
+
+
+def test_noise_free_legacy_wrappers_match_flower_over_three_rounds() -> None:
+    wrappers = {
+        "legacy_fixed": legacy.DifferentialPrivacyServerSideFixedClipping(
+            legacy.FedAvg(), 0.0, 1.5, CLIENTS
+        ),
+        "legacy_server_adaptive": legacy.DifferentialPrivacyServerSideAdaptiveClipping(
+            legacy.FedAvg(), 0.0, CLIENTS, initial_clipping_norm=1.0, seed=0
+        ),
+        "legacy_client_adaptive": legacy.DifferentialPrivacyClientSideAdaptiveClipping(
+            legacy.FedAvg(), 0.0, CLIENTS, initial_clipping_norm=1.0, seed=0
+        ),
+        "dpfedavg_fixed": legacy.DPFedAvgFixed(legacy.FedAvg(), CLIENTS, 1.5, 0.0),
+        "dpfedavg_adaptive": legacy.DPFedAvgAdaptive(
+            legacy.FedAvg(), CLIENTS, init_clip_norm=1.0, noise_multiplier=0.0, seed=0
+        ),
+    }
+    for name, wrapper in wrappers.items():
+        for r in range(ROUNDS):
+            if hasattr(wrapper, "current_round_params"):
+                wrapper.current_round_params = [BASE.copy()]
+            params, _ = wrapper.aggregate_fit(r + 1, fit_results(r), [])
+            assert params is not None
+            (ours,) = parameters_to_ndarrays(params)
+            np.testing.assert_allclose(ours, DATA[f"{name}/r{r}"], rtol=1e-5, atol=1e-6)
+            norm = getattr(wrapper, "clipping_norm", getattr(wrapper, "clip_norm", 0.0))
+            assert norm == pytest.approx(float(DATA[f"{name}/r{r}/norm"])), name

@@ -5,6 +5,15 @@ Keep the lists below sorted, one name a line.
 
 from .aggregate import aggregate, aggregate_inplace, weighted_loss_avg
 from .bulyan import Bulyan
+from .dp_adaptive_clipping import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyServerSideAdaptiveClipping,
+)
+from .dp_fixed_clipping import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+)
+from .dpfedavg import DPFedAvgAdaptive, DPFedAvgFixed
 from .fault_tolerant_fedavg import FaultTolerantFedAvg
 from .fedavg import FedAvg
 from .fedavgm import FedAvgM
@@ -18,6 +27,12 @@ from .strategy import Strategy
 
 __all__ = [
     "Bulyan",
+    "DPFedAvgAdaptive",
+    "DPFedAvgFixed",
+    "DifferentialPrivacyClientSideAdaptiveClipping",
+    "DifferentialPrivacyClientSideFixedClipping",
+    "DifferentialPrivacyServerSideAdaptiveClipping",
+    "DifferentialPrivacyServerSideFixedClipping",
     "FaultTolerantFedAvg",
     "FedAdagrad",
     "FedAdam",

@@ -23,6 +23,7 @@ __all__ = [
     "CLIENTS_DISCREPANCY_WARNING",
     "KEY_CLIPPING_NORM",
     "KEY_NORM_BIT",
+    "adapted_clipping_norm",
     "add_gaussian_noise",
     "clip_update",
     "compute_adaptive_noise_params",
@@ -147,3 +148,18 @@ def compute_adaptive_noise_params(
             value / noise_multiplier,
         )
     return clipped_count_stddev, value
+
+
+def adapted_clipping_norm(
+    clipping_norm: float,
+    clipped: int,
+    total: int,
+    *,
+    clipped_count_stddev: float,
+    clip_norm_lr: float,
+    target_clipped_quantile: float,
+    rng: np.random.Generator,
+) -> float:
+    """The next clipping norm: C exp(-lr (b - q)), b the noisy fraction of clipped updates."""
+    fraction = float(rng.normal(clipped, clipped_count_stddev)) / total
+    return clipping_norm * math.exp(-clip_norm_lr * (fraction - target_clipped_quantile))

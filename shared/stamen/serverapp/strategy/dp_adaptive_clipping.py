@@ -7,7 +7,6 @@ round it is multiplied by exp(-lr (b - q)), b being the noisy fraction of clippe
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 
 from stamen.common.errors import AggregationError
@@ -17,6 +16,7 @@ from stamen.server.grid import Grid
 from stamen.server.strategy.dp import (
     KEY_CLIPPING_NORM,
     KEY_NORM_BIT,
+    adapted_clipping_norm,
     clip_update,
     compute_adaptive_noise_params,
 )
@@ -63,9 +63,14 @@ class _AdaptiveClipping(DifferentialPrivacyWrapper):
         )
 
     def _update_clipping_norm(self, clipped: int, total: int) -> None:
-        fraction = float(self.rng.normal(clipped, self.clipped_count_stddev)) / total
-        self.clipping_norm *= math.exp(
-            -self.clip_norm_lr * (fraction - self.target_clipped_quantile)
+        self.clipping_norm = adapted_clipping_norm(
+            self.clipping_norm,
+            clipped,
+            total,
+            clipped_count_stddev=self.clipped_count_stddev,
+            clip_norm_lr=self.clip_norm_lr,
+            target_clipped_quantile=self.target_clipped_quantile,
+            rng=self.rng,
         )
 
     def _aggregate(
