@@ -6,11 +6,14 @@ Keep the lists below sorted, one name a line.
 from stamen.client.client_app import Mod
 
 from .centraldp_mods import adaptiveclipping_mod, fixedclipping_mod
+from .comms_mods import arrays_size_mod, message_size_mod
 from .localdp_mod import LocalDpMod
 
 __all__ = [
     "LocalDpMod",
     "Mod",
     "adaptiveclipping_mod",
+    "arrays_size_mod",
     "fixedclipping_mod",
+    "message_size_mod",
 ]
