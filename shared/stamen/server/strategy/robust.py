@@ -2,9 +2,9 @@
 
 One kernel per algorithm, shared by the Message-API and the legacy strategies. Each takes
 `models`, one list of arrays per reply, and walks every array in cache-sized blocks of
-coordinates: a block of all replies is gathered into one small (block, replies) buffer, so
-the per-coordinate statistic runs along contiguous memory and no temporary the size of
-the model exists per reply. Pairwise distances come from one Gram matrix accumulated block
+coordinates: a block of all replies is gathered into one small (replies, block) buffer, so
+each statistic is a vectorized selection down the block's columns and no temporary the
+size of the model exists per reply. Pairwise distances come from one Gram matrix accumulated block
 by block (one symmetric BLAS product per block), centred on the first reply so the
 squared norms do not swamp the distances. Results keep each array's dtype; integer arrays
 are rounded once.
@@ -39,14 +39,27 @@ _BLOCK_BYTES = 1 << 20
 def median(models: Sequence[NDArrays]) -> NDArrays:
     """Coordinate-wise median across replies (the mean of the two middle values if even)."""
     n = _check(models)
-    low, high = (n - 1) // 2, n // 2
+    high = n // 2
 
     def reduce(block: Array, out: Array) -> None:
-        block.partition((low, high) if low != high else high, axis=1)
-        np.add(block[:, low], block[:, high], out=out)
-        out *= 0.5
+        _middle(block, high, out, even=n % 2 == 0)
 
     return _per_coordinate(models, reduce)
+
+
+def _middle(block: Array, high: int, out: Array, even: bool) -> None:
+    """The median of each column of `block` (reordered in place) into `out`.
+
+    One selection (numpy's multi-kth partition is several times slower than one); for
+    an even count the lower middle is the largest value left of the upper one.
+    """
+    block.partition(high, axis=0)
+    if even:
+        np.max(block[:high], axis=0, out=out)
+        out += block[high]
+        out *= 0.5
+    else:
+        out[...] = block[high]
 
 
 def trimmed_mean(models: Sequence[NDArrays], proportiontocut: float) -> NDArrays:
@@ -58,9 +71,10 @@ def trimmed_mean(models: Sequence[NDArrays], proportiontocut: float) -> NDArrays
     high = n - low
 
     def reduce(block: Array, out: Array) -> None:
-        if low > 0:
-            block.partition((low, high - 1), axis=1)
-        np.sum(block[:, low:high], axis=1, dtype=np.float64, out=out)
+        if low > 0:  # two single-kth selections: the smallest `low`, then the largest
+            block.partition(low, axis=0)
+            block[low:].partition(high - 1 - low, axis=0)
+        np.sum(block[low:high], axis=0, dtype=np.float64, out=out)
         out /= high - low
 
     return _per_coordinate(models, reduce)
@@ -71,15 +85,18 @@ def mean_closest_to_median(models: Sequence[NDArrays], beta: int) -> NDArrays:
     n = _check(models)
     if not 1 <= beta <= n:
         raise AggregationError(f"cannot average the {beta} values closest to the median of {n}")
-    low, high = (n - 1) // 2, n // 2
+    high = n // 2
+    centre = np.empty(0)
 
     def reduce(block: Array, out: Array) -> None:
-        ordered = np.partition(block, (low, high) if low != high else high, axis=1)
-        centre = (ordered[:, low] + ordered[:, high]) * 0.5
-        distance = np.abs(block - centre[:, None])
-        nearest = np.argpartition(distance, beta - 1, axis=1)[:, :beta]
-        chosen = np.take_along_axis(block, nearest, axis=1)
-        np.sum(chosen, axis=1, dtype=np.float64, out=out)
+        nonlocal centre
+        if centre.shape != out.shape:
+            centre = np.empty_like(out)
+        _middle(block.copy(), high, centre, even=n % 2 == 0)
+        distance = np.abs(block - centre)
+        nearest = np.argpartition(distance, beta - 1, axis=0)[:beta]
+        chosen = np.take_along_axis(block, nearest, axis=0)
+        np.sum(chosen, axis=0, dtype=np.float64, out=out)
         out /= beta
 
     return _per_coordinate(models, reduce)
@@ -96,9 +113,8 @@ def pairwise_sq_distances(models: Sequence[NDArrays]) -> npt.NDArray[np.float64]
     for index in range(len(models[0])):
         dtype = np.result_type(models[0][index].dtype, np.float32)
         for block in _blocks(models, index, dtype):
-            block -= block[:, :1]
-            rows = block.T  # (n, width), C-contiguous: `rows @ rows.T` is one syrk
-            gram += rows @ rows.T
+            block -= block[0]  # centred on the first reply
+            gram += block @ block.T  # (n, width) C-contiguous: one syrk
     norms = np.diag(gram).copy()
     distances = norms[:, None] + norms[None, :] - 2.0 * gram
     np.fill_diagonal(distances, 0.0)
@@ -147,29 +163,30 @@ def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 
 def _blocks(models: Sequence[NDArrays], index: int, dtype: np.dtype[Any]) -> Iterator[Array]:
-    """Array `index` of every reply, a block of coordinates at a time, as (width, n)."""
+    """Array `index` of every reply, a block of coordinates at a time, as (n, width):
+    row i is reply i's slice, copied contiguously (the kernels may reorder it)."""
     n = len(models)
     flats = [np.ravel(arrays[index]) for arrays in models]
     size = flats[0].size
     width = max(64, _BLOCK_BYTES // (n * dtype.itemsize))
-    buffer = np.empty((min(width, size), n), dtype=dtype)
+    buffer = np.empty((n, min(width, size)), dtype=dtype)
     for start in range(0, size, width):
         stop = min(start + width, size)
-        block = buffer[: stop - start]
-        for column, flat in enumerate(flats):
-            block[:, column] = flat[start:stop]
+        block = buffer[:, : stop - start]
+        for row, flat in enumerate(flats):
+            block[row] = flat[start:stop]
         yield block
 
 
 def _per_coordinate(models: Sequence[NDArrays], reduce: Any) -> NDArrays:
-    """Apply `reduce(block (width, n), out (width,))` to every block of every array."""
+    """Apply `reduce(block (n, width), out (width,))` to every block of every array."""
     result: NDArrays = []
     for index, reference in enumerate(models[0]):
         work = _work_dtype(reference.dtype)
         flat_out = np.empty(reference.size, dtype=work)
         start = 0
         for block in _blocks(models, index, work):
-            stop = start + block.shape[0]
+            stop = start + block.shape[1]
             reduce(block, flat_out[start:stop])
             start = stop
         result.append(_cast(flat_out.reshape(reference.shape), reference.dtype))
