@@ -21,6 +21,9 @@ from .fedmedian import FedMedian
 from .fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
 from .fedprox import FedProx
 from .fedtrimmedavg import FedTrimmedAvg
+from .fedxgb_bagging import FedXgbBagging
+from .fedxgb_cyclic import FedXgbCyclic
+from .fedxgb_nn_avg import FedXgbNnAvg
 from .krum import Krum
 from .qfedavg import QFedAvg
 from .strategy import Strategy
@@ -42,6 +45,9 @@ __all__ = [
     "FedOpt",
     "FedProx",
     "FedTrimmedAvg",
+    "FedXgbBagging",
+    "FedXgbCyclic",
+    "FedXgbNnAvg",
     "FedYogi",
     "Krum",
     "QFedAvg",

@@ -19,6 +19,8 @@ from .fedmedian import FedMedian
 from .fedopt import FedAdagrad, FedAdam, FedYogi
 from .fedprox import FedProx
 from .fedtrimmedavg import FedTrimmedAvg
+from .fedxgb_bagging import FedXgbBagging
+from .fedxgb_cyclic import FedXgbCyclic
 from .krum import Krum
 from .multikrum import MultiKrum
 from .qfedavg import QFedAvg
@@ -38,6 +40,8 @@ __all__ = [
     "FedMedian",
     "FedProx",
     "FedTrimmedAvg",
+    "FedXgbBagging",
+    "FedXgbCyclic",
     "FedYogi",
     "Krum",
     "MultiKrum",
