@@ -1,20 +1,15 @@
-"""Client mods under the legacy module name (`flwr.client.mod`); their home is
-`stamen.clientapp.mod`."""
+"""Client mods under the legacy module name (`flwr.client.mod`).
 
-from stamen.clientapp.mod import (
-    LocalDpMod,
-    Mod,
-    adaptiveclipping_mod,
-    arrays_size_mod,
-    fixedclipping_mod,
-    message_size_mod,
-)
+The mods' home is `stamen.clientapp.mod` (this module re-exports every one of them);
+`make_ffn` wraps a function in mods.
+"""
 
-__all__ = [
-    "LocalDpMod",
-    "Mod",
-    "adaptiveclipping_mod",
-    "arrays_size_mod",
-    "fixedclipping_mod",
-    "message_size_mod",
-]
+from stamen.clientapp.mod import *  # noqa: F403  (one list of mods, two module names)
+from stamen.clientapp.mod import __all__ as _mods
+from stamen.compat.unsupported import unsupported_attributes
+
+from ..client_app import make_ffn
+
+__all__ = [*_mods, "make_ffn"]
+
+__getattr__ = unsupported_attributes(__name__)

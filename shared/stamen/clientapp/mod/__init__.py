@@ -4,6 +4,7 @@ Keep the lists below sorted, one name a line.
 """
 
 from stamen.client.client_app import Mod
+from stamen.compat.unsupported import unsupported_attributes
 
 from .centraldp_mods import adaptiveclipping_mod, fixedclipping_mod
 from .comms_mods import arrays_size_mod, message_size_mod
@@ -17,3 +18,5 @@ __all__ = [
     "fixedclipping_mod",
     "message_size_mod",
 ]
+
+__getattr__ = unsupported_attributes(__name__)

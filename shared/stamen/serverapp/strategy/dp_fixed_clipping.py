@@ -30,12 +30,23 @@ class _FixedClipping(DifferentialPrivacyWrapper):
         clipping_norm: float,
         num_sampled_clients: int,
         *,
+        accountant: object | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
         if clipping_norm <= 0:
             raise ValueError("The clipping norm should be a positive value.")
+        if accountant is not None:
+            raise ValueError(
+                "accountant: privacy accounting is not supported by Stamen yet; "
+                "leave it None (privacy_spent() then returns None, as in Flower)"
+            )
         self.clipping_norm = clipping_norm
+        self.accountant = accountant
+
+    def privacy_spent(self) -> None:
+        """The privacy spent so far: None, as no accountant is attached."""
+        return None
 
     def _aggregate(
         self, server_round: int, replies: list[Message]
@@ -61,6 +72,8 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
         C, the L2 norm every client's update is clipped to (> 0).
     num_sampled_clients : int
         m, the clients sampled each round; the noise's stddev is z C / m.
+    accountant : PrivacyAccountant, optional
+        Keyword only. Must be None: Stamen has no privacy accounting yet.
     seed : int, optional
         Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
     """
@@ -72,9 +85,17 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
         clipping_norm: float,
         num_sampled_clients: int,
         *,
+        accountant: object | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients, seed=seed)
+        super().__init__(
+            strategy,
+            noise_multiplier,
+            clipping_norm,
+            num_sampled_clients,
+            accountant=accountant,
+            seed=seed,
+        )
         self.current_arrays = ArrayRecord()
 
     def __repr__(self) -> str:
@@ -120,6 +141,8 @@ class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
         C, the L2 norm every client's update is clipped to (> 0).
     num_sampled_clients : int
         m, the clients sampled each round; the noise's stddev is z C / m.
+    accountant : PrivacyAccountant, optional
+        Keyword only. Must be None: Stamen has no privacy accounting yet.
     seed : int, optional
         Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
     """
