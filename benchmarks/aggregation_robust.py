@@ -102,8 +102,8 @@ def worker(framework: str, name: str, clients: int, params: int) -> dict[str, An
 
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
     else:
-        from stamen.common.records import Array, ArrayRecord, MetricRecord, RecordDict
         from stamen.common.message import Message
+        from stamen.common.records import Array, ArrayRecord, MetricRecord, RecordDict
         from stamen.serverapp import strategy as strategies
     replies = []
     for node in range(1, clients + 1):
@@ -158,7 +158,10 @@ def versions() -> str:
     found = []
     for framework, python in PYTHONS.items():
         package = "flwr" if framework == "flower" else "stamen"
-        code = f"import importlib.metadata as m, numpy; print(m.version('{package}'), numpy.__version__)"
+        code = (
+            "import importlib.metadata as m, numpy; "
+            f"print(m.version('{package}'), numpy.__version__)"
+        )
         out = subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout
         found.append(f"{package} {out.split()[0]} (numpy {out.split()[1]})" if out else package)
     return ", ".join(found)
