@@ -29,7 +29,6 @@ FACTS = json.loads(
 # privacy accounting; issue 19: secure aggregation). Shrink this list as their work
 # lands: the test fails for a pending name that exists, so the list cannot go stale.
 PENDING: dict[str, str] = {
-    "stamen.server.strategy.FedAvgAndroid": "issue 12",
     "stamen.serverapp.GaussianPrivacyEvent": "issue 12",
     "stamen.serverapp.NeighboringRelation": "issue 12",
     "stamen.serverapp.PrivacyAccountant": "issue 12",

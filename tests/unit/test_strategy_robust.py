@@ -130,3 +130,22 @@ def test_qfedavg_without_evaluate_fn_says_why() -> None:
     strategy.pre_weights = [np.zeros(2)]
     with pytest.raises(AggregationError, match="evaluate_fn"):
         strategy.aggregate_fit(1, [fit(0, [np.ones(2)])], [])
+
+
+def test_fed_avg_android_averages_raw_float32_tensors() -> None:
+    from stamen.common.legacy import Parameters
+    from stamen.server.strategy import FedAvgAndroid
+
+    strategy = FedAvgAndroid()
+    results = [
+        (
+            ClientProxy(10 + i, {"partition-id": i}, GRID),
+            FitRes(Status(), Parameters([np.full(3, v, np.float32).tobytes()], "numpy.nda"), n, {}),
+        )
+        for i, (v, n) in enumerate([(1.0, 1), (4.0, 2)])
+    ]
+    params, metrics = strategy.aggregate_fit(1, results, [])
+    assert params is not None
+    assert params.tensor_type == "numpy.nda"
+    np.testing.assert_allclose(np.frombuffer(params.tensors[0], np.float32), 3.0)
+    assert metrics == {}

@@ -16,6 +16,7 @@ from .dp_fixed_clipping import (
 from .dpfedavg import DPFedAvgAdaptive, DPFedAvgFixed
 from .fault_tolerant_fedavg import FaultTolerantFedAvg
 from .fedavg import FedAvg
+from .fedavg_android import FedAvgAndroid
 from .fedavgm import FedAvgM
 from .fedmedian import FedMedian
 from .fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
@@ -40,6 +41,7 @@ __all__ = [
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
+    "FedAvgAndroid",
     "FedAvgM",
     "FedMedian",
     "FedOpt",
