@@ -26,6 +26,7 @@ from stamen.common.errors import StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.project import open_project
 from stamen.server import ServerApp
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
@@ -48,7 +49,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     epilog="Exit codes: 0 done, 1 the app or the SuperLink failed, 2 bad input, "
     "130/143 stopped by SIGINT/SIGTERM.",
 )
-@click.argument("app", envvar="STAMEN_APP")
+@click.argument("app", envvar="STAMEN_APP", required=False)
 @click.option(
     "--server",
     "--superlink",
@@ -74,7 +75,8 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     "--run-config",
     default="",
     envvar="STAMEN_RUN_CONFIG",
-    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1'.",
+    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1' (or a .toml file), of "
+    "the defaults in the app's pyproject.toml ([tool.stamen.app.config]).",
 )
 @click.option(
     "--run-id",
@@ -108,9 +110,18 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 )
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
-    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
+    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink.
+
+    Without APP, the serverapp of the app's pyproject.toml (in --dir) is run."""
     try:
-        settings = ServerAppSettings(**flags)
+        # An existing run (--run-id) has its config already: only the overrides are sent.
+        existing = flags["run_id"] is not None
+        overrides = "" if existing else flags["run_config"]
+        project, run_config = open_project(flags["directory"], overrides)
+        app = project.component("serverapp", flags["app"], "APP")
+        if existing:
+            run_config = flags["run_config"]
+        settings = ServerAppSettings(**{**flags, "app": app, "run_config": run_config})
         setup_logging(settings.log_level)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)

@@ -26,6 +26,7 @@ from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.project import read_project
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
 
@@ -50,7 +51,7 @@ PROG = "stamen-supernode"
         "exit), 1 when the node gives up reaching the SuperLink, 2 for bad input."
     ),
 )
-@click.argument("app", envvar="STAMEN_APP")
+@click.argument("app", envvar="STAMEN_APP", required=False)
 @click.option(
     "--server",
     "--superlink",
@@ -125,15 +126,17 @@ PROG = "stamen-supernode"
 @click.pass_context
 def supernode(ctx: click.Context, /, **options: Any) -> None:
     """Run a SuperNode: serve the ClientApp APP (module:attribute, for example client:app)
-    to a SuperLink.
+    to a SuperLink. Without APP, the clientapp of the pyproject.toml in --dir is served.
 
     The node registers with the SuperLink, long-polls for instructions, runs APP on each
     and sends the replies back; it reconnects with backoff when the SuperLink goes away.
     """
     try:
-        settings = SuperNodeSettings(**options)
+        settings = SuperNodeSettings(**_with_project(options))
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     setup_logging(settings.log_level)
     tune_allocator()
     try:
@@ -144,6 +147,14 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
     except asyncio.CancelledError as exc:  # a signal cancelled it: say which way
         ctx.exit(_fail(exc.args[0] if exc.args else "cancelled", EXIT_FAILED))
+
+
+def _with_project(options: dict[str, Any]) -> dict[str, Any]:
+    """APP, or the clientapp of the app's pyproject.toml in --dir."""
+    if options["app"] or not Path(options["directory"]).is_dir():
+        return options  # a missing --dir is reported by the settings
+    app = read_project(options["directory"]).component("clientapp", options["app"], "APP")
+    return {**options, "app": app}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

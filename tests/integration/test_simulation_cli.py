@@ -204,3 +204,68 @@ def _alive(pid: int) -> bool:
 
 def _segments(prefix: str) -> list[str]:
     return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+PYPROJECT = """
+[project]
+name = "app"
+version = "1.0.0"
+
+[tool.flwr.app.components]
+serverapp = "server:app"
+clientapp = "client:app"
+
+[tool.flwr.app.config]
+num-server-rounds = 1
+sleep = 0.0
+model-size = 10
+"""
+
+
+def test_the_pyproject_gives_the_apps_and_the_config(procs: Procs, app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir)]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=90) == 0, proc.tail()
+    assert proc.matches(r"\[ROUND 1\]")
+    assert not proc.matches(r"\[ROUND 2\]")  # num-server-rounds = 1 from the pyproject
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--run-config", "num-server-round=2"],
+            "stamen-simulation: error: --run-config: the app declares no key "
+            "'num-server-round'; did you mean 'num-server-rounds'?",
+        ),
+        (
+            ["--run-config", "num-server-rounds=2, sleep=1"],
+            "stamen-simulation: error: --run-config: config entry 'num-server-rounds=2,': "
+            "separate pairs with spaces",
+        ),
+    ],
+)
+def test_run_config_errors_name_the_key(
+    procs: Procs, app_dir: Path, args: list[str], message: str
+) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir), *args]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=60) == 2, proc.tail()
+    assert len(proc.output().splitlines()) == 1
+    assert proc.output().startswith(message), proc.output()
+
+
+def test_no_app_and_no_pyproject_says_what_to_pass(procs: Procs, app_dir: Path) -> None:
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir)]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=60) == 2, proc.tail()
+    assert proc.output().startswith("stamen-simulation: error: pass --server-app"), proc.output()
+    assert len(proc.output().splitlines()) == 1
