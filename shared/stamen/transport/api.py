@@ -18,7 +18,7 @@ from typing import Protocol
 from stamen.codec.envelope import Envelope
 from stamen.common.records import UserConfig
 
-from .types import Node, NodeRegistration, PushResult, Run
+from .types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 __all__ = ["ControlApi", "FleetApi", "ServerAppIoApi"]
 
@@ -83,3 +83,15 @@ class ControlApi(Protocol):
     async def get_run(self, run_id: int) -> Run: ...
 
     async def stop_run(self, run_id: int) -> Run: ...
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        """Store the app bundle and start a run of it (the SuperLink launches its ServerApp)."""
+        ...
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        """The run's log from `offset`, waiting up to `timeout` for more while it runs."""
+        ...
+
+    async def list_results(self, run_id: int) -> list[ResultFile]: ...
+
+    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]: ...

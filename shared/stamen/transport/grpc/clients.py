@@ -27,7 +27,7 @@ from stamen.common.errors import InvalidMessageError
 from stamen.common.records import UserConfig
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
-from stamen.transport.types import Node, NodeRegistration, PushResult, Run
+from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 from ._streams import aclose
 from .channel import CONNECTION_ERRORS, explain_failure
@@ -275,6 +275,42 @@ class GrpcControlClient(_Client):
                 pb.StopRunRequest(run_id=run_id), timeout=self.timeout
             )
             return _run(reply)
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        request = pb.SubmitRunRequest(bundle=bundle, run_config=user_config_to_proto(run_config))
+        async with self._call():
+            return _run(await self._stub.submit_run(request, timeout=self.stream_timeout))
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        request = pb.GetLogsRequest(run_id=run_id, offset=offset, timeout=timeout)
+        async with self._call():
+            reply = await self._stub.get_logs(request, timeout=self.timeout + max(timeout, 0.0))
+            if reply.run is None:
+                raise InvalidMessageError("GetLogs answered without a run")
+            return LogChunk(reply.text, reply.next_offset, run_from_proto(reply.run))
+
+    async def list_results(self, run_id: int) -> list[ResultFile]:
+        request = pb.ListResultsRequest(run_id=run_id)
+        async with self._call():
+            reply = await self._stub.list_results(request, timeout=self.timeout)
+            return [ResultFile(f.name, f.size, f.sha256) for f in reply.files]
+
+    async def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]:
+        stream = self._stub.pull_result(
+            pb.PullResultRequest(run_id=run_id, name=name), timeout=self.stream_timeout
+        )
+        received = 0
+        try:
+            async with self._call():
+                async for chunk in stream:
+                    if chunk.offset != received:
+                        raise InvalidMessageError(
+                            f"result {name!r}: chunk at offset {chunk.offset}, expected {received}"
+                        )
+                    received += len(chunk.data)
+                    yield chunk.data
+        finally:
+            await aclose(stream)
 
 
 def _push_result(reply: pb.PushMessagesResponse) -> PushResult:
