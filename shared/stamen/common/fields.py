@@ -16,7 +16,14 @@ from .config import parse_user_config, split_address
 from .errors import ConfigError
 from .records import UserConfig
 
-__all__ = ["Address", "ExistingDirectory", "LogLevel", "UserConfigText", "describe_invalid"]
+__all__ = [
+    "Address",
+    "ExistingDirectory",
+    "LogLevel",
+    "OutputDirectory",
+    "UserConfigText",
+    "describe_invalid",
+]
 
 
 def _upper(value: Any) -> Any:
@@ -46,6 +53,12 @@ def _existing_directory(value: Path) -> Path:
     return value
 
 
+def _output_directory(value: Path) -> Path:
+    if value.exists() and not value.is_dir():
+        raise ValueError(f"{str(value)!r} exists and is not a directory")
+    return value
+
+
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 """A log level name, in any case."""
 
@@ -54,6 +67,9 @@ UserConfigText = Annotated[UserConfig, BeforeValidator(_user_config)]
 
 ExistingDirectory = Annotated[Path, AfterValidator(_existing_directory)]
 """A folder that exists (where an app is imported from)."""
+
+OutputDirectory = Annotated[Path, AfterValidator(_output_directory)]
+"""A folder to write results into: made when missing, refused when a file is in the way."""
 
 Address = Annotated[str, AfterValidator(_address)]
 """`HOST:PORT` (or `[v6]:PORT`), to listen on or to connect to."""
