@@ -24,6 +24,7 @@ from stamen.transport.grpc.tls import server_context
 
 from .settings import SuperLinkSettings
 from .superlink import open_superlink
+from .web import observed
 
 __all__ = ["Listening", "serve"]
 
@@ -62,15 +63,18 @@ async def serve(
         fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
         control_socket = sockets.enter_context(listen(settings.control_api_address))
-        async with open_superlink(
-            settings.database, heartbeat_interval=settings.heartbeat_interval
-        ) as link:
+        async with (
+            open_superlink(
+                settings.database, heartbeat_interval=settings.heartbeat_interval
+            ) as link,
+            observed(link, settings) as (fleet, serverappio),
+        ):
             drain = Drain()
             servers: list[Server] = []
             try:
                 for servicer, sock in (
-                    (FleetServicer(link.fleet, drain), fleet_socket),
-                    (ServerAppIoServicer(link.serverappio, drain), serverappio_socket),
+                    (FleetServicer(fleet, drain), fleet_socket),
+                    (ServerAppIoServicer(serverappio, drain), serverappio_socket),
                     (ControlServicer(link.control, drain), control_socket),
                 ):
                     server = api_server(servicer)

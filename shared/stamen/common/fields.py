@@ -19,6 +19,7 @@ from .records import UserConfig
 __all__ = [
     "Address",
     "ExistingDirectory",
+    "HttpAddress",
     "LogLevel",
     "OutputDirectory",
     "UserConfigText",
@@ -44,6 +45,13 @@ def _address(value: str) -> str:
         split_address(value)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    return value
+
+
+def _loopback_by_default(value: Any) -> Any:
+    """'9100' and ':9100' mean 127.0.0.1:9100: what is served is private unless asked."""
+    if isinstance(value, int) or (isinstance(value, str) and value.lstrip(":").isdigit()):
+        return f"127.0.0.1:{str(value).lstrip(':')}"
     return value
 
 
@@ -73,6 +81,9 @@ OutputDirectory = Annotated[Path, AfterValidator(_output_directory)]
 
 Address = Annotated[str, AfterValidator(_address)]
 """`HOST:PORT` (or `[v6]:PORT`), to listen on or to connect to."""
+
+HttpAddress = Annotated[str, BeforeValidator(_loopback_by_default), AfterValidator(_address)]
+"""Where to serve HTTP (metrics, dashboard): `HOST:PORT`, or a port alone for 127.0.0.1."""
 
 
 def describe_invalid(error: ValidationError, flags: Mapping[str, str] | None = None) -> str:
