@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -134,6 +135,14 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="Directory both apps are imported from.",
 )
 @click.option(
+    "--output-dir",
+    metavar="DIR",
+    envvar="STAMEN_OUTPUT_DIR",
+    show_envvar=True,
+    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz and "
+    "metrics.png (the last needs matplotlib: pip install 'stamen[plot]').",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -165,6 +174,13 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
     setup_logging(settings.log_level, None if status is None else status.stream)
+    if settings.output_dir is not None:
+        try:  # found out now, not after the run
+            settings.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            ctx.exit(
+                _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
+            )
     try:
         history = _simulate(settings, status)
     except UserInputError as exc:
@@ -176,6 +192,8 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     table = summary_table(history)
     if table:
         click.echo(table)
+    if settings.output_dir is not None:
+        _write_results(ctx, history, settings.output_dir)
 
 
 def _with_project(options: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +329,16 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
         )
         stopper.start()
         stopper.join(FORKSERVER_STOP_TIMEOUT)
+
+
+def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
+    from stamen.server.results import write_results
+
+    try:
+        written = write_results(history, directory)
+    except OSError as exc:
+        ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
+    logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
 def _fail(message: str, code: int) -> int:

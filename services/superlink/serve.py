@@ -26,6 +26,7 @@ from stamen.transport.grpc.tls import server_context
 from .launcher import RunnerLauncher
 from .settings import SuperLinkSettings
 from .superlink import SuperLink, open_superlink
+from .web import observed
 
 __all__ = ["Listening", "serve"]
 
@@ -68,6 +69,7 @@ async def serve(
             open_superlink(
                 settings.database, heartbeat_interval=settings.heartbeat_interval
             ) as link,
+            observed(link, settings) as (fleet, serverappio),
             _launcher(link, settings, socket_address(serverappio_socket)) as launcher,
         ):
             link.control.launcher = launcher
@@ -75,8 +77,8 @@ async def serve(
             servers: list[Server] = []
             try:
                 for servicer, sock in (
-                    (FleetServicer(link.fleet, drain), fleet_socket),
-                    (ServerAppIoServicer(link.serverappio, drain), serverappio_socket),
+                    (FleetServicer(fleet, drain), fleet_socket),
+                    (ServerAppIoServicer(serverappio, drain), serverappio_socket),
                     (ControlServicer(link.control, drain), control_socket),
                 ):
                     server = api_server(servicer)

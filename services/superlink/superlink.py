@@ -27,7 +27,8 @@ from .fleet import FleetHandler
 from .linkstate import LinkState
 from .memorystate import MemoryLinkState
 from .objectstore import FileObjectStore, MemoryObjectStore, ObjectStore
-from .router import Router
+from .rounds import RoundBook
+from .router import Router, RouterEvents
 from .runfiles import RunFiles
 from .serverappio import ServerAppIoHandler
 from .sqlitestate import SqliteLinkState
@@ -76,6 +77,15 @@ class SuperLink:
     @property
     def heartbeat_interval(self) -> float:
         return self._router.liveness.interval
+
+    @property
+    def rounds(self) -> RoundBook:
+        """The rounds that runs reported (ServerAppIo ReportRound), newest last."""
+        return self._router.rounds
+
+    def observe(self, events: RouterEvents) -> None:
+        """Tell `events` of error replies and missed heartbeats from now on (metrics)."""
+        self._router.events = events
 
     def sweep(self) -> None:
         """Mark nodes past their deadline offline and answer or drop expired messages

@@ -10,12 +10,13 @@ anything is served, and the agent runs over gRPC until SIGTERM or Ctrl-C. Exit c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -33,6 +34,9 @@ from stamen.transport.grpc.clients import GrpcFleetClient
 from .agent import SuperNodeAgent
 from .executor import ThreadExecutor, WorkerProcessExecutor
 from .settings import DEFAULT_SERVER, SuperNodeSettings, describe
+
+if TYPE_CHECKING:
+    from .telemetry import SuperNodeMetrics
 
 __all__ = ["main", "serve", "supernode"]
 
@@ -115,6 +119,14 @@ PROG = "stamen-supernode"
     help="Give up after this many seconds without the SuperLink [default: never].",
 )
 @click.option(
+    "--metrics-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_METRICS_ADDRESS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
+    "127.0.0.1). Off unless given.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     metavar="LEVEL",
@@ -180,6 +192,7 @@ async def serve(settings: SuperNodeSettings) -> None:
     try:
         executor = await _start_executor(settings)
         try:
+            metrics, executor = _instrumented(settings, executor)
             agent = SuperNodeAgent(
                 GrpcFleetClient(channel),
                 executor,
@@ -189,7 +202,16 @@ async def serve(settings: SuperNodeSettings) -> None:
             )
             shutdown.stop = agent.stop
             logger.info("connecting to the SuperLink at %s", settings.server)
-            await agent.run()
+            async with contextlib.AsyncExitStack() as web:
+                if metrics is not None and settings.metrics_address is not None:
+                    from stamen.common.webserver import http_server, metrics_app
+
+                    app = metrics_app(metrics.registry)
+                    bound = await web.enter_async_context(
+                        http_server(app, settings.metrics_address)
+                    )
+                    logger.info("Prometheus metrics at http://%s/metrics", bound)
+                await agent.run()
             logger.info("stopped")
         finally:
             await executor.aclose()
@@ -197,6 +219,18 @@ async def serve(settings: SuperNodeSettings) -> None:
         channel.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _instrumented(
+    settings: SuperNodeSettings, executor: AppExecutor
+) -> tuple[SuperNodeMetrics | None, AppExecutor]:
+    """The executor, counted when metrics are on (imported only then: start-up time)."""
+    if settings.metrics_address is None:
+        return None, executor
+    from .telemetry import InstrumentedExecutor, SuperNodeMetrics
+
+    metrics = SuperNodeMetrics()
+    return metrics, InstrumentedExecutor(executor, metrics)
 
 
 async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:

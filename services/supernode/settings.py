@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stamen.common.fields import (
     Address,
     ExistingDirectory,
+    HttpAddress,
     LogLevel,
     UserConfigText,
     describe_invalid,
@@ -44,6 +45,8 @@ class SuperNodeSettings(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     max_wait_time: float | None = Field(default=None, gt=0)
     log_level: LogLevel = "INFO"
+    metrics_address: HttpAddress | None = None
+    """Where to serve Prometheus' `/metrics`; off when None."""
 
     @field_validator("app")
     @classmethod

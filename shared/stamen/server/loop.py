@@ -33,6 +33,7 @@ from stamen.common.legacy import (
     evaluateins_to_recorddict,
     fitins_to_recorddict,
     parameters_to_arrayrecord,
+    read_only_ndarrays,
     recorddict_to_evaluateres,
     recorddict_to_fitres,
 )
@@ -45,6 +46,7 @@ from .config import ServerConfig
 from .grid import Grid
 from .history import History
 from .strategy.strategy import Strategy
+from .tracking import report_round
 
 __all__ = ["run_rounds"]
 
@@ -91,14 +93,20 @@ def run_rounds(
     Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes).
     """
     client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
-    return _RoundLoop(grid, config, strategy, client_manager).run()
+    return _RoundLoop(grid, config, strategy, client_manager, context.run_id).run()
 
 
 class _RoundLoop:
     def __init__(
-        self, grid: Grid, config: ServerConfig, strategy: Strategy, client_manager: ClientManager
+        self,
+        grid: Grid,
+        config: ServerConfig,
+        strategy: Strategy,
+        client_manager: ClientManager,
+        run_id: int,
     ) -> None:
         self.grid = grid
+        self.run_id = run_id
         self.config = config
         self.strategy = strategy
         self.client_manager = client_manager
@@ -137,7 +145,9 @@ class _RoundLoop:
             took = time.perf_counter() - round_start
             self.history.add_round_time(server_round, took)
             logger.info("round %d took %.2fs", server_round, took)
+            report_round(self.history, server_round, self.run_id)
         self._encoded.clear()
+        self.history.final_arrays = ArrayRecord(read_only_ndarrays(parameters))
 
         num_rounds = self.config.num_rounds
         logger.info("")

@@ -12,7 +12,7 @@ Object streams: `push_object` consumes chunks (any bytes-like, in order, summing
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
@@ -73,6 +73,12 @@ class ServerAppIoApi(Protocol):
     async def update_run_status(
         self, run_id: int, status: str, sub_status: str = "", details: str = ""
     ) -> None: ...
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        """A round of the running run ended (`seconds`: its duration, 0 if unknown)."""
+        ...
 
 
 class ControlApi(Protocol):

@@ -9,7 +9,7 @@ as the error class the one table names (`errors.from_grpc`), a connection failur
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from grpclib.client import Channel
@@ -250,6 +250,18 @@ class GrpcServerAppIoClient(_Client):
         )
         async with self._call():
             await self._stub.update_run_status(request, timeout=self.timeout)
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        request = pb.ReportRoundRequest(
+            run_id=run_id,
+            server_round=server_round,
+            seconds=seconds,
+            metrics=[pb.RoundMetric(name=name, value=value) for name, value in metrics.items()],
+        )
+        async with self._call():
+            await self._stub.report_round(request, timeout=self.timeout)
 
 
 class GrpcControlClient(_Client):

@@ -174,6 +174,16 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             )
         return pb.UpdateRunStatusResponse()
 
+    async def report_round(self, message: pb.ReportRoundRequest) -> pb.ReportRoundResponse:
+        async with self._serving("ReportRound"):
+            await self._api.report_round(
+                message.run_id,
+                message.server_round,
+                message.seconds,
+                {metric.name: metric.value for metric in message.metrics},
+            )
+        return pb.ReportRoundResponse()
+
 
 class ControlServicer(_Servicer, pb.ControlBase):
     """The Control API (what operators' tools call) over gRPC."""

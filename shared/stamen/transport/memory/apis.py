@@ -9,7 +9,7 @@ returns, and its object store hands out read-only views (the contract suite chec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 
 from stamen.codec.envelope import Envelope
 from stamen.common.records import UserConfig
@@ -103,6 +103,12 @@ class MemoryServerAppIo:
     ) -> None:
         with as_over_grpc("ServerAppIo.UpdateRunStatus"):
             await self._handler.update_run_status(run_id, status, sub_status, details)
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        with as_over_grpc("ServerAppIo.ReportRound"):
+            await self._handler.report_round(run_id, server_round, seconds, dict(metrics))
 
 
 class MemoryControl:

@@ -52,7 +52,10 @@ __all__ = (
     "RecordItem",
     "RegisterNodeRequest",
     "RegisterNodeResponse",
+    "ReportRoundRequest",
+    "ReportRoundResponse",
     "ResultFile",
+    "RoundMetric",
     "Run",
     "ServerAppIoBase",
     "ServerAppIoStub",
@@ -698,6 +701,31 @@ default_message_pool.register_message("stamen.v1", "RegisterNodeResponse", Regis
 
 
 @dataclass(eq=False, repr=False)
+class ReportRoundRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    server_round: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    seconds: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    how long the round took; 0 when unknown
+    """
+
+    metrics: "list[RoundMetric]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("stamen.v1", "ReportRoundRequest", ReportRoundRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReportRoundResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("stamen.v1", "ReportRoundResponse", ReportRoundResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ResultFile(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -707,6 +735,19 @@ class ResultFile(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "ResultFile", ResultFile)
+
+
+@dataclass(eq=False, repr=False)
+class RoundMetric(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    a tracker name: "loss/distributed", "evaluate/accuracy", ...
+    """
+
+    value: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+
+
+default_message_pool.register_message("stamen.v1", "RoundMetric", RoundMetric)
 
 
 @dataclass(eq=False, repr=False)
@@ -1287,6 +1328,27 @@ class ServerAppIoStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def report_round(
+        self,
+        message: "ReportRoundRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ReportRoundResponse":
+        """
+        A round of the run ended: its duration and numeric metrics (for dashboards).
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.ServerAppIo/ReportRound",
+            message,
+            ReportRoundResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ControlBase(betterproto2_grpclib.ServiceBase):
     async def list_runs(self, message: "ListRunsRequest") -> "ListRunsResponse":
@@ -1637,6 +1699,13 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def report_round(self, message: "ReportRoundRequest") -> "ReportRoundResponse":
+        """
+        A round of the run ended: its duration and numeric metrics (for dashboards).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_run(
         self, stream: "grpclib.server.Stream[CreateRunRequest, CreateRunResponse]"
     ) -> None:
@@ -1703,6 +1772,14 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
         response = await self.update_run_status(request)
         await stream.send_message(response)
 
+    async def __rpc_report_round(
+        self, stream: "grpclib.server.Stream[ReportRoundRequest, ReportRoundResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.report_round(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stamen.v1.ServerAppIo/CreateRun": grpclib.const.Handler(
@@ -1752,5 +1829,11 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 UpdateRunStatusRequest,
                 UpdateRunStatusResponse,
+            ),
+            "/stamen.v1.ServerAppIo/ReportRound": grpclib.const.Handler(
+                self.__rpc_report_round,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ReportRoundRequest,
+                ReportRoundResponse,
             ),
         }
