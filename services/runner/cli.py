@@ -22,12 +22,14 @@ from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import run
-from stamen.common.errors import StamenError, UserInputError
+from stamen.common.errors import ConfigError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
 from stamen.common.project import open_project
 from stamen.server import ServerApp
+from stamen.server.history import History
+from stamen.server.results import write_results
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 
@@ -94,6 +96,13 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Directory to import the app from.",
 )
 @click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="STAMEN_OUTPUT_DIR",
+    help="Write the run's results here when it completes: history.json, metrics.csv, "
+    "final_arrays.npz (and metrics.png with matplotlib).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -147,13 +156,15 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     stop = _Stop(asyncio.get_running_loop())
     try:
         logger.info("connecting to the SuperLink at %s", settings.server)
-        await run_serverapp(
+        history = await run_serverapp(
             serverappio,
             server_app,
             server_app_ref=settings.app,
             run_config=settings.run_config,
             run_id=settings.run_id,
         )
+        if settings.output_dir is not None:
+            _write_results(history, settings.output_dir)
         return 0
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -165,6 +176,14 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     finally:
         stop.remove()
         channel.close()
+
+
+def _write_results(history: History, directory: Path) -> None:
+    try:
+        written = write_results(history, directory)
+    except OSError as exc:
+        raise ConfigError(f"--output-dir: cannot write the results: {exc}") from None
+    logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
 class _Stop:

@@ -108,6 +108,8 @@ class RunnerLauncher:
             "--server",
             self._serverappio,
             *security,
+            "--output-dir",
+            str(self._files.results_folder(run_id)),
         ]
 
     async def _run(self, run_id: int, app_dir: Path, on_exit: ExitFn) -> None:
