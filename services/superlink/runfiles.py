@@ -65,18 +65,21 @@ class RunFiles:
         bundle, ConfigError when its pyproject does not name both components."""
         digest = bundle_hash(data)
         read_bundle_project(data)  # a zip with a pyproject.toml, or IntegrityError
+        directory = unpack_bundle(data, digest, self.root / "apps")
+        components = read_project(directory).components
+        server_app, client_app = components.get("serverapp"), components.get("clientapp")
+        if not server_app or not client_app:
+            shutil.rmtree(directory, ignore_errors=True)
+            missing = "serverapp" if not server_app else "clientapp"
+            raise ConfigError(
+                f"the bundle's pyproject.toml names no {missing} in "
+                "[tool.stamen.app.components] (or [tool.flwr.app.components])"
+            )
         path = self.bundle_path(digest)
         if not path.is_file():
             staging = path.with_suffix(f".{os.getpid()}.partial")
             staging.write_bytes(data)
             staging.replace(path)
-        directory = unpack_bundle(data, digest, self.root / "apps")
-        project = read_project(directory)
-        try:
-            server_app = project.component("serverapp", None, "serverapp")
-            client_app = project.component("clientapp", None, "clientapp")
-        except ConfigError as exc:
-            raise ConfigError(f"the bundle's {exc}") from None
         return SubmittedApp(digest, directory, server_app, client_app)
 
     def bundle_path(self, digest: str) -> Path:
