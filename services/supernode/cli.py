@@ -32,8 +32,9 @@ from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
 
 from .agent import SuperNodeAgent
+from .bundles import BundleExecutor
 from .executor import ThreadExecutor, WorkerProcessExecutor
-from .settings import DEFAULT_SERVER, SuperNodeSettings, describe
+from .settings import DEFAULT_BUNDLE_CACHE, DEFAULT_SERVER, SuperNodeSettings, describe
 
 if TYPE_CHECKING:
     from .telemetry import SuperNodeMetrics
@@ -96,6 +97,14 @@ PROG = "stamen-supernode"
     help="Directory the app module is imported from.",
 )
 @click.option(
+    "--bundle-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=str(DEFAULT_BUNDLE_CACHE),
+    show_default=True,
+    envvar="STAMEN_BUNDLE_CACHE",
+    help="Without APP: where the runs' app bundles are unpacked.",
+)
+@click.option(
     "--isolation",
     default="process",
     metavar="[process|thread]",
@@ -138,7 +147,9 @@ PROG = "stamen-supernode"
 @click.pass_context
 def supernode(ctx: click.Context, /, **options: Any) -> None:
     """Run a SuperNode: serve the ClientApp APP (module:attribute, for example client:app)
-    to a SuperLink. Without APP, the clientapp of the pyproject.toml in --dir is served.
+    to a SuperLink. Without APP, the clientapp of the pyproject.toml in --dir is served;
+    with neither, the node serves any run submitted with `stamen run`, fetching its app
+    bundle from the SuperLink (cached in --bundle-cache).
 
     The node registers with the SuperLink, long-polls for instructions, runs APP on each
     and sends the replies back; it reconnects with backoff when the SuperLink goes away.
@@ -162,11 +173,12 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
 
 
 def _with_project(options: dict[str, Any]) -> dict[str, Any]:
-    """APP, or the clientapp of the app's pyproject.toml in --dir."""
+    """APP, or the clientapp of the app's pyproject.toml in --dir, or none (each run's
+    bundle then brings its app)."""
     if options["app"] or not Path(options["directory"]).is_dir():
         return options  # a missing --dir is reported by the settings
-    app = read_project(options["directory"]).component("clientapp", options["app"], "APP")
-    return {**options, "app": app}
+    app = read_project(options["directory"]).components.get("clientapp")
+    return {**options, "app": app or None}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -200,6 +212,8 @@ async def serve(settings: SuperNodeSettings) -> None:
                 max_retries=settings.max_retries,
                 max_wait_time=settings.max_wait_time,
             )
+            if isinstance(executor, BundleExecutor):
+                executor.attach(agent.get_run, agent.pull_object)
             shutdown.stop = agent.stop
             logger.info("connecting to the SuperLink at %s", settings.server)
             async with contextlib.AsyncExitStack() as web:
@@ -235,6 +249,9 @@ def _instrumented(
 
 async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
     """The app's executor, with the app imported: a bad app fails here, before serving."""
+    if settings.app is None:
+        logger.info("no app: serving the app bundle of each run (cache %s)", settings.bundle_cache)
+        return BundleExecutor(settings.bundle_cache)
     if settings.isolation == "thread":
         app = load_app(settings.app, ClientApp, settings.directory)
         return ThreadExecutor(app)

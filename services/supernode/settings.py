@@ -21,9 +21,12 @@ from stamen.common.fields import (
     describe_invalid,
 )
 
-__all__ = ["DEFAULT_SERVER", "SuperNodeSettings", "describe"]
+__all__ = ["DEFAULT_BUNDLE_CACHE", "DEFAULT_SERVER", "SuperNodeSettings", "describe"]
 
 DEFAULT_SERVER = "127.0.0.1:9092"
+
+DEFAULT_BUNDLE_CACHE = Path.home() / ".cache" / "stamen" / "bundles"
+"""Where a node without a fixed app unpacks the app bundles of the runs it serves."""
 
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -35,7 +38,9 @@ class SuperNodeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    app: str
+    app: str | None = None
+    """None: no fixed app; each run's app comes from its bundle (see BundleExecutor)."""
+    bundle_cache: Path = Field(default_factory=lambda: DEFAULT_BUNDLE_CACHE)
     server: Address = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
@@ -50,8 +55,8 @@ class SuperNodeSettings(BaseModel):
 
     @field_validator("app")
     @classmethod
-    def _app_reference(cls, value: str) -> str:
-        if not _REFERENCE.fullmatch(value):
+    def _app_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _REFERENCE.fullmatch(value):
             raise ValueError(f"{value!r} is not a 'module:attribute' reference (like client:app)")
         return value
 
@@ -61,6 +66,9 @@ class SuperNodeSettings(BaseModel):
             raise ValueError(
                 "pass exactly one of --root-certificates CA (TLS) and --insecure (plaintext)"
             )
+        if self.app is None and self.isolation == "thread":
+            raise ValueError("--isolation thread needs an APP (a node without one runs each "
+                             "run's bundle in a worker process)")  # fmt: skip
         return self
 
 

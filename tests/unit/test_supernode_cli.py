@@ -173,10 +173,11 @@ def test_without_app_the_pyproject_names_it(
     ]
 
 
-def test_without_app_or_pyproject_says_what_to_pass(
+def test_without_any_app_thread_isolation_is_refused(
     app_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, lines = run_cli(["--insecure", "--dir", str(app_dir)], capsys)
+    # No APP and no pyproject: the node serves the runs' bundles, in worker processes.
+    code, lines = run_cli(["--insecure", "--dir", str(app_dir), "--isolation", "thread"], capsys)
     assert code == 2
     assert len(lines) == 1
-    assert lines[0].startswith("stamen-supernode: error: pass APP (module:attribute)")
+    assert lines[0].startswith("stamen-supernode: error: --isolation thread needs an APP")
