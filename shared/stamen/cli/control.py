@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from stamen.common.cli import run as run_loop
+from stamen.common.errors import UnavailableError
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcControlClient
 from stamen.transport.types import Run, RunStatus
@@ -17,6 +19,9 @@ __all__ = ["LOG_WAIT", "call", "describe_status", "print_logs"]
 
 LOG_WAIT = 10.0
 """Seconds one log request waits for more lines of a running run."""
+
+RETRIES = 5
+"""Times following a log retries a SuperLink that cannot be reached, backing off."""
 
 T = TypeVar("T")
 
@@ -44,8 +49,17 @@ async def print_logs(client: GrpcControlClient, run_id: int, *, follow: bool) ->
     """Write the run's log to stdout; with `follow`, until the run has finished and its
     log is complete. The run as it was last seen."""
     offset = 0
+    failures = 0
     while True:
-        chunk = await client.get_logs(run_id, offset, LOG_WAIT if follow else 0.0)
+        try:
+            chunk = await client.get_logs(run_id, offset, LOG_WAIT if follow else 0.0)
+        except UnavailableError:
+            failures += 1
+            if failures > RETRIES:
+                raise
+            await asyncio.sleep(failures)  # back off: the SuperLink may be restarting
+            continue
+        failures = 0
         if chunk.text:
             sys.stdout.buffer.write(chunk.text)
             sys.stdout.buffer.flush()
