@@ -30,7 +30,7 @@ from stamen.transport.api import Chunk
 from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 from ._streams import aclose
-from .channel import CONNECTION_ERRORS, explain_failure
+from .channel import CONNECTION_ERRORS, explain_failure, is_wrong_api, wrong_api
 from .errors import from_grpc
 
 __all__ = [
@@ -53,6 +53,9 @@ _PullObject = Callable[..., AsyncIterator[pb.ObjectChunk]]
 
 
 class _Client:
+    _api = ""
+    """The API the client calls (Fleet, ServerAppIo, Control), named in errors."""
+
     def __init__(
         self,
         channel: Channel,
@@ -69,6 +72,8 @@ class _Client:
         try:
             yield
         except GRPCError as exc:
+            if is_wrong_api(exc):
+                raise await wrong_api(self.channel, self._api) from exc
             raise from_grpc(exc) from exc
         except CONNECTION_ERRORS as exc:
             raise await explain_failure(self.channel, exc) from exc
@@ -117,6 +122,8 @@ class _Client:
 
 class GrpcFleetClient(_Client):
     """`FleetApi` over a channel to the SuperLink's Fleet API."""
+
+    _api = "Fleet"
 
     def __init__(
         self,
@@ -181,6 +188,8 @@ class GrpcFleetClient(_Client):
 
 class GrpcServerAppIoClient(_Client):
     """`ServerAppIoApi` over a channel to the SuperLink's ServerAppIo API."""
+
+    _api = "ServerAppIo"
 
     def __init__(
         self,
@@ -266,6 +275,8 @@ class GrpcServerAppIoClient(_Client):
 
 class GrpcControlClient(_Client):
     """`ControlApi` over a channel to the SuperLink's Control API."""
+
+    _api = "Control"
 
     def __init__(self, channel: Channel, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(channel, timeout=timeout)
