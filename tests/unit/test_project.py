@@ -142,6 +142,11 @@ def test_a_declared_empty_table_refuses_every_key() -> None:
         fuse_run_config({}, {"x": 1})
 
 
+def test_framework_keys_need_no_declaration() -> None:
+    fused = fuse_run_config({"lr": 0.1}, {"max-failure-rate": 0.5, "seed": 3})
+    assert fused == {"lr": 0.1, "max-failure-rate": 0.5, "seed": 3}
+
+
 def test_text_defaults_take_any_value() -> None:
     assert fuse_run_config({"name": "a"}, {"name": 7}) == {"name": 7}
 

@@ -33,7 +33,14 @@ from .config import flatten_dict, parse_user_config
 from .errors import ConfigError
 from .records import UserConfig, UserConfigValue
 
-__all__ = ["PYPROJECT", "AppProject", "fuse_run_config", "open_project", "read_project"]
+__all__ = [
+    "FRAMEWORK_KEYS",
+    "PYPROJECT",
+    "AppProject",
+    "fuse_run_config",
+    "open_project",
+    "read_project",
+]
 
 PYPROJECT = "pyproject.toml"
 
@@ -41,6 +48,12 @@ _TOOLS = ("stamen", "flwr")
 """The `[tool.X]` tables read, in order of preference."""
 
 Component = Literal["serverapp", "clientapp"]
+
+FRAMEWORK_KEYS = frozenset(
+    {"seed", "min-available-timeout", "round-timeout", "max-failure-rate", "allow-empty-rounds"}
+)
+"""Run-config keys Stamen itself reads (sampling seed, waits, failure policy): any run
+may set them, whether or not its app declares them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +160,8 @@ def fuse_run_config(defaults: UserConfig | None, overrides: UserConfig) -> UserC
     """`defaults` updated with `overrides`, each override checked against the defaults.
 
     With `defaults` None (nothing declared) every override is taken as given. Otherwise
-    a key that is not declared is a ConfigError naming the closest declared key, and so is
+    a key that is not declared (nor one of FRAMEWORK_KEYS) is a ConfigError naming the
+    closest declared key, and so is
     a number or flag of another kind than its default (a float default takes an int, as
     1.0; a text default takes anything).
     """
@@ -156,6 +170,9 @@ def fuse_run_config(defaults: UserConfig | None, overrides: UserConfig) -> UserC
     fused = dict(defaults)
     for key, value in overrides.items():
         if key not in defaults:
+            if key in FRAMEWORK_KEYS:
+                fused[key] = value
+                continue
             raise ConfigError(_unknown_key(key, defaults))
         fused[key] = _checked(key, value, defaults[key])
     return fused
