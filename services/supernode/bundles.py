@@ -6,7 +6,9 @@ that hash, unpacks it into `cache/<hash>/` and starts a warm worker process for 
 same `WorkerProcessExecutor` as a node with a fixed app). Runs of the same bundle share
 its worker; a worker unused for `idle_timeout` seconds is closed. An app whose imports
 fail (a dependency missing on this node) gets an error reply that names the module:
-nothing is installed at run time.
+nothing is installed at run time. With a TrustPolicy (`--trusted-entities`,
+`--allow-bundle`), every bundle is checked against it before it is unpacked, cached or
+not; a refused bundle gets an error reply for each of its tasks and runs nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.bundle import unpack_bundle
 from stamen.common.errors import AppLoadError
+from stamen.common.trust import TrustPolicy, UntrustedBundleError
 from stamen.transport.types import Run
 
 from .executor import WorkerProcessExecutor
@@ -41,8 +44,13 @@ PullObject = Callable[[str], Awaitable[Buffer]]
 class BundleExecutor:
     """An `AppExecutor` that runs each task with the ClientApp of its run's bundle."""
 
-    def __init__(self, cache: Path, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self, cache: Path, *, idle_timeout: float = IDLE_TIMEOUT, policy: TrustPolicy | None = None
+    ) -> None:
         self.cache = cache
+        self._policy = policy
+        self._refused: dict[str, str] = {}
+        """Bundles the policy refused -> why (not fetched again for their next tasks)."""
         self._idle_timeout = idle_timeout
         self._get_run: GetRun | None = None
         self._pull_object: PullObject | None = None
@@ -96,11 +104,8 @@ class BundleExecutor:
 
     async def _start(self, run: Run) -> WorkerProcessExecutor:
         folder = self.cache / run.bundle
-        if not folder.is_dir():
-            assert self._pull_object is not None
-            logger.info("run %d: fetching app bundle %s", run.run_id, run.bundle[:12])
-            data = await self._pull_object(run.bundle)
-            folder = unpack_bundle(bytes(data), run.bundle, self.cache)
+        if self._policy is not None or not folder.is_dir():
+            folder = await self._fetch(run)
         worker = WorkerProcessExecutor(run.client_app, folder)
         try:
             await worker.start()
@@ -110,6 +115,27 @@ class BundleExecutor:
         logger.info("run %d: ClientApp %s of bundle %s ready", run.run_id, run.client_app,
                     run.bundle[:12])  # fmt: skip
         return worker
+
+    async def _fetch(self, run: Run) -> Path:
+        """The run's bundle, fetched, checked against the policy and unpacked."""
+        refused = self._refused.get(run.bundle)
+        if refused is not None:
+            raise UntrustedBundleError(run.bundle, refused)
+        assert self._pull_object is not None
+        logger.info("run %d: fetching app bundle %s", run.run_id, run.bundle[:12])
+        data = bytes(await self._pull_object(run.bundle))
+        if self._policy is not None:
+            try:
+                publisher = self._policy.check(data, run.bundle)
+            except UntrustedBundleError as exc:
+                if len(self._refused) >= MAX_RUNS:
+                    del self._refused[next(iter(self._refused))]
+                self._refused[run.bundle] = exc.reason
+                raise
+            if publisher is not None:
+                logger.info("run %d: bundle %s is signed by trusted publisher %s",
+                            run.run_id, run.bundle[:12], publisher)  # fmt: skip
+        return unpack_bundle(data, run.bundle, self.cache)
 
     async def _evict_idle(self, keep: str) -> None:
         now = time.monotonic()

@@ -28,6 +28,7 @@ from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
 from stamen.common.project import read_project
+from stamen.common.trust import TrustPolicy
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
 
@@ -103,6 +104,24 @@ PROG = "stamen-supernode"
     show_default=True,
     envvar="STAMEN_BUNDLE_CACHE",
     help="Without APP: where the runs' app bundles are unpacked.",
+)
+@click.option(
+    "--trusted-entities",
+    "--trust-entities",
+    "trusted_entities",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    envvar="STAMEN_TRUSTED_ENTITIES",
+    help="Without APP: run only bundles signed by a publisher key this TOML file lists "
+    '("KEY-ID" = "ssh-ed25519 ..." lines, from stamen keys new).',
+)
+@click.option(
+    "--allow-bundle",
+    "allow_bundles",
+    multiple=True,
+    metavar="sha256:HASH",
+    envvar="STAMEN_ALLOW_BUNDLES",
+    help="Without APP: run only these bundles (repeatable).",
 )
 @click.option(
     "--isolation",
@@ -250,8 +269,14 @@ def _instrumented(
 async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
     """The app's executor, with the app imported: a bad app fails here, before serving."""
     if settings.app is None:
+        policy = TrustPolicy.from_options(settings.trusted_entities, settings.allow_bundles)
         logger.info("no app: serving the app bundle of each run (cache %s)", settings.bundle_cache)
-        return BundleExecutor(settings.bundle_cache)
+        if policy is None:
+            logger.warning("no --trusted-entities or --allow-bundle: any app submitted to the "
+                           "SuperLink will run on this node")  # fmt: skip
+        else:
+            logger.info("running only bundles %s", policy.describe())
+        return BundleExecutor(settings.bundle_cache, policy=policy)
     if settings.isolation == "thread":
         app = load_app(settings.app, ClientApp, settings.directory)
         return ThreadExecutor(app)

@@ -20,6 +20,7 @@ from stamen.common.fields import (
     UserConfigText,
     describe_invalid,
 )
+from stamen.common.trust import parse_bundle_pin
 
 __all__ = ["DEFAULT_BUNDLE_CACHE", "DEFAULT_SERVER", "SuperNodeSettings", "describe"]
 
@@ -30,7 +31,12 @@ DEFAULT_BUNDLE_CACHE = Path.home() / ".cache" / "stamen" / "bundles"
 
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
-_FLAGS = {"app": "APP", "directory": "--dir"}
+_FLAGS = {
+    "app": "APP",
+    "directory": "--dir",
+    "trusted_entities": "--trusted-entities",
+    "allow_bundles": "--allow-bundle",
+}
 
 
 class SuperNodeSettings(BaseModel):
@@ -41,6 +47,10 @@ class SuperNodeSettings(BaseModel):
     app: str | None = None
     """None: no fixed app; each run's app comes from its bundle (see BundleExecutor)."""
     bundle_cache: Path = Field(default_factory=lambda: DEFAULT_BUNDLE_CACHE)
+    trusted_entities: Path | None = None
+    """Without APP: run only bundles signed by a publisher it lists (stamen.common.trust)."""
+    allow_bundles: tuple[str, ...] = ()
+    """Without APP: run only these bundles (sha256 hex); any when empty."""
     server: Address = DEFAULT_SERVER
     root_certificates: Path | None = None
     insecure: bool = False
@@ -60,6 +70,13 @@ class SuperNodeSettings(BaseModel):
             raise ValueError(f"{value!r} is not a 'module:attribute' reference (like client:app)")
         return value
 
+    @field_validator("allow_bundles", mode="before")
+    @classmethod
+    def _bundle_pins(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(parse_bundle_pin(str(pin)) for pin in value)
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> SuperNodeSettings:
         if self.insecure == (self.root_certificates is not None):
@@ -69,6 +86,9 @@ class SuperNodeSettings(BaseModel):
         if self.app is None and self.isolation == "thread":
             raise ValueError("--isolation thread needs an APP (a node without one runs each "
                              "run's bundle in a worker process)")  # fmt: skip
+        if self.app is not None and (self.trusted_entities or self.allow_bundles):
+            raise ValueError("--trusted-entities and --allow-bundle apply to a node without "
+                             "an APP (one with an APP runs only that app)")  # fmt: skip
         return self
 
 

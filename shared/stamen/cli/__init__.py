@@ -1,4 +1,4 @@
-"""The `stamen` command: new, build, run, ls, log, stop, pull (as Flower's `flwr`).
+"""The `stamen` command: new, build, run, ls, log, stop, pull, keys (as Flower's `flwr`).
 
 User code, like `flwr.cli`: it reaches a SuperLink only through its Control API and runs
 a local simulation through the `stamen-simulation` command, never by importing a service.

@@ -69,11 +69,12 @@ def stamen() -> None:
 
 def _register() -> None:
     from .build import build
+    from .keys import keys
     from .new import new
     from .run import run
     from .runs import log, ls, pull, stop
 
-    for command in (new, build, run, ls, log, stop, pull):
+    for command in (new, build, run, ls, log, stop, pull, keys):
         stamen.add_command(command)
 
 

@@ -11,6 +11,7 @@ from stamen.common.bundle import build_bundle
 from stamen.common.errors import ConfigError
 
 from .app import handled
+from .keys import sign_option, signed
 
 __all__ = ["build"]
 
@@ -24,11 +25,12 @@ __all__ = ["build"]
     help="Folder to write the bundle to [default: APP_DIR].",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@sign_option
 @handled
-def build(app_dir: Path, output: Path | None, fmt: str) -> None:
+def build(app_dir: Path, output: Path | None, fmt: str, sign_key: Path | None) -> None:
     """Bundle the app in APP_DIR: a zip of its pyproject and code, reproducible (the same
     files give the same hash), written as NAME-VERSION.HASH8.bundle."""
-    bundle = build_bundle(app_dir)
+    bundle = signed(build_bundle(app_dir), sign_key)
     folder = app_dir if output is None else output
     path = folder / bundle.filename
     try:

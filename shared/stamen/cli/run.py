@@ -25,6 +25,7 @@ from stamen.transport.types import Run, RunStatus
 from .app import Failed, handled
 from .control import call, describe_status, print_logs
 from .federation import Federation, resolve_federation
+from .keys import sign_option, signed
 
 __all__ = ["run", "simulation_command"]
 
@@ -40,9 +41,15 @@ __all__ = ["run", "simulation_command"]
 )
 @click.option("--stream", is_flag=True, help="Follow the run's log to its end (deployment).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@sign_option
 @handled
 def run(
-    app_dir: Path, federation: str | None, run_config: tuple[str, ...], stream: bool, fmt: str
+    app_dir: Path,
+    federation: str | None,
+    run_config: tuple[str, ...],
+    stream: bool,
+    fmt: str,
+    sign_key: Path | None,
 ) -> None:
     """Run the app in APP_DIR on FEDERATION (default: the pyproject's default one)."""
     overrides = " ".join(run_config)
@@ -53,7 +60,7 @@ def run(
         if code:
             raise Failed("", code)  # the simulation printed its own error line
         return
-    bundle = build_bundle(app_dir)
+    bundle = signed(build_bundle(app_dir), sign_key)
 
     async def submit(client: GrpcControlClient) -> Run:
         submitted = await client.submit_run(bundle.data, config)
