@@ -55,6 +55,7 @@ def keys() -> None:
 def new(path: Path, comment: str) -> None:
     """Write a new Ed25519 key to PATH (and PATH.pub); print its --trusted-entities line."""
     public = new_key_pair(path, comment)
-    click.echo(f"{path} (key id {key_id(public)}); a SuperNode trusts it with this line in "
+    # A TOML comment: the output as a whole can go into a --trusted-entities file.
+    click.echo(f"# {path}: key {key_id(public)}; a SuperNode trusts it with this line in "
                "its --trusted-entities file:", err=True)  # fmt: skip
     click.echo(f'"{key_id(public)}" = "{public_key_line(public, comment)}"')
