@@ -164,7 +164,7 @@ def test_a_missing_component_names_the_flag_and_the_file(tmp_path: Path) -> None
     [
         ("[tool.stamen.app\n", "is not valid TOML"),
         ("[tool.stamen.app]\nconfig = 3\n", "[tool.stamen.app.config] must be a table"),
-        ("[tool.stamen.app.config]\nx = [1, 2]\n", "config key 'x': list values"),
+        ("[tool.stamen.app.config]\nx = [1, 2]\n", "the value for key 'x' is a list"),
         ("[tool.stamen.app.components]\nserverapp = 1\n", "component 'serverapp' must be"),
     ],
 )

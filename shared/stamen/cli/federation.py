@@ -73,7 +73,10 @@ def _federation(name: str, entry: dict[str, Any], directory: Path) -> Federation
     if not isinstance(options, dict):
         raise ConfigError(f"federation {name!r}: options must be a table")
     if address is None:
-        flat = flatten_dict(options)
+        try:
+            flat = flatten_dict(options)
+        except ValueError as exc:
+            raise ConfigError(f"federation {name!r}: {exc}") from None
         if "num-supernodes" not in flat:
             raise ConfigError(
                 f"federation {name!r} has no address (a SuperLink's Control API) and no "

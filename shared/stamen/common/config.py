@@ -38,38 +38,6 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def flatten_dict(raw_dict: Mapping[str, Any] | None, parent_key: str = "") -> UserConfig:
-    """Nested tables -> one level, keys joined with dots: {"a": {"b": 1}} -> {"a.b": 1}.
-
-    ConfigError for a value that is not a bool, int, float, str or a table of those.
-    """
-    flat: UserConfig = {}
-    for key, value in (raw_dict or {}).items():
-        name = f"{parent_key}.{key}" if parent_key else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten_dict(value, name))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        else:
-            raise ConfigError(
-                f"config key {name!r}: {type(value).__name__} values are not supported "
-                "(use a bool, int, float, string, or a table of those)"
-            )
-    return flat
-
-
-def unflatten_dict(flat_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Dotted keys -> nested tables: {"a.b": 1} -> {"a": {"b": 1}}."""
-    nested: dict[str, Any] = {}
-    for key, value in flat_dict.items():
-        *parents, last = key.split(".")
-        table = nested
-        for part in parents:
-            table = table.setdefault(part, {})
-        table[last] = value
-    return nested
-
-
 def parse_user_config(text: str) -> UserConfig:
     """Parse space-separated `key=value` pairs; ConfigError names the first bad piece."""
     if text.strip().endswith(".toml") and "=" not in text:
@@ -93,7 +61,7 @@ def parse_user_config(text: str) -> UserConfig:
                 "(for example 'a=1 b=2')"
             )
         value = _value(piece, raw)
-        entries = flatten_dict(value, key) if isinstance(value, Mapping) else {key: value}
+        entries = _flat(value, key) if isinstance(value, Mapping) else {key: value}
         for name, item in entries.items():
             if name in config:
                 raise ConfigError(f"config entry {piece!r}: the key {name!r} is given twice")
@@ -101,10 +69,18 @@ def parse_user_config(text: str) -> UserConfig:
     return config
 
 
+def _flat(table: Mapping[str, Any], parent_key: str = "") -> UserConfig:
+    """`flatten_dict`, its error a ConfigError (bad input, not a bug)."""
+    try:
+        return flatten_dict(table, parent_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _read_toml(path: Path) -> UserConfig:
     try:
         with path.open("rb") as file:
-            return flatten_dict(tomllib.load(file))
+            return _flat(tomllib.load(file))
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -125,3 +101,40 @@ def _value(piece: str, raw: str) -> UserConfigValue | dict[str, Any]:
     if isinstance(value, bool | int | float | str | dict):
         return value
     return raw  # a bare word that TOML reads as a date or an array stays text
+
+
+def flatten_dict(raw_dict: Mapping[str, Any] | None, parent_key: str = "") -> UserConfig:
+    """Nested tables (as TOML reads `[tool.flwr.app.config]`) -> one level of dotted keys:
+    `{"a": {"b": 1}}` -> `{"a.b": 1}`. ValueError names a value that is no config value."""
+    flat: UserConfig = {}
+    for key, value in (raw_dict or {}).items():
+        dotted = f"{parent_key}.{key}" if parent_key else key
+        if isinstance(value, Mapping):
+            flat.update(flatten_dict(value, dotted))
+        elif isinstance(value, bool | int | float | str):
+            flat[dotted] = value
+        else:
+            raise ValueError(
+                f"the value for key {dotted!r} is a {type(value).__name__}: a config value "
+                "must be an int, float, bool or str, or a table of those"
+            )
+    return flat
+
+
+def unflatten_dict(flat_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `flatten_dict`: `{"a.b": 1}` -> `{"a": {"b": 1}}`."""
+    nested: dict[str, Any] = {}
+    for key, value in flat_dict.items():
+        *parents, leaf = key.split(".")
+        table = nested
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+    return nested
+
+
+def __getattr__(name: str) -> Any:
+    # Flower's FAB/pyproject helpers: importing one says why Stamen has none.
+    from stamen.compat.unsupported import unsupported_attributes
+
+    return unsupported_attributes(__name__)(name)

@@ -129,7 +129,7 @@ def read_project(directory: str | Path) -> AppProject:
     config_table = _table(path, tools, "app", "config", missing=None)
     try:
         config = None if config_table is None else flatten_dict(config_table)
-    except ConfigError as exc:
+    except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return AppProject(
         directory=root,
