@@ -61,7 +61,7 @@ def parse_user_config(text: str) -> UserConfig:
                 "(for example 'a=1 b=2')"
             )
         value = _value(piece, raw)
-        entries = flatten_dict(value, key) if isinstance(value, Mapping) else {key: value}
+        entries = _flat(value, key) if isinstance(value, Mapping) else {key: value}
         for name, item in entries.items():
             if name in config:
                 raise ConfigError(f"config entry {piece!r}: the key {name!r} is given twice")
@@ -69,10 +69,18 @@ def parse_user_config(text: str) -> UserConfig:
     return config
 
 
+def _flat(table: Mapping[str, Any], parent_key: str = "") -> UserConfig:
+    """`flatten_dict`, its error a ConfigError (bad input, not a bug)."""
+    try:
+        return flatten_dict(table, parent_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _read_toml(path: Path) -> UserConfig:
     try:
         with path.open("rb") as file:
-            return flatten_dict(tomllib.load(file))
+            return _flat(tomllib.load(file))
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:

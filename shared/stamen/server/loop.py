@@ -94,10 +94,10 @@ START_TIME = "start_time"
 def bind_client_manager(grid: Grid, context: LegacyContext) -> None:
     """Point the client manager at the grid's nodes.
 
-    Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes),
-    "max-failure-rate" (a round whose share of failed nodes is above it fails the run;
-    default 1.0) and "allow-empty-rounds" (default false: a round in which every node
-    failed fails the run).
+    Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes);
+    the rounds read "max-failure-rate" (a round whose share of failed nodes is above it
+    fails the run; default 1.0) and "allow-empty-rounds" (default false: a round in which
+    every node failed fails the run).
     """
     context.client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
 
