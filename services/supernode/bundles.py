@@ -22,6 +22,7 @@ from pathlib import Path
 from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.bundle import unpack_bundle
 from stamen.common.errors import AppLoadError
+from stamen.common.project import read_project
 from stamen.common.trust import TrustPolicy, UntrustedBundleError
 from stamen.transport.types import Run
 
@@ -106,6 +107,13 @@ class BundleExecutor:
         folder = self.cache / run.bundle
         if self._policy is not None or not folder.is_dir():
             folder = await self._fetch(run)
+        if self._policy is not None:
+            # The run's ClientApp reference comes from the SuperLink: it must be the bundle's.
+            named = read_project(folder).components.get("clientapp")
+            if named != run.client_app:
+                raise UntrustedBundleError(
+                    run.bundle, f"names ClientApp {named!r}, not the run's {run.client_app!r}"
+                )
         worker = WorkerProcessExecutor(run.client_app, folder)
         try:
             await worker.start()

@@ -156,3 +156,20 @@ def test_a_bundle_cached_before_the_policy_is_checked_again(tmp_path: Path) -> N
         asyncio.run(serve(pinned_other))
     assert not marker.exists()
     assert asyncio.run(serve(TrustPolicy({}, frozenset({bundle_hash(app)})))) == "ran 1"
+
+
+def test_a_run_naming_another_client_app_than_its_signed_bundle_is_refused(
+    tmp_path: Path,
+) -> None:
+    publisher = Ed25519PrivateKey.generate()
+    marker = tmp_path / "ran"
+    signed = sign_bundle(marker_bundle(tmp_path / "app", marker), publisher)
+    federation = Federation()
+    federation.submit(1, signed)
+    federation.runs[1] = Run(1, client_app="server:app", bundle=bundle_hash(signed))
+    policy = TrustPolicy({key_id(publisher.public_key()): publisher.public_key()}, frozenset())
+    executor = BundleExecutor(tmp_path / "cache", policy=policy)
+    executor.attach(federation.get_run, federation.pull_object)
+    with pytest.raises(UntrustedBundleError, match="names ClientApp 'client:app', not the run's"):
+        asyncio.run(executor.execute(task(1)))
+    assert not marker.exists()
