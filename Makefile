@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,torch,xgboost]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch,plot,xgboost]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -43,7 +43,8 @@ protos: $(STAMP)
 demo: $(STAMP)
 	cd examples/quickstart-pytorch && ../../$(BIN)/stamen-simulation \
 		--server-app server:app --client-app client:app --num-supernodes 10 \
-		--run-config 'num-server-rounds=3'
+		--run-config 'num-server-rounds=3' --output-dir $(CURDIR)/build/demo
+	@echo "metrics plot: $(CURDIR)/build/demo/metrics.png (and history.json, metrics.csv, final_arrays.npz)"
 
 # Flower 1.42 is the oracle: each tests/golden/gen_*.py runs under Flower's own venv and
 # writes facts (public names, strategy outputs) to tests/golden/data/, which is committed.

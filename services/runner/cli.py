@@ -22,11 +22,14 @@ from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import flwr_compat_option, run
-from stamen.common.errors import StamenError, UserInputError
+from stamen.common.errors import ConfigError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.project import open_project
 from stamen.server import ServerApp
+from stamen.server.history import History
+from stamen.server.results import write_results
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 from stamen.transport.grpc.guard import read_operator_token, use_operator_token
@@ -49,7 +52,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     epilog="Exit codes: 0 done, 1 the app or the SuperLink failed, 2 bad input, "
     "130/143 stopped by SIGINT/SIGTERM.",
 )
-@click.argument("app", envvar="STAMEN_APP")
+@click.argument("app", envvar="STAMEN_APP", required=False)
 @click.option(
     "--server",
     "--superlink",
@@ -81,7 +84,8 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     "--run-config",
     default="",
     envvar="STAMEN_RUN_CONFIG",
-    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1'.",
+    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1' (or a .toml file), of "
+    "the defaults in the app's pyproject.toml ([tool.stamen.app.config]).",
 )
 @click.option(
     "--run-id",
@@ -97,6 +101,13 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     envvar="STAMEN_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to import the app from.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="STAMEN_OUTPUT_DIR",
+    help="Write the run's results here when it completes: history.json, metrics.csv, "
+    "final_arrays.npz (and metrics.png with matplotlib).",
 )
 @click.option(
     "--log-level",
@@ -116,9 +127,18 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @flwr_compat_option
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
-    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
+    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink.
+
+    Without APP, the serverapp of the app's pyproject.toml (in --dir) is run."""
     try:
-        settings = ServerAppSettings(**flags)
+        # An existing run (--run-id) has its config already: only the overrides are sent.
+        existing = flags["run_id"] is not None
+        overrides = "" if existing else flags["run_config"]
+        project, run_config = open_project(flags["directory"], overrides)
+        app = project.component("serverapp", flags["app"], "APP")
+        if existing:
+            run_config = flags["run_config"]
+        settings = ServerAppSettings(**{**flags, "app": app, "run_config": run_config})
         setup_logging(settings.log_level)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
@@ -146,13 +166,15 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     stop = _Stop(asyncio.get_running_loop())
     try:
         logger.info("connecting to the SuperLink at %s", settings.server)
-        await run_serverapp(
+        history = await run_serverapp(
             serverappio,
             server_app,
             server_app_ref=settings.app,
             run_config=settings.run_config,
             run_id=settings.run_id,
         )
+        if settings.output_dir is not None:
+            _write_results(history, settings.output_dir)
         return 0
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -164,6 +186,14 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     finally:
         stop.remove()
         channel.close()
+
+
+def _write_results(history: History, directory: Path) -> None:
+    try:
+        written = write_results(history, directory)
+    except OSError as exc:
+        raise ConfigError(f"--output-dir: cannot write the results: {exc}") from None
+    logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
 class _Stop:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -159,4 +159,12 @@ class RetryingServerAppIo:
         await self._retry(
             "update_run_status",
             partial(self._inner.update_run_status, run_id, status, sub_status, details),
+        )
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        await self._retry(
+            "report_round",
+            partial(self._inner.report_round, run_id, server_round, seconds, metrics),
         )

@@ -31,6 +31,7 @@ class ServerAppSettings(BaseModel):
     run_config: UserConfigText = Field(default_factory=dict)
     run_id: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
+    output_dir: Path | None = None
     log_level: LogLevel = "INFO"
     max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     operator_token_file: Path | None = None

@@ -15,7 +15,7 @@ import io
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO, cast
 
@@ -92,6 +92,11 @@ class ObservedServerAppIo:
         self, run_id: int, status: str, sub_status: str = "", details: str = ""
     ) -> None:
         await self._inner.update_run_status(run_id, status, sub_status, details)
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        await self._inner.report_round(run_id, server_round, seconds, metrics)
 
 
 @dataclass(slots=True)

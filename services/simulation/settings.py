@@ -12,7 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from stamen.common.errors import ConfigError
-from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText, describe_invalid
+from stamen.common.fields import (
+    ExistingDirectory,
+    LogLevel,
+    OutputDirectory,
+    UserConfigText,
+    describe_invalid,
+)
 
 from .config import BackendConfig, parse_backend_config
 
@@ -35,6 +41,7 @@ class SimulationSettings(BaseModel):
     run_config: UserConfigText = Field(default_factory=dict)
     seed: int | None = None
     directory: ExistingDirectory = Path()
+    output_dir: OutputDirectory | None = None
     log_level: LogLevel = "INFO"
 
     @field_validator("server_app", "client_app")

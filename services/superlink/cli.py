@@ -139,6 +139,22 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
 )
 @click.option(
+    "--metrics-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_METRICS_ADDRESS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
+    "127.0.0.1). Off unless given.",
+)
+@click.option(
+    "--dashboard-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_DASHBOARD_ADDRESS",
+    show_envvar=True,
+    help="Serve the dashboard (runs, rounds, metrics, nodes; live) at http://HOST:PORT/ "
+    "(a port alone: on 127.0.0.1). Off unless given.",
+)
+@click.option(
     "--enable-supernode-auth",
     is_flag=True,
     envvar="STAMEN_ENABLE_SUPERNODE_AUTH",

@@ -27,7 +27,9 @@ from .fleet import FleetHandler
 from .linkstate import LinkState
 from .memorystate import MemoryLinkState
 from .objectstore import FileObjectStore, MemoryObjectStore, ObjectStore
-from .router import Router
+from .rounds import RoundBook
+from .router import Router, RouterEvents
+from .runfiles import RunFiles
 from .serverappio import ServerAppIoHandler
 from .sqlitestate import SqliteLinkState
 
@@ -52,11 +54,13 @@ class SuperLink:
         clock: Clock | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         sweep_interval: float | None = None,
+        files: RunFiles | None = None,
     ) -> None:
         self._router = Router(state, store, clock or SYSTEM_CLOCK, heartbeat_interval)
-        self.fleet = FleetHandler(self._router)
+        self.files = files
+        self.fleet = FleetHandler(self._router, files)
         self.serverappio = ServerAppIoHandler(self._router)
-        self.control = ControlHandler(self._router)
+        self.control = ControlHandler(self._router, files)
         self.sweep_interval = heartbeat_interval / 2 if sweep_interval is None else sweep_interval
         self._stopping = asyncio.Event()
         self._lifespan: AbstractAsyncContextManager[None] | None = None
@@ -74,6 +78,15 @@ class SuperLink:
     def heartbeat_interval(self) -> float:
         return self._router.liveness.interval
 
+    @property
+    def rounds(self) -> RoundBook:
+        """The rounds that runs reported (ServerAppIo ReportRound), newest last."""
+        return self._router.rounds
+
+    def observe(self, events: RouterEvents) -> None:
+        """Tell `events` of error replies and missed heartbeats from now on (metrics)."""
+        self._router.events = events
+
     def sweep(self) -> None:
         """Mark nodes past their deadline offline and answer or drop expired messages
         (their pending instructions get error replies)."""
@@ -90,6 +103,8 @@ class SuperLink:
             self._closed = True
             self._router.close()
             self._router.state.close()
+            if self.files is not None:
+                self.files.close()
 
     async def __aenter__(self) -> SuperLink:
         if self._lifespan is not None or self._closed:
@@ -155,6 +170,7 @@ def open_superlink(
             MemoryObjectStore(),
             clock=clock,
             heartbeat_interval=heartbeat_interval,
+            files=RunFiles(),
         )
     try:
         state = SqliteLinkState(database)
@@ -162,7 +178,10 @@ def open_superlink(
         raise ConfigError(f"cannot open the SuperLink database {database!r}: {exc}") from None
     try:
         store = FileObjectStore(f"{database}.objects")
-        link = SuperLink(state, store, clock=clock, heartbeat_interval=heartbeat_interval)
+        files = RunFiles(f"{database}.runs")
+        link = SuperLink(
+            state, store, clock=clock, heartbeat_interval=heartbeat_interval, files=files
+        )
     except OSError as exc:
         state.close()
         raise ConfigError(f"cannot open the object store next to {database!r}: {exc}") from None

@@ -384,6 +384,14 @@ class SuperNodeAgent:
         context.node_id = node_id  # a node registered again has a new id
         return context
 
+    async def get_run(self, run_id: int) -> Run:
+        """The run, from the SuperLink (retried like every call of the agent)."""
+        return await self._call(self._get_run, run_id)
+
+    async def pull_object(self, object_id: str) -> Buffer:
+        """An object from the SuperLink, checked against its id (retried)."""
+        return await self._call(self._pull_object, object_id)
+
     # Calls to the SuperLink, each bounded in time.
 
     async def _nothing(self, node_id: int) -> None:

@@ -128,3 +128,35 @@ def test_version() -> None:
     result = invoke("--version")
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+PYPROJECT = """
+[tool.stamen.app.components]
+serverapp = "srvapp_cli_app:app"
+
+[tool.stamen.app.config]
+num-server-rounds = 3
+"""
+
+
+def test_without_app_the_pyproject_names_it(app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    address = f"127.0.0.1:{free_port()}"
+    result = invoke(
+        "--insecure", "--dir", str(app_dir), "--superlink", address, "--max-wait-time", "0.3"
+    )
+    assert result.exit_code == 1  # it loaded the app and went on to connect
+    assert "stayed unreachable" in error_line(result)
+
+
+def test_without_app_or_pyproject_says_what_to_pass(app_dir: Path) -> None:
+    result = invoke("--insecure", "--dir", str(app_dir))
+    assert result.exit_code == 2
+    assert "pass APP (module:attribute)" in error_line(result)
+
+
+def test_a_run_config_key_the_app_lacks_is_bad_input(app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    result = invoke("--insecure", "--dir", str(app_dir), "--run-config", "num-rounds=1")
+    assert result.exit_code == 2
+    assert "no key 'num-rounds'; did you mean 'num-server-rounds'?" in error_line(result)

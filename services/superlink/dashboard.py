@@ -1,0 +1,108 @@
+"""The dashboard: one page, served by the SuperLink (`--dashboard-address`), that shows
+runs (status, round progress, each reported metric per round as a line chart) and nodes
+(online, last heartbeat, node config, tasks served), updated live without a reload.
+
+The page (`dashboard.html`, with its script and styles inline: nothing is fetched from
+elsewhere, so it works offline) polls `GET /api/state`, a JSON snapshot read from the
+SuperLink's state on its event loop. `authorize`, when given, decides each request
+(operator credentials); a refused one gets 401.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from stamen.transport.types import Node, Run
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .rounds import RoundRecord
+from .superlink import SuperLink
+from .telemetry import SuperLinkMetrics, run_status
+
+__all__ = ["Authorize", "dashboard_app", "snapshot"]
+
+Authorize = Callable[[Request], Awaitable[bool]]
+"""Whether a request may see the dashboard (False: 401)."""
+
+ROUNDS_KEY = "num-server-rounds"
+"""The run config entry that says how many rounds a run will have (Flower's name)."""
+
+
+def dashboard_app(
+    link: SuperLink, metrics: SuperLinkMetrics, *, authorize: Authorize | None = None
+) -> Starlette:
+    """The dashboard's ASGI app: `/` (the page) and `/api/state` (what it shows)."""
+    page = resources.files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
+
+    async def index(_request: Request) -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def state(_request: Request) -> Response:
+        return JSONResponse(snapshot(link, metrics), headers={"Cache-Control": "no-store"})
+
+    middleware = [] if authorize is None else [Middleware(_Authorized, authorize=authorize)]
+    return Starlette(routes=[Route("/", index), Route("/api/state", state)], middleware=middleware)
+
+
+class _Authorized(BaseHTTPMiddleware):
+    def __init__(self, app: Any, authorize: Authorize) -> None:
+        super().__init__(app)
+        self._authorize = authorize
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if not await self._authorize(request):
+            return Response(
+                "operator credentials required\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+                media_type="text/plain",
+            )
+        return await call_next(request)
+
+
+def snapshot(link: SuperLink, metrics: SuperLinkMetrics) -> dict[str, Any]:
+    """What the page shows, as JSON-ready data: runs (newest first) and nodes."""
+    runs = sorted(link.state.list_runs(), key=lambda run: run.created_at, reverse=True)
+    nodes = sorted(link.state.list_nodes(), key=lambda node: node.registered_at)
+    return {
+        "now": time.time(),
+        "heartbeat_interval": link.heartbeat_interval,
+        "runs": [_run(run, link.rounds.rounds(run.run_id)) for run in runs],
+        "nodes": [_node(node, metrics.tasks_by_node[node.node_id]) for node in nodes],
+    }
+
+
+def _run(run: Run, rounds: list[RoundRecord]) -> dict[str, Any]:
+    planned = run.run_config.get(ROUNDS_KEY)
+    return {
+        "run_id": str(run.run_id),  # 63-bit ids lose digits as JavaScript numbers
+        "status": run_status(run),
+        "details": run.details,
+        "server_app": run.server_app,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "num_rounds": planned if isinstance(planned, int) and planned > 0 else None,
+        "rounds": [
+            {"round": r.server_round, "seconds": r.seconds, "metrics": dict(r.metrics)}
+            for r in rounds
+        ],
+    }
+
+
+def _node(node: Node, tasks: int) -> dict[str, Any]:
+    return {
+        "node_id": str(node.node_id),
+        "online": node.online,
+        "last_heartbeat": node.last_heartbeat,
+        "node_config": dict(node.node_config),
+        "tasks": tasks,
+    }
