@@ -77,6 +77,8 @@ def test_settings_need_exactly_one_of_insecure_and_certificates(tmp_path: Path) 
         (("--insecure", "--heartbeat-interval", "-1"), None, "--heartbeat-interval: Input should"),
         (("--ssl-certfile", "b"), None, "go together: pass all three"),
         (("--certificates", "a", "b", "c", "--ssl-keyfile", "c"), None, "either --certificates"),
+        (("--insecure", "--metrics-address", "x"), None, "--metrics-address: 'x' is not"),
+        (("--insecure", "--dashboard-address", "a:b"), None, "--dashboard-address: 'a:b' is"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
@@ -104,6 +106,14 @@ def test_an_unreadable_certificate_file_is_named(tmp_path: Path, no_log_setup: N
 def test_an_address_it_cannot_listen_on_is_bad_input(no_log_setup: None) -> None:
     code, output = invoke(
         "--insecure", "--database", ":memory:", "--fleet-api-address", "1.2.3.4:1"
+    )
+    assert code == 2
+    assert "cannot listen on 1.2.3.4:1" in output
+
+
+def test_a_dashboard_address_it_cannot_listen_on_is_bad_input(no_log_setup: None) -> None:
+    code, output = invoke(
+        "--insecure", "--database", ":memory:", "--dashboard-address", "1.2.3.4:1"
     )
     assert code == 2
     assert "cannot listen on 1.2.3.4:1" in output
