@@ -15,6 +15,7 @@ __all__ = [
     "AppLoadError",
     "ClientAppError",
     "ConfigError",
+    "InconsistentMessageReplies",
     "IntegrityError",
     "InvalidMessageError",
     "MessageNotFoundError",
@@ -157,6 +158,14 @@ class AggregationError(StamenError):
     """Replies cannot be aggregated (for example, array shapes disagree)."""
 
     status = Status.FAILED_PRECONDITION
+
+
+class InconsistentMessageReplies(AggregationError):
+    """Replies do not have the records a Message-API strategy aggregates (Flower's name)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class NotEnoughNodesError(StamenError):

@@ -32,7 +32,14 @@ from stamen.common.records import RecordDict, UserConfig
 
 from .grid import Grid
 
-__all__ = ["GET_PARAMETERS", "GET_PROPERTIES", "ClientProxy", "failure_reason", "partition_id"]
+__all__ = [
+    "GET_PARAMETERS",
+    "GET_PROPERTIES",
+    "ClientProxy",
+    "failure_reason",
+    "order_key",
+    "partition_id",
+]
 
 GET_PARAMETERS = f"{MessageType.QUERY}.get_parameters"
 GET_PROPERTIES = f"{MessageType.QUERY}.get_properties"
@@ -51,6 +58,13 @@ def partition_id(node_config: UserConfig) -> int | None:
         return int(value.strip())
     except ValueError:
         return None
+
+
+def order_key(node_id: int, node_config: UserConfig) -> tuple[int, int, int]:
+    """Where a node's result goes in a sum: nodes with a partition id first, by partition
+    id; then the rest by node id. The same in simulation and deployment."""
+    partition = partition_id(node_config)
+    return (1, 0, node_id) if partition is None else (0, partition, node_id)
 
 
 def failure_reason(reply: Message | None, timeout: float | None) -> str:
@@ -84,9 +98,7 @@ class ClientProxy:
     @property
     def order_key(self) -> tuple[int, int, int]:
         """Nodes with a partition id first, by partition id; then the rest by node id."""
-        if self.partition_id is None:
-            return (1, 0, self.node_id)
-        return (0, self.partition_id, self.node_id)
+        return order_key(self.node_id, self.node_config)
 
     def get_properties(
         self, ins: GetPropertiesIns, timeout: float | None, group_id: int | str | None

@@ -4,13 +4,14 @@ Weighted averages are a running sum in float64 (complex128 for complex arrays) o
 iterable, so updates need not all be in memory at once, rounded to each array's dtype
 once at the end. The legacy helpers order results by (partition id, node id) first:
 floating-point sums depend on their order, and that key is the same in simulation and
-in deployment.
+in deployment. `weighted_average` is the one kernel both APIs call: the legacy FedAvg
+through `aggregate_inplace`, the Message API through `strategy_utils`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -21,7 +22,9 @@ from stamen.common.legacy import FitRes, NDArrays, read_only_ndarrays
 
 from ..client_proxy import ClientProxy
 
-__all__ = ["aggregate", "aggregate_inplace", "ordered", "weighted_loss_avg"]
+__all__ = ["aggregate", "aggregate_inplace", "ordered", "weighted_average", "weighted_loss_avg"]
+
+Weight = int | float
 
 R = TypeVar("R")
 
@@ -33,12 +36,12 @@ def ordered(results: Iterable[tuple[ClientProxy, R]]) -> list[tuple[ClientProxy,
 
 def aggregate(results: Iterable[tuple[NDArrays, int]]) -> NDArrays:
     """The average of each array weighted by its number of examples, in the given order."""
-    return _weighted_average((f"result {i}", arrays, n) for i, (arrays, n) in enumerate(results))
+    return weighted_average((f"result {i}", arrays, n) for i, (arrays, n) in enumerate(results))
 
 
 def aggregate_inplace(results: Iterable[tuple[ClientProxy, FitRes]]) -> NDArrays:
     """FedAvg of fit results, ordered by node first; decodes one result at a time."""
-    return _weighted_average(
+    return weighted_average(
         (
             f"node {proxy.node_id} (cid {proxy.cid})",
             read_only_ndarrays(res.parameters),
@@ -55,12 +58,13 @@ def weighted_loss_avg(results: Iterable[tuple[int, float]]) -> float:
     return math.fsum(n * float(loss) for n, loss in pairs) / total
 
 
-def _total(counts: Iterable[int], what: str) -> int:
-    total = 0
-    for n in counts:
-        if n < 0:
+def _total(counts: Iterable[Weight], what: str) -> Weight:
+    """The exact sum of the weights (integers stay integers), in any order."""
+    weights = list(counts)
+    for n in weights:
+        if not n >= 0 or not math.isfinite(n):
             raise AggregationError(f"cannot aggregate {what}: a result has {n} examples")
-        total += n
+    total: Weight = sum(weights) if all(isinstance(n, int) for n in weights) else math.fsum(weights)
     if total == 0:
         raise AggregationError(
             f"cannot aggregate {what}: the results report 0 examples in total "
@@ -69,13 +73,15 @@ def _total(counts: Iterable[int], what: str) -> int:
     return total
 
 
-def _weighted_average(results: Iterator[tuple[str, NDArrays, int]]) -> NDArrays:
+def weighted_average(results: Iterable[tuple[str, NDArrays, Weight]]) -> NDArrays:
+    """The average of each array weighted by its result's weight, summed in the given
+    order; each result is a (label for errors, arrays, weight >= 0) and is read once."""
     sums: list[npt.NDArray[Any]] | None = None
     reference: list[tuple[tuple[int, ...], np.dtype[Any]]] = []
     first = ""
-    counts: list[int] = []
+    counts: list[Weight] = []
     for label, arrays, num_examples in results:
-        if num_examples < 0:
+        if not num_examples >= 0 or not math.isfinite(num_examples):
             raise AggregationError(
                 f"cannot aggregate parameters: {label} has {num_examples} examples"
             )
@@ -102,7 +108,7 @@ _BLOCK = 1 << 15
 """Elements per step of `_add_product`: its product buffer stays in the CPU cache."""
 
 
-def _add_product(total: npt.NDArray[Any], array: npt.NDArray[Any], factor: int) -> None:
+def _add_product(total: npt.NDArray[Any], array: npt.NDArray[Any], factor: Weight) -> None:
     """total += array * factor, in `total`'s dtype, a cache-sized block at a time.
 
     Element for element the same arithmetic as `total += np.multiply(array, factor,

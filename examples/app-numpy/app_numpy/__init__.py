@@ -1,0 +1,1 @@
+"""app-numpy: federated logistic regression on the digits, written with the Message API."""

@@ -1,0 +1,1 @@
+"""app-pytorch: a PyTorch MLP on the digits, written with the Message API."""

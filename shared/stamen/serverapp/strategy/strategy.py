@@ -1,0 +1,150 @@
+"""Strategy: the Message-API base class, and `start`, the round loop every strategy runs.
+
+A strategy turns the global model into instructions (`configure_*`) and replies back
+into a model and metrics (`aggregate_*`); `start` drives that over a Grid for a number
+of rounds, logging what Flower 1.42 logs, and returns a `Result`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+
+from stamen.common.message import Message
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.server.grid import Grid
+
+from .result import Result
+from .strategy_utils import log_strategy_start_info
+
+__all__ = ["EvaluateFn", "Strategy"]
+
+logger = logging.getLogger(__name__)
+
+EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
+"""Centralized evaluation: (server round, global arrays) -> metrics, or None."""
+
+
+class Strategy(ABC):
+    """Abstract base class of the Message-API server strategies."""
+
+    @abstractmethod
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The training instructions of round `server_round`: one message per sampled
+        node, carrying `arrays` (the global model) and `config`."""
+
+    @abstractmethod
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The new global arrays and the aggregated training metrics (None for either
+        when there is nothing to aggregate)."""
+
+    @abstractmethod
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The evaluation instructions of round `server_round` (none skips evaluation)."""
+
+    @abstractmethod
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """The aggregated evaluation metrics, or None when there is nothing to aggregate."""
+
+    @abstractmethod
+    def summary(self) -> None:
+        """Log the strategy's settings (called by `start`)."""
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+    ) -> Result:
+        """Run `num_rounds` rounds of training, federated and centralized evaluation.
+
+        Parameters
+        ----------
+        grid : Grid
+            How the ServerApp reaches the nodes.
+        initial_arrays : ArrayRecord
+            The initial global model.
+        num_rounds : int (default: 3)
+            Number of rounds.
+        timeout : float (default: 3600)
+            Seconds to wait for the replies of each training or evaluation step.
+        train_config, evaluate_config : ConfigRecord, optional
+            Sent to the nodes with each training / evaluation instruction (empty if
+            unset); the strategy adds "server-round".
+        evaluate_fn : Callable[[int, ArrayRecord], MetricRecord | None], optional
+            Centralized evaluation, called on the initial model (round 0) and after
+            each round.
+
+        Returns
+        -------
+        Result
+            The final arrays and the metrics of every round.
+        """
+        logger.info("Starting %s strategy:", type(self).__name__)
+        log_strategy_start_info(num_rounds, initial_arrays, train_config, evaluate_config)
+        self.summary()
+        logger.info("")
+
+        train_config = ConfigRecord() if train_config is None else train_config
+        evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
+        result = Result()
+
+        started = time.time()
+        if evaluate_fn is not None:
+            metrics = evaluate_fn(0, initial_arrays)
+            logger.info("Initial global evaluation results: %s", metrics)
+            if metrics is not None:
+                result.evaluate_metrics_serverapp[0] = metrics
+
+        arrays = initial_arrays
+        for server_round in range(1, num_rounds + 1):
+            logger.info("")
+            logger.info("[ROUND %s/%s]", server_round, num_rounds)
+
+            instructions = self.configure_train(server_round, arrays, train_config, grid)
+            replies = grid.send_and_receive(instructions, timeout=timeout)
+            new_arrays, train_metrics = self.aggregate_train(server_round, replies)
+            if new_arrays is not None:
+                result.arrays = arrays = new_arrays
+            if train_metrics is not None:
+                logger.info("\t└──> Aggregated MetricRecord: %s", train_metrics)
+                result.train_metrics_clientapp[server_round] = train_metrics
+
+            instructions = self.configure_evaluate(server_round, arrays, evaluate_config, grid)
+            replies = grid.send_and_receive(instructions, timeout=timeout)
+            evaluate_metrics = self.aggregate_evaluate(server_round, replies)
+            if evaluate_metrics is not None:
+                logger.info("\t└──> Aggregated MetricRecord: %s", evaluate_metrics)
+                result.evaluate_metrics_clientapp[server_round] = evaluate_metrics
+
+            if evaluate_fn is not None:
+                logger.info("Global evaluation")
+                metrics = evaluate_fn(server_round, arrays)
+                logger.info("\t└──> MetricRecord: %s", metrics)
+                if metrics is not None:
+                    result.evaluate_metrics_serverapp[server_round] = metrics
+
+        logger.info("")
+        logger.info("Strategy execution finished in %.2fs", time.time() - started)
+        logger.info("")
+        logger.info("Final results:")
+        logger.info("")
+        for line in io.StringIO(str(result)):
+            logger.info("\t%s", line.strip("\n"))
+        logger.info("")
+        return result
