@@ -137,8 +137,9 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     metavar="DIR",
     envvar="STAMEN_OUTPUT_DIR",
     show_envvar=True,
-    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz and "
-    "metrics.png (the last needs matplotlib: pip install 'stamen[plot]').",
+    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz "
+    "(and final_state_dict.pt for a torch app's state dict) and metrics.png (which needs "
+    "matplotlib: pip install 'stamen[plot]').",
 )
 @click.option(
     "--log-level",
@@ -318,8 +319,12 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
 def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
     from stamen.server.results import write_results
 
+    # A torch app gets its final model as a state dict too: the ServerApp imported torch
+    # and the arrays have a state dict's names (not "0", "1", ...).
+    names = list(history.final_arrays or ())
+    state_dict = "torch" in sys.modules and bool(names) and not all(n.isdigit() for n in names)
     try:
-        written = write_results(history, directory)
+        written = write_results(history, directory, torch_state_dict=state_dict)
     except OSError as exc:
         ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))

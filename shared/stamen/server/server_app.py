@@ -19,6 +19,7 @@ from .history import History
 from .loop import run_rounds
 from .strategy.fedavg import FedAvg
 from .strategy.strategy import Strategy
+from .tracking import recording_history
 
 __all__ = ["MainFn", "ServerApp", "ServerFn"]
 
@@ -77,8 +78,9 @@ class ServerApp:
     def __call__(self, grid: Grid, context: Context) -> History:
         """Run the app to the end (synchronously; call it off the event loop)."""
         if self._main is not None:
-            self._main(grid, context)
-            return History()
+            with recording_history() as history:  # filled by Strategy.start, if it runs
+                self._main(grid, context)
+            return history
         components = self._components(context)
         return run_rounds(
             grid,
