@@ -92,6 +92,15 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Directory to import the app from.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -111,7 +120,7 @@ def main(**flags: Any) -> None:
     """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
     try:
         settings = ServerAppSettings(**flags)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, fmt=settings.log_format)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = run(_serve(settings, server_app))

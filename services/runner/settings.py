@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText
+from stamen.common.logging import LogFormat
 from stamen.transport.grpc.tls import client_context
 
 __all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
@@ -31,6 +32,7 @@ class ServerAppSettings(BaseModel):
     run_id: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
     max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")

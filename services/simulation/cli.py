@@ -142,6 +142,15 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     "matplotlib: pip install 'stamen[plot]').",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -170,7 +179,9 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
     status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
-    setup_logging(settings.log_level, None if status is None else status.stream)
+    setup_logging(
+        settings.log_level, None if status is None else status.stream, fmt=settings.log_format
+    )
     if settings.output_dir is not None:
         try:  # found out now, not after the run
             settings.output_dir.mkdir(parents=True, exist_ok=True)

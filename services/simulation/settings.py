@@ -19,6 +19,7 @@ from stamen.common.fields import (
     UserConfigText,
     describe_invalid,
 )
+from stamen.common.logging import LogFormat
 
 from .config import BackendConfig, parse_backend_config
 
@@ -43,6 +44,7 @@ class SimulationSettings(BaseModel):
     directory: ExistingDirectory = Path()
     output_dir: OutputDirectory | None = None
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("server_app", "client_app")
     @classmethod

@@ -126,6 +126,15 @@ PROG = "stamen-supernode"
     "127.0.0.1). Off unless given.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     metavar="LEVEL",
@@ -146,7 +155,7 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
         settings = SuperNodeSettings(**options)
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
     tune_allocator()
     try:
         run(serve(settings))
