@@ -52,8 +52,12 @@ async def observed(
             logger.info("Prometheus metrics at http://%s/metrics", bound)
         if settings.dashboard_address is not None:
             app = dashboard_app(link, metrics, authorize=authorize)
-            bound = await servers.enter_async_context(http_server(app, settings.dashboard_address))
-            logger.info("dashboard at http://%s/", bound)
+            certificates = settings.certificates
+            tls = None if certificates is None else (certificates.cert, certificates.key)
+            bound = await servers.enter_async_context(
+                http_server(app, settings.dashboard_address, tls=tls)
+            )
+            logger.info("dashboard at %s://%s/", "http" if tls is None else "https", bound)
         yield (
             InstrumentedFleet(link.fleet, metrics),
             InstrumentedServerAppIo(link.serverappio, metrics),

@@ -160,6 +160,8 @@ async def test_the_dashboard_serves_its_page_and_state_and_asks_authorize(
         assert status == 200
         assert "stamen_superlink_nodes_online 0.0" in body
 
+        status, _, _ = await get(f"http://{guarded}/")  # the page holds no data
+        assert status == 200
         status, _, headers = await get(f"http://{guarded}/api/state")
         assert (status, headers["www-authenticate"]) == (401, "Bearer")
         status, _, _ = await get(
