@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,7 @@ from stamen.common.logging import setup_logging
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
 from stamen.workers.resources import plan_workers, usable_cpus
 
-from .progress import RoundProgress, StatusLine
+from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
 from .summary import summary_table
@@ -178,7 +179,9 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
         settings = SimulationSettings(**options)
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
-    status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
+    status = None
+    if sys.stderr.isatty():  # the line writes to its own copy of the terminal (open till exit)
+        status = StatusLine(os.fdopen(os.dup(2), "w", buffering=1))
     setup_logging(
         settings.log_level, None if status is None else status.stream, fmt=settings.log_format
     )
@@ -190,7 +193,8 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
                 _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
             )
     try:
-        history = _simulate(settings, status)
+        with contextlib.nullcontext() if status is None else stderr_above(status):
+            history = _simulate(settings, status)
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
