@@ -32,6 +32,11 @@ __all__ = ["Authorize", "dashboard_app", "snapshot"]
 Authorize = Callable[[Request], Awaitable[bool]]
 """Whether a request may see the dashboard (False: 401)."""
 
+MAX_RUNS_SHOWN = 100
+MAX_NODES_SHOWN = 1000
+"""The page lists at most this many runs (newest first) and nodes (offline first): it
+is fetched every second, and a federation of 10,000 nodes would make it megabytes."""
+
 ROUNDS_KEY = "num-server-rounds"
 """The run config entry that says how many rounds a run will have (Flower's name)."""
 
@@ -59,14 +64,20 @@ def dashboard_app(
 
 
 def snapshot(link: SuperLink, metrics: SuperLinkMetrics) -> dict[str, Any]:
-    """What the page shows, as JSON-ready data: runs (newest first) and nodes."""
+    """What the page shows, as JSON-ready data: counts, runs (newest first) and nodes
+    (in order of registration)."""
     runs = sorted(link.state.list_runs(), key=lambda run: run.created_at, reverse=True)
-    nodes = sorted(link.state.list_nodes(), key=lambda node: node.registered_at)
+    nodes = link.state.list_nodes()
+    shown = sorted(nodes, key=lambda node: (node.online, node.registered_at))[:MAX_NODES_SHOWN]
+    shown.sort(key=lambda node: node.registered_at)
     return {
         "now": time.time(),
         "heartbeat_interval": link.heartbeat_interval,
-        "runs": [_run(run, link.rounds.rounds(run.run_id)) for run in runs],
-        "nodes": [_node(node, metrics.tasks_by_node[node.node_id]) for node in nodes],
+        "runs_total": len(runs),
+        "nodes_total": len(nodes),
+        "nodes_online": sum(node.online for node in nodes),
+        "runs": [_run(run, link.rounds.rounds(run.run_id)) for run in runs[:MAX_RUNS_SHOWN]],
+        "nodes": [_node(node, metrics.tasks_by_node[node.node_id]) for node in shown],
     }
 
 

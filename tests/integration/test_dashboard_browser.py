@@ -38,7 +38,7 @@ def page() -> Iterator[Any]:
             executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            yield browser.new_page(viewport={"width": 1200, "height": 900})
+            yield browser.new_page(viewport={"width": 1200, "height": 660})
         finally:
             browser.close()
 

@@ -182,3 +182,25 @@ def test_an_http_address_without_host_is_loopback(given: str, meant: str) -> Non
 def test_a_bad_http_address_is_refused() -> None:
     with pytest.raises(ValidationError, match="HOST:PORT"):
         TypeAdapter(HttpAddress).validate_python("localhost:http")
+
+
+async def test_a_large_federation_lists_offline_nodes_first_and_counts_all(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stamen.superlink.dashboard as dashboard
+
+    monkeypatch.setattr(dashboard, "MAX_NODES_SHOWN", 1)
+    link = make_link("memory", tmp_path, clock)
+    metrics = SuperLinkMetrics(link)
+    async with link:
+        gone = (await link.fleet.register_node({"partition-id": 0})).node_id
+        clock.advance(2 * HEARTBEAT)
+        kept = (await link.fleet.register_node({"partition-id": 1})).node_id
+        clock.advance(1.0 * HEARTBEAT)
+        link.sweep()  # the first node is past its deadline, the second is not
+
+        state = snapshot(link, metrics)
+
+    assert (state["nodes_total"], state["nodes_online"]) == (2, 1)
+    assert [n["node_id"] for n in state["nodes"]] == [str(gone)]
+    assert str(kept) not in json.dumps(state["nodes"])
