@@ -143,6 +143,14 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     "matplotlib: pip install 'stamen[plot]').",
 )
 @click.option(
+    "--dashboard-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_DASHBOARD_ADDRESS",
+    show_envvar=True,
+    help="Serve the SuperLink's live dashboard (rounds, metric charts, nodes) at "
+    "http://HOST:PORT/ while the simulation runs (a port alone: on 127.0.0.1).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -275,6 +283,7 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
                     directory=settings.directory,
                     observer=progress,
                     pool=pool,
+                    dashboard_address=settings.dashboard_address,
                 )
             finally:
                 if progress is not None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stamen.common.errors import ConfigError
 from stamen.common.fields import (
     ExistingDirectory,
+    HttpAddress,
     LogLevel,
     OutputDirectory,
     UserConfigText,
@@ -43,6 +44,7 @@ class SimulationSettings(BaseModel):
     seed: int | None = None
     directory: ExistingDirectory = Path()
     output_dir: OutputDirectory | None = None
+    dashboard_address: HttpAddress | None = None
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 
