@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench certs clean golden browser
+.PHONY: install test lint typecheck unit protos demo bench certs clean golden browser image image-torch compose-check
 
 install: $(STAMP)
 
@@ -73,3 +73,15 @@ certs:
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Images, built offline from a wheelhouse made here (scripts/build-image.sh); where no
+# registry can be reached, the base is a debootstrap stand-in for python:3.11-slim.
+image: $(STAMP)
+	bash scripts/build-image.sh stamen:dev
+
+image-torch: $(STAMP)
+	bash scripts/build-image.sh stamen:torch torch
+
+# compose.yaml on a real Docker engine, clean and with faults; not part of `make test`.
+compose-check: image
+	$(BIN)/python scripts/compose_check.py

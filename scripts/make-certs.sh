@@ -7,8 +7,11 @@
 # DIR/server.pem and DIR/server.key (the SuperLink: --certificates DIR/ca.crt
 # DIR/server.pem DIR/server.key). The server certificate is valid for localhost,
 # 127.0.0.1, ::1, "superlink" (the compose service) and any HOSTNAME given.
-# Not for production: the CA key sits next to the certificates, unencrypted.
+# Modes: the keys 600 (never readable by others, not even while being written: umask
+# 077), the certificates 644. Not for production: the CA key sits next to the
+# certificates, unencrypted.
 set -euo pipefail
+umask 077
 trap 'echo "$0: openssl failed (rerun without 2>/dev/null to see why)" >&2' ERR
 
 if [[ $# -lt 1 ]]; then
@@ -48,4 +51,5 @@ openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
 
 rm -f "$dir/server.csr" "$dir/ca.srl"
 chmod 600 "$dir/ca.key" "$dir/server.key"
+chmod 644 "$dir/ca.crt" "$dir/server.pem"
 echo "wrote $dir/ca.crt, $dir/server.pem, $dir/server.key (SAN: $san)"

@@ -21,7 +21,7 @@ import click
 from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
-from stamen.common.cli import run
+from stamen.common.cli import flwr_compat_option, run
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
@@ -115,6 +115,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     envvar="STAMEN_MAX_WAIT_TIME",
     help="Seconds to keep retrying while the SuperLink is unreachable.",
 )
+@flwr_compat_option
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
     """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""

@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
-from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
+from stamen.common.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    fail,
+    flwr_compat_option,
+    package_version,
+)
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
@@ -175,6 +181,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     callback=_show_version,
     help="Show the version and exit.",
 )
+@flwr_compat_option
 @click.pass_context
 def simulation(ctx: click.Context, /, **options: Any) -> None:
     """Simulate a federation on this machine: a SuperLink, NUM-SUPERNODES virtual

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
@@ -75,9 +76,12 @@ def run_simulation(
     server_app: ServerApp | str,
     client_app: ClientApp | str,
     num_supernodes: int,
+    backend_name: str = "ray",
     backend_config: BackendConfig | Mapping[str, Any] | str | None = None,
-    run_config: UserConfig | None = None,
+    enable_tf_gpu_growth: bool = False,
+    verbose_logging: bool = False,
     *,
+    run_config: UserConfig | None = None,
     seed: int | None = None,
     directory: str | Path | None = None,
 ) -> History:
@@ -91,7 +95,12 @@ def run_simulation(
     ends; from inside a running event loop (a notebook) it runs in a thread of its own.
     Worker processes import the main module, so a script calls this under
     `if __name__ == "__main__":`.
+
+    Flower's arguments: `backend_name` "ray" names the one backend (our worker pool,
+    which takes Ray's place), `enable_tf_gpu_growth` sets TF_FORCE_GPU_ALLOW_GROWTH for
+    the workers, `verbose_logging` logs at DEBUG.
     """
+    _flower_options(backend_name, enable_tf_gpu_growth, verbose_logging)
     plan = _plan(
         server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
     )
@@ -109,6 +118,23 @@ def run_simulation(
         return run(simulate())
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
         return thread.submit(lambda: run(simulate())).result()
+
+
+def _flower_options(backend_name: str, enable_tf_gpu_growth: bool, verbose: bool) -> None:
+    if not isinstance(backend_name, str):
+        raise TypeError(
+            "run_simulation's fourth positional argument is backend_name, as in Flower: "
+            "pass backend_config=... (and run_config=...) by keyword"
+        )
+    if backend_name != "ray":
+        raise ConfigError(
+            f"backend_name {backend_name!r} is not known: Stamen has one simulation backend, "
+            'its worker pool, named "ray" for Flower\'s sake'
+        )
+    if enable_tf_gpu_growth:
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # inherited by the workers
+    if verbose:
+        logging.getLogger("stamen").setLevel(logging.DEBUG)
 
 
 async def run_simulation_async(

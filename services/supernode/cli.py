@@ -23,7 +23,14 @@ from pydantic import ValidationError
 from stamen.client import ClientApp
 from stamen.client.task import AppExecutor
 from stamen.common.allocator import tune_allocator
-from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version, run
+from stamen.common.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    fail,
+    flwr_compat_option,
+    package_version,
+    run,
+)
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
@@ -142,6 +149,7 @@ PROG = "stamen-supernode"
     envvar="STAMEN_LOG_LEVEL",
     help="DEBUG, INFO, WARNING or ERROR.",
 )
+@flwr_compat_option
 @click.version_option(package_version(), "--version", prog_name=PROG)
 @click.pass_context
 def supernode(ctx: click.Context, /, **options: Any) -> None:

@@ -56,7 +56,7 @@ def _slow_encode(content: RecordDict) -> tuple[bytes, dict[str, Any]]:
 
 def _slow_decode(payload: bytes, objects: dict[str, Any]) -> Any:
     """betterproto2's verdict: the decoded content, or the error it raises."""
-    metadata = Metadata(1, "m", 0, 1, "", "", "train", 60.0, 0.0)
+    metadata = Metadata(1, "m", 0, 1, "", "", 0.0, 60.0, "train")
     saved = codec_message.decode_content
 
     def refuse(payload: bytes, objects: Any) -> RecordDict:

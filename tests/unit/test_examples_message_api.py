@@ -39,8 +39,8 @@ def simulate(example: str, package: str, saved: Path) -> None:
         f"{package}.server_app:app",
         f"{package}.client_app:app",
         3,
-        {"num_workers": 1},
-        {"num-server-rounds": 2, "save-to": str(saved), "seed": 3},
+        backend_config={"num_workers": 1},
+        run_config={"num-server-rounds": 2, "save-to": str(saved), "seed": 3},
         directory=EXAMPLES / example,
     )
 

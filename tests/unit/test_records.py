@@ -380,11 +380,11 @@ def test_content_message_has_no_error() -> None:
 @pytest.mark.parametrize(
     ("args", "kwargs", "exc", "match"),
     [
-        ((RecordDict(), 1, "train"), {"error": Error(0)}, ValueError, "not both"),
-        ((), {"dst_node_id": 1, "message_type": "train"}, ValueError, "neither"),
+        ((RecordDict(), 1, "train"), {"error": Error(0)}, TypeError, "not both"),
+        ((), {"dst_node_id": 1, "message_type": "train"}, TypeError, "neither"),
         (({"a": 1}, 1, "train"), {}, TypeError, "must be a RecordDict"),
-        ((RecordDict(),), {}, ValueError, "needs dst_node_id and message_type"),
-        ((RecordDict(), 1), {}, ValueError, "needs dst_node_id and message_type"),
+        ((RecordDict(),), {}, TypeError, "needs dst_node_id and message_type"),
+        ((RecordDict(), 1), {}, TypeError, "needs dst_node_id and message_type"),
     ],
 )
 def test_construction_rules(args: Any, kwargs: Any, exc: type[Exception], match: str) -> None:
@@ -394,5 +394,5 @@ def test_construction_rules(args: Any, kwargs: Any, exc: type[Exception], match:
 
 def test_reply_takes_destination_from_the_instruction() -> None:
     instruction = Message(RecordDict(), 2, "train")
-    with pytest.raises(ValueError, match="takes its destination"):
+    with pytest.raises(TypeError, match="takes its destination"):
         Message(RecordDict(), 3, reply_to=instruction)

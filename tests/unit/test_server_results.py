@@ -179,12 +179,13 @@ def test_a_message_api_result_fills_the_recorded_history_round_by_round() -> Non
     result = Result(arrays=ArrayRecord({"w": np.ones(2)}))
     result.evaluate_metrics_serverapp[0] = MetricRecord({"acc": 0.1})
     heard: list[RoundReport] = []
-    with recording_history() as recorded, scoped_round_hook(heard.append):
+    with recording_history() as recording, scoped_round_hook(heard.append):
         for r in (1, 2):
             result.train_metrics_clientapp[r] = MetricRecord({"loss": 1.0 / r, "hist": [1, 2]})
             result.evaluate_metrics_clientapp[r] = MetricRecord({"acc": 0.5 * r})
             report_result_round(result, r, 0.25, run_id=4)
 
+    recorded = recording.history
     assert recorded.metrics_centralized == {"acc": [(0, 0.1)]}
     assert recorded.metrics_distributed_fit == {"loss": [(1, 1.0), (2, 0.5)]}
     assert recorded.metrics_distributed == {"acc": [(1, 0.5), (2, 1.0)]}

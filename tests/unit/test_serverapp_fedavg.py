@@ -217,3 +217,11 @@ def test_too_few_nodes_is_an_error_after_the_wait() -> None:
     grid = InProcessGrid.with_apps(app, [1])
     with pytest.raises(NotEnoughNodesError, match="only 1 of the 2 nodes"):
         utils.sample_nodes(grid, 2, 1, timeout=0.05)
+
+
+def test_the_utilities_name_a_missing_weight_without_validation_first() -> None:
+    no_metrics = RecordDict({"arrays": ArrayRecord({"a": np.ones(2)})})
+    with pytest.raises(InconsistentMessageReplies, match="Missing required key `num-examples`"):
+        utils.aggregate_arrayrecords([no_metrics], "num-examples")
+    with pytest.raises(InconsistentMessageReplies, match="Missing required key `n`"):
+        utils.aggregate_metricrecords([RecordDict({"m": MetricRecord({"x": 1})})], "n")

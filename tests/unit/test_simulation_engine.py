@@ -163,7 +163,7 @@ def simulate(app_dir: Path, nodes: int = 10, **kwargs: Any) -> History:
         "engine_server:app",
         "engine_client:app",
         nodes,
-        backend,
+        backend_config=backend,
         directory=app_dir,
         **kwargs,
     )
@@ -189,7 +189,7 @@ def test_objects_give_the_same_model_as_references(
     client = load_app("engine_client:app", ClientApp, app_dir)
     server = load_app("engine_server:app", ServerApp, app_dir)
 
-    history = run_simulation(server, client, 4, {"num_workers": 2}, seed=5)
+    history = run_simulation(server, client, 4, backend_config={"num_workers": 2}, seed=5)
 
     assert len(history.losses_distributed) == 2
     assert all(np.array_equal(a, b) for a, b in zip(by_reference, server_module.FINAL, strict=True))
@@ -205,8 +205,8 @@ def test_a_legacy_client_fn_gets_cids_0_to_n_minus_1(
         "engine_server:app",
         "engine_legacy:app",
         5,
-        {"num_workers": 1},
-        {"num-server-rounds": 1},
+        backend_config={"num_workers": 1},
+        run_config={"num-server-rounds": 1},
         directory=app_dir,
     )
 
@@ -275,10 +275,12 @@ def test_workers_are_forked_from_here_only_once_the_client_app_is_imported_here(
     reference = "engine_fresh_client:app"
     config = {"num-server-rounds": 1}
 
-    run_simulation("engine_server:app", reference, 2, None, config, directory=app_dir)
+    run_simulation("engine_server:app", reference, 2, run_config=config, directory=app_dir)
     assert forks == []
     load_app(reference, ClientApp, app_dir)
-    history = run_simulation("engine_server:app", reference, 2, None, config, directory=app_dir)
+    history = run_simulation(
+        "engine_server:app", reference, 2, run_config=config, directory=app_dir
+    )
 
     assert forks == [reference]
     assert history.metrics_distributed_fit["nodes"] == [(1, 2)]

@@ -36,7 +36,7 @@ class Lines:
 
 def instructions(group: str, message_type: str, count: int) -> list[Envelope]:
     return [
-        Envelope(Metadata(1, f"m{next(_ids)}", 0, 7, "", group, message_type, 60.0, 0.0), b"")
+        Envelope(Metadata(1, f"m{next(_ids)}", 0, 7, "", group, 0.0, 60.0, message_type), b"")
         for _ in range(count)
     ]
 
@@ -44,7 +44,7 @@ def instructions(group: str, message_type: str, count: int) -> list[Envelope]:
 def replies(sent: list[Envelope]) -> list[Envelope]:
     return [
         Envelope(
-            Metadata(1, f"r{next(_ids)}", 7, 0, e.message_id, e.metadata.group_id, "", 60.0, 0.0),
+            Metadata(1, f"r{next(_ids)}", 7, 0, e.message_id, e.metadata.group_id, 0.0, 60.0, ""),
             b"",
         )
         for e in sent

@@ -193,7 +193,7 @@ async def test_an_oversized_request_is_resource_exhausted() -> None:
 async def test_a_client_refuses_to_send_an_oversized_message() -> None:
     fleet = FakeFleet()
     body = bytes(pb.Message(error=pb.Error(code=1, reason="x" * (MAX_MESSAGE_SIZE + 1))))
-    envelope = Envelope(Metadata(1, "m", NODE, 0, "i", "", "train", 60.0, 0.0), body)
+    envelope = Envelope(Metadata(1, "m", NODE, 0, "i", "", 0.0, 60.0, "train"), body)
     async with serving(fleet) as (servicer, address), fleet_client(address) as client:
         with pytest.raises(MessageTooLargeError) as caught:
             await client.push_messages(NODE, [envelope])

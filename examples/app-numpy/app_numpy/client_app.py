@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stamen.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
-from stamen.client import ClientApp
+from stamen.clientapp import ClientApp
 
 from app_numpy.task import evaluate as evaluate_model
 from app_numpy.task import load_data, rng_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stamen.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
-from stamen.client import ClientApp
+from stamen.clientapp import ClientApp
 
 from app_pytorch.task import Net, load_data, shuffle_seed
 from app_pytorch.task import test as test_fn

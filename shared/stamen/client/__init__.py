@@ -21,16 +21,20 @@ from stamen.common.legacy import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
+from stamen.compat.unsupported import unsupported_attributes
 
+from . import mod
 from .client import Client
 from .client_app import ClientApp, ClientAppCallable, ClientFn, LegacyClientFn, Mod
 from .numpy_client import NumPyClient
+from .typing import ClientFnExt
 
 __all__ = [
     "Client",
     "ClientApp",
     "ClientAppCallable",
     "ClientFn",
+    "ClientFnExt",
     "Code",
     "EvaluateIns",
     "EvaluateRes",
@@ -47,6 +51,9 @@ __all__ = [
     "Parameters",
     "Scalar",
     "Status",
+    "mod",
     "ndarrays_to_parameters",
     "parameters_to_ndarrays",
 ]
+
+__getattr__ = unsupported_attributes(__name__)

@@ -13,6 +13,7 @@ import inspect
 import logging
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -23,6 +24,7 @@ from stamen.common.legacy import (
     FitRes,
     GetParametersRes,
     GetPropertiesRes,
+    MessageTypeLegacy,
     evaluateres_to_recorddict,
     fitres_to_recorddict,
     getparametersres_to_recorddict,
@@ -32,13 +34,21 @@ from stamen.common.legacy import (
     recorddict_to_getparametersins,
     recorddict_to_getpropertiesins,
 )
+from stamen.common.lifespan import LifespanFn, as_context_manager, no_lifespan
 from stamen.common.message import Error, ErrorCode, Message, MessageType
 from stamen.common.records import RecordDict
 
 from .client import Client
 from .numpy_client import NumPyClient
 
-__all__ = ["ClientApp", "ClientAppCallable", "ClientFn", "LegacyClientFn", "Mod"]
+__all__ = [
+    "ClientApp",
+    "ClientAppCallable",
+    "ClientFn",
+    "LegacyClientFn",
+    "Mod",
+    "make_ffn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +59,8 @@ Mod: TypeAlias = Callable[[Message, Context, ClientAppCallable], Message]
 """Middleware: `mod(message, context, call_next)` may act before and after `call_next`."""
 
 PARTITION_ID_KEY = "partition-id"
-_QUERY_GET_PARAMETERS = "query.get_parameters"
-_QUERY_GET_PROPERTIES = "query.get_properties"
+DEFAULT_ACTION = "default"
+"""The action of a plain "train" message: `@app.train()` and `@app.train("default")`."""
 
 
 class ClientApp:
@@ -68,30 +78,42 @@ class ClientApp:
     ) -> None:
         self._client_fn = None if client_fn is None else _adapt_client_fn(client_fn)
         self._handlers: dict[str, ClientAppCallable] = {}
-        self._call = _with_mods(self._dispatch, mods or ())
+        self._call = make_ffn(self._dispatch, mods or ())
+        self._lifespan: Callable[[Context], AbstractContextManager[None]] = no_lifespan
 
     def train(
-        self, action: str = "", *, mods: Sequence[Mod] | None = None
+        self, action: str = DEFAULT_ACTION, *, mods: Sequence[Mod] | None = None
     ) -> Callable[[ClientAppCallable], ClientAppCallable]:
         """Register a `(message, context) -> Message` function for "train" messages."""
         return self._register(MessageType.TRAIN, action, mods)
 
     def evaluate(
-        self, action: str = "", *, mods: Sequence[Mod] | None = None
+        self, action: str = DEFAULT_ACTION, *, mods: Sequence[Mod] | None = None
     ) -> Callable[[ClientAppCallable], ClientAppCallable]:
         """Register a `(message, context) -> Message` function for "evaluate" messages."""
         return self._register(MessageType.EVALUATE, action, mods)
 
     def query(
-        self, action: str = "", *, mods: Sequence[Mod] | None = None
+        self, action: str = DEFAULT_ACTION, *, mods: Sequence[Mod] | None = None
     ) -> Callable[[ClientAppCallable], ClientAppCallable]:
         """Register a function for "query" and "query.<anything>" messages."""
         return self._register(MessageType.QUERY, action, mods)
 
+    def lifespan(self) -> Callable[[LifespanFn], LifespanFn]:
+        """Decorator: `@app.lifespan()` over `def lifespan(context)` that yields once; the
+        part before `yield` runs before each message is handled, the rest after it."""
+
+        def register(fn: LifespanFn) -> LifespanFn:
+            self._lifespan = as_context_manager(fn)
+            return fn
+
+        return register
+
     def __call__(self, message: Message, context: Context) -> Message:
         """The reply to `message`: the app's answer, or an error reply if user code failed."""
         try:
-            reply = self._call(message, context)
+            with self._lifespan(context):
+                reply = self._call(message, context)
             if not isinstance(reply, Message):
                 raise ClientAppError(
                     f"a mod returned {type(reply).__name__}, not a Message; "
@@ -111,14 +133,16 @@ class ClientApp:
                 f"this ClientApp was built with client_fn, so it cannot also take "
                 f"@app.{base}() handlers: use one style or the other"
             )
-        key = f"{base}.{action}" if action else base
+        if action and action != DEFAULT_ACTION and not action.isidentifier():
+            raise ValueError(f"@app.{base}({action!r}): the action must be a Python identifier")
+        key = f"{base}.{action}" if action and action != DEFAULT_ACTION else base
 
         def decorator(fn: ClientAppCallable) -> ClientAppCallable:
             if inspect.iscoroutinefunction(fn):
                 raise TypeError(f"@app.{base}() takes a plain function, not `async def {key}`")
             if key in self._handlers:
                 raise ValueError(f"a handler for {key!r} messages is already registered")
-            self._handlers[key] = _with_mods(_checked_handler(key, fn), mods or ())
+            self._handlers[key] = make_ffn(_checked_handler(key, fn), mods or ())
             return fn
 
         return decorator
@@ -228,8 +252,8 @@ def _get_properties(client: Client, content: RecordDict) -> RecordDict:
 _LEGACY_HANDLERS: dict[str, Callable[[Client, RecordDict], RecordDict]] = {
     MessageType.TRAIN: _fit,
     MessageType.EVALUATE: _evaluate,
-    _QUERY_GET_PARAMETERS: _get_parameters,
-    _QUERY_GET_PROPERTIES: _get_properties,
+    MessageTypeLegacy.GET_PARAMETERS: _get_parameters,
+    MessageTypeLegacy.GET_PROPERTIES: _get_properties,
 }
 
 
@@ -255,10 +279,11 @@ def _checked_handler(key: str, fn: ClientAppCallable) -> ClientAppCallable:
     return handler
 
 
-def _with_mods(call: ClientAppCallable, mods: Sequence[Mod]) -> ClientAppCallable:
+def make_ffn(ffn: ClientAppCallable, mods: Sequence[Mod]) -> ClientAppCallable:
+    """`ffn` wrapped in `mods`, the first one outermost (Flower's name for it)."""
     for mod in reversed(mods):
-        call = _bind_mod(mod, call)
-    return call
+        ffn = _bind_mod(mod, ffn)
+    return ffn
 
 
 def _bind_mod(mod: Mod, call_next: ClientAppCallable) -> ClientAppCallable:

@@ -12,7 +12,15 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "fail", "loop_factory", "package_version", "run"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "fail",
+    "flwr_compat_option",
+    "loop_factory",
+    "package_version",
+    "run",
+]
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -24,6 +32,30 @@ def fail(prog: str, message: str, code: int) -> int:
     """Print the one error line on stderr; returns `code` for the caller to exit with."""
     click.echo(f"{prog}: error: {message}", err=True)
     return code
+
+
+def _enable_flwr_compat(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from stamen.compat import FlwrInstalledError, enable_flwr_compat
+
+    try:
+        enable_flwr_compat()
+    except FlwrInstalledError as exc:
+        ctx.exit(fail(ctx.find_root().info_name or "stamen", str(exc), EXIT_BAD_INPUT))
+
+
+flwr_compat_option = click.option(
+    "--flwr-compat",
+    is_flag=True,
+    expose_value=False,
+    envvar="STAMEN_FLWR_COMPAT",
+    show_envvar=True,
+    callback=_enable_flwr_compat,
+    help="Run a Flower app unedited: its `import flwr...` lines get the stamen modules "
+    "(refused where the real flwr is installed).",
+)
+"""`--flwr-compat`, the same on every CLI that loads an app."""
 
 
 def package_version() -> str:

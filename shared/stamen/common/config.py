@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ConfigError
 from .records import UserConfig, UserConfigValue
 
-__all__ = ["parse_user_config", "split_address"]
+__all__ = ["flatten_dict", "parse_user_config", "split_address", "unflatten_dict"]
 
 _KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _QUOTE = re.compile("[\"']")
@@ -67,3 +69,40 @@ def _value(piece: str, raw: str) -> UserConfigValue:
     if isinstance(value, bool | int | float | str):
         return value
     return raw  # a bare word that TOML reads as a date or an array stays text
+
+
+def flatten_dict(raw_dict: Mapping[str, Any] | None, parent_key: str = "") -> UserConfig:
+    """Nested tables (as TOML reads `[tool.flwr.app.config]`) -> one level of dotted keys:
+    `{"a": {"b": 1}}` -> `{"a.b": 1}`. ValueError names a value that is no config value."""
+    flat: UserConfig = {}
+    for key, value in (raw_dict or {}).items():
+        dotted = f"{parent_key}.{key}" if parent_key else key
+        if isinstance(value, Mapping):
+            flat.update(flatten_dict(value, dotted))
+        elif isinstance(value, bool | int | float | str):
+            flat[dotted] = value
+        else:
+            raise ValueError(
+                f"the value for key {dotted!r} is a {type(value).__name__}: a config value "
+                "must be an int, float, bool or str, or a table of those"
+            )
+    return flat
+
+
+def unflatten_dict(flat_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `flatten_dict`: `{"a.b": 1}` -> `{"a": {"b": 1}}`."""
+    nested: dict[str, Any] = {}
+    for key, value in flat_dict.items():
+        *parents, leaf = key.split(".")
+        table = nested
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+    return nested
+
+
+def __getattr__(name: str) -> Any:
+    # Flower's FAB/pyproject helpers: importing one says why Stamen has none.
+    from stamen.compat.unsupported import unsupported_attributes
+
+    return unsupported_attributes(__name__)(name)

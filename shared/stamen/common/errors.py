@@ -18,6 +18,7 @@ __all__ = [
     "InconsistentMessageReplies",
     "IntegrityError",
     "InvalidMessageError",
+    "MessageContentError",
     "MessageNotFoundError",
     "MessageTooLargeError",
     "NodeNotFoundError",
@@ -78,6 +79,11 @@ class InvalidMessageError(StamenError):
     """A request or message is malformed or violates the protocol."""
 
     status = Status.INVALID_ARGUMENT
+
+
+class MessageContentError(InvalidMessageError, ValueError):
+    """A message's content read where it carries an error, or its error where it carries
+    content (a ValueError too, as in Flower)."""
 
 
 class IntegrityError(InvalidMessageError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -21,6 +21,7 @@ from .records import Array, ArrayRecord, ConfigRecord, RecordDict
 
 __all__ = [
     "Code",
+    "Config",
     "EvaluateIns",
     "EvaluateRes",
     "FitIns",
@@ -29,10 +30,18 @@ __all__ = [
     "GetParametersRes",
     "GetPropertiesIns",
     "GetPropertiesRes",
+    "MessageTypeLegacy",
+    "Metrics",
+    "MetricsAggregationFn",
+    "NDArray",
+    "NDArrayFloat",
+    "NDArrayInt",
     "NDArrays",
     "Parameters",
+    "Properties",
     "Scalar",
     "Status",
+    "Value",
     "bytes_to_ndarray",
     "evaluateins_to_recorddict",
     "evaluateres_to_recorddict",
@@ -57,9 +66,27 @@ __all__ = [
 ]
 
 Scalar: TypeAlias = bool | bytes | float | int | str
+Value: TypeAlias = (
+    bool
+    | bytes
+    | float
+    | int
+    | str
+    | list[bool]
+    | list[bytes]
+    | list[float]
+    | list[int]
+    | list[str]
+)
+NDArray: TypeAlias = npt.NDArray[Any]
+NDArrayInt: TypeAlias = npt.NDArray[np.int_]
+NDArrayFloat: TypeAlias = npt.NDArray[np.float64]
 NDArrays: TypeAlias = list[npt.NDArray[Any]]
 Config: TypeAlias = dict[str, Scalar]
 Metrics: TypeAlias = dict[str, Scalar]
+Properties: TypeAlias = dict[str, Scalar]
+MetricsAggregationFn: TypeAlias = Callable[[list[tuple[int, Metrics]]], Metrics]
+"""Turns each node's (num_examples, metrics) into one aggregate."""
 
 
 class Parameters:
@@ -152,8 +179,9 @@ def _npy_data(array: npt.NDArray[Any]) -> bytes:
     return array.tobytes("F" if _fortran(array) else "C")
 
 
-def ndarray_to_bytes(array: npt.NDArray[Any]) -> bytes:
+def ndarray_to_bytes(ndarray: npt.NDArray[Any]) -> bytes:
     """The array in .npy format, byte for byte what `np.save` writes."""
+    array = ndarray
     if type(array) is not np.ndarray or not _plain(array.dtype):
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
@@ -170,8 +198,9 @@ def ndarray_to_bytes(array: npt.NDArray[Any]) -> bytes:
     return header + array.tobytes("F" if fortran else "C")
 
 
-def bytes_to_ndarray(data: bytes) -> npt.NDArray[Any]:
+def bytes_to_ndarray(tensor: bytes) -> npt.NDArray[Any]:
     """The array that .npy bytes hold, as `np.load` reads it (a writable copy)."""
+    data = tensor
     size = int.from_bytes(data[8:10], "little") + 10
     key = bytes(data[:size]) if data[:8] == _NPY_MAGIC else b""
     entry = _loaded_headers.get(key)
@@ -223,6 +252,13 @@ def _snapshot(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """A contiguous copy in the memory order that .npy would record for `array`."""
     fortran = _fortran(array)
     return np.array(array, copy=True, order="F" if fortran else "C")
+
+
+class MessageTypeLegacy:
+    """The message types of the legacy client calls beyond fit and evaluate."""
+
+    GET_PARAMETERS = "query.get_parameters"
+    GET_PROPERTIES = "query.get_properties"
 
 
 class Code(IntEnum):

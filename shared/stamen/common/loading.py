@@ -8,11 +8,14 @@ becomes one `AppLoadError` whose message is a single line a person can act on.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar, overload
+
+from stamen.compat import FLWR_COMPAT_VARIABLE, install_flwr_alias
 
 from .errors import AppLoadError
 
@@ -41,7 +44,11 @@ def load_app(
 
     With `directory`, the module is looked up there first; a module of the same name that
     an earlier load imported from another directory is forgotten, so the new one is used.
+    With STAMEN_FLWR_COMPAT=1 (`--flwr-compat`), the app's `import flwr...` lines get the
+    stamen modules, in whichever process loads it.
     """
+    if os.environ.get(FLWR_COMPAT_VARIABLE) == "1":
+        install_flwr_alias()
     module_name, attribute = _parse(reference)
     if directory is not None:
         _put_first_on_path(reference, Path(directory))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
+from typing import Any, overload
 
-from .errors import InvalidMessageError
+from .errors import InvalidMessageError, MessageContentError
 from .records import RecordDict
 
 __all__ = [
@@ -24,8 +25,9 @@ __all__ = [
     "new_message_id",
 ]
 
-DEFAULT_TTL = 3600.0
-"""Seconds a message may wait for delivery and its reply (Flower's default, too)."""
+DEFAULT_TTL = 43200.0
+"""Seconds a message may wait for delivery and its reply: 12 hours, Flower's default.
+A node that goes offline turns its messages into error replies long before."""
 
 SUPERLINK_NODE_ID = 0
 """The node id that stands for the ServerApp side (source of instructions)."""
@@ -42,15 +44,21 @@ class MessageType:
 
 @dataclass(slots=True)
 class Metadata:
+    """Who sent a message to whom, in reply to what, of which type, how long it may wait.
+
+    The fields in Flower's order; `created_at` is a Unix timestamp, `ttl` seconds.
+    """
+
     run_id: int
     message_id: str
     src_node_id: int
     dst_node_id: int
     reply_to_message_id: str
     group_id: str
-    message_type: str
-    ttl: float
     created_at: float
+    ttl: float
+    message_type: str
+    delivered_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,58 +94,113 @@ def _check_type(message_type: str) -> str:
 
 
 class Message:
-    """A message with content or an error.
+    """A message with content or an error, in Flower's forms.
 
-    Instructions: `Message(content, dst_node_id, message_type)`.
-    Replies: `Message(content, reply_to=instruction)`, `Message(error=e, reply_to=...)`,
-    or `instruction.create_reply(content)`.
+    Instructions: `Message(content, dst_node_id, message_type)` (keywords too).
+    Replies: `Message(content, reply_to=instruction)`, `Message(error, reply_to=...)`, or
+    `instruction.create_reply(content)`. A reply takes its destination, type and group
+    from the instruction, and its TTL never outlives the instruction's.
     """
 
     __slots__ = ("_content", "_error", "metadata")
 
+    @overload
     def __init__(
         self,
+        content: RecordDict,
+        dst_node_id: int,
+        message_type: str,
+        *,
+        ttl: float | None = None,
+        group_id: str | None = None,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self, content: RecordDict, *, reply_to: Message, ttl: float | None = None
+    ) -> None: ...
+    @overload
+    def __init__(self, error: Error, *, reply_to: Message, ttl: float | None = None) -> None: ...
+    @overload
+    def __init__(
+        self,
+        content_or_error: RecordDict | Error | None = None,
+        /,
+        *,
         content: RecordDict | None = None,
+        error: Error | None = None,
         dst_node_id: int | None = None,
         message_type: str | None = None,
-        *,
+        ttl: float | None = None,
+        group_id: str | None = None,
+        reply_to: Message | None = None,
+        metadata: Metadata | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *args: Any,
+        dst_node_id: int | None = None,
+        message_type: str | None = None,
+        content: RecordDict | None = None,
         error: Error | None = None,
         ttl: float | None = None,
-        group_id: str = "",
+        group_id: str | None = None,
+        dst_task_id: int | None = None,
         reply_to: Message | None = None,
         metadata: Metadata | None = None,
     ) -> None:
+        if len(args) > 3:
+            raise TypeError(f"Message takes at most 3 positional arguments, got {len(args)}")
+        if args:
+            first, *rest = args
+            if isinstance(first, Error):
+                error, extra = _once("error", error, first), rest
+            else:
+                content, extra = _once("content", content, first), rest
+            if extra:
+                dst_node_id = _once("dst_node_id", dst_node_id, extra[0])
+            if len(extra) > 1:
+                message_type = _once("message_type", message_type, extra[1])
+        if dst_task_id is not None:
+            raise TypeError("Message(dst_task_id=...) is not supported by Stamen")
         if (content is None) == (error is None):
-            raise ValueError("a Message has either content or an error, not both or neither")
+            raise TypeError("a Message has either content or an error, not both or neither")
         if content is not None and not isinstance(content, RecordDict):
             raise TypeError(f"Message content must be a RecordDict, got {type(content).__name__}")
+        if error is not None and not isinstance(error, Error):
+            raise TypeError(f"Message error must be an Error, got {type(error).__name__}")
         self._content = content
         self._error = error
         if metadata is not None:
+            if any(x is not None for x in (dst_node_id, message_type, ttl, group_id, reply_to)):
+                raise TypeError("a Message built from metadata takes no other metadata fields")
             self.metadata = metadata
         elif reply_to is not None:
-            if dst_node_id is not None or message_type is not None:
-                raise ValueError("a reply takes its destination and type from reply_to")
+            if dst_node_id is not None or message_type is not None or group_id is not None:
+                raise TypeError(
+                    "a reply takes its destination, type and group from reply_to: "
+                    "give only content (or error), reply_to and ttl"
+                )
             self.metadata = _reply_metadata(reply_to.metadata, ttl)
         else:
             if dst_node_id is None or message_type is None:
-                raise ValueError("an instruction needs dst_node_id and message_type")
+                raise TypeError("an instruction needs dst_node_id and message_type")
             self.metadata = Metadata(
                 run_id=0,
                 message_id=new_message_id(),
                 src_node_id=SUPERLINK_NODE_ID,
                 dst_node_id=dst_node_id,
                 reply_to_message_id="",
-                group_id=group_id,
-                message_type=_check_type(message_type),
-                ttl=DEFAULT_TTL if ttl is None else float(ttl),
+                group_id=group_id or "",
                 created_at=time.time(),
+                ttl=DEFAULT_TTL if ttl is None else float(ttl),
+                message_type=_check_type(message_type),
             )
 
     @property
     def content(self) -> RecordDict:
         if self._content is None:
-            raise InvalidMessageError(
+            raise MessageContentError(
                 f"message {self.metadata.message_id} carries an error, not content: {self._error}"
             )
         return self._content
@@ -149,7 +212,7 @@ class Message:
     @property
     def error(self) -> Error:
         if self._error is None:
-            raise InvalidMessageError(f"message {self.metadata.message_id} carries no error")
+            raise MessageContentError(f"message {self.metadata.message_id} carries no error")
         return self._error
 
     def has_content(self) -> bool:
@@ -169,11 +232,17 @@ class Message:
         return f"Message(metadata={self.metadata!r}, {body})"
 
 
+def _once(name: str, keyword: Any, positional: Any) -> Any:
+    if keyword is not None:
+        raise TypeError(f"Message got {name} both positionally and as a keyword")
+    return positional
+
+
 def _reply_metadata(instruction: Metadata, ttl: float | None) -> Metadata:
     now = time.time()
-    if ttl is None:
-        # What is left of the instruction's lifetime, so a reply never outlives it.
-        ttl = max(instruction.created_at + instruction.ttl - now, 0.0)
+    # What is left of the instruction's lifetime: a reply never outlives it.
+    left = max(instruction.created_at + instruction.ttl - now, 0.0)
+    ttl = left if ttl is None else min(float(ttl), left)
     return replace(
         instruction,
         message_id=new_message_id(),

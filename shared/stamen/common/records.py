@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -22,21 +22,30 @@ __all__ = [
     "Array",
     "ArrayRecord",
     "ConfigRecord",
+    "ConfigScalar",
+    "ConfigScalarList",
     "ConfigValue",
+    "ConfigsRecord",
     "MetricRecord",
+    "MetricScalar",
+    "MetricScalarList",
     "MetricValue",
+    "MetricsRecord",
+    "ParametersRecord",
     "RecordDict",
+    "RecordSet",
     "UserConfig",
     "UserConfigValue",
+    "array_from_numpy",
 ]
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 MetricScalar: TypeAlias = int | float
-MetricValue: TypeAlias = int | float | list[int] | list[float]
+MetricScalarList: TypeAlias = list[int] | list[float]
+MetricValue: TypeAlias = MetricScalar | MetricScalarList
 ConfigScalar: TypeAlias = int | float | str | bytes | bool
-ConfigValue: TypeAlias = (
-    ConfigScalar | list[int] | list[float] | list[str] | list[bytes] | list[bool]
-)
+ConfigScalarList: TypeAlias = list[int] | list[float] | list[str] | list[bytes] | list[bool]
+ConfigValue: TypeAlias = ConfigScalar | ConfigScalarList
 UserConfigValue: TypeAlias = bool | int | float | str
 UserConfig: TypeAlias = dict[str, UserConfigValue]
 
@@ -44,40 +53,64 @@ UserConfig: TypeAlias = dict[str, UserConfigValue]
 class Array:
     """One array: `dtype` (numpy dtype string), `shape`, and its C-order bytes in `data`.
 
-    Build it from a numpy array or torch tensor (`Array(x)`), or from parts
-    (`Array(dtype="<f4", shape=(2, 3), data=raw)`).
+    Build it from a numpy array or torch tensor (`Array(x)`, or Flower's `ndarray=`,
+    `torch_tensor=`), or from parts: `Array(dtype="<f4", shape=(2, 3), data=raw)` with raw
+    C-order bytes, or Flower's `Array(dtype, shape, "numpy.ndarray", npy_bytes)`.
     """
 
     __slots__ = ("_array", "data", "dtype", "shape")
 
+    dtype: str
+    shape: tuple[int, ...]
+    data: Buffer
+    _array: npt.NDArray[Any] | None
+
     @overload
     def __init__(self, array: Any, /) -> None: ...
     @overload
+    def __init__(self, dtype: str, shape: Iterable[int], stype: str, data: Buffer, /) -> None: ...
+    @overload
     def __init__(
-        self, array: None = None, /, *, dtype: str, shape: Iterable[int], data: Buffer
+        self, *, dtype: str, shape: Iterable[int], data: Buffer, stype: str | None = None
     ) -> None: ...
+    @overload
+    def __init__(self, *, ndarray: Any) -> None: ...
+    @overload
+    def __init__(self, *, torch_tensor: Any) -> None: ...
 
     def __init__(
         self,
-        array: Any = None,
-        /,
-        *,
+        *args: Any,
         dtype: str | None = None,
         shape: Iterable[int] | None = None,
+        stype: str | None = None,
         data: Buffer | None = None,
+        ndarray: Any = None,
+        torch_tensor: Any = None,
     ) -> None:
-        self._array: npt.NDArray[Any] | None
-        if array is not None:
-            if dtype is not None or shape is not None or data is not None:
-                raise TypeError("Array takes either an array or dtype/shape/data, not both")
-            nd = _to_contiguous_ndarray(array)
-            self.dtype: str = nd.dtype.str
-            self.shape: tuple[int, ...] = tuple(int(s) for s in nd.shape)
-            self.data: Buffer = memoryview(nd.reshape(-1).view(np.uint8).data)
-            self._array = nd
+        parts = (dtype, shape, stype, data)
+        sources = [a for a in (ndarray, torch_tensor) if a is not None]
+        if len(args) == 4 and not sources and all(p is None for p in parts):
+            dtype, shape, stype, data = args
+        elif len(args) == 1 and not sources:
+            sources = list(args)
+        elif args:
+            raise TypeError(_ARRAY_FORMS)
+        if sources:
+            if len(sources) > 1 or any(p is not None for p in parts):
+                raise TypeError(_ARRAY_FORMS)
+            self._set_array(_to_contiguous_ndarray(sources[0]))
             return
         if dtype is None or shape is None or data is None:
-            raise TypeError("Array needs an array, or all of dtype, shape and data")
+            raise TypeError(_ARRAY_FORMS)
+        if stype == _NPY_STYPE:
+            self._set_array(_npy_array(dtype, tuple(shape), data))
+            return
+        if stype is not None:
+            raise ValueError(
+                f"Array stype {stype!r} is not supported: give raw C-order bytes without "
+                f"stype, or .npy bytes with stype={_NPY_STYPE!r}"
+            )
         np_dtype = _check_dtype(np.dtype(dtype))
         self.dtype = np_dtype.str
         self.shape = tuple(int(s) for s in shape)
@@ -92,6 +125,20 @@ class Array:
             )
         self.data = data
         self._array = None
+
+    def _set_array(self, nd: npt.NDArray[Any]) -> None:
+        self.dtype = nd.dtype.str
+        self.shape = tuple(int(s) for s in nd.shape)
+        self.data = memoryview(nd.reshape(-1).view(np.uint8).data)
+        self._array = nd
+
+    @classmethod
+    def from_numpy_ndarray(cls, ndarray: npt.NDArray[Any]) -> Array:
+        return cls(ndarray=ndarray)
+
+    @classmethod
+    def from_torch_tensor(cls, tensor: torch.Tensor) -> Array:
+        return cls(torch_tensor=tensor)
 
     @property
     def nbytes(self) -> int:
@@ -129,6 +176,26 @@ class Array:
 
     def __repr__(self) -> str:
         return f"Array(dtype={self.dtype!r}, shape={self.shape}, nbytes={self.nbytes})"
+
+
+_NPY_STYPE = "numpy.ndarray"
+_ARRAY_FORMS = (
+    "Array needs an array (numpy or torch: positionally, or ndarray=/torch_tensor=) "
+    "or all of dtype, shape and data (raw C-order bytes; or .npy bytes with "
+    f"stype={_NPY_STYPE!r}), not both"
+)
+
+
+def _npy_array(dtype: str, shape: tuple[int, ...], data: Buffer) -> npt.NDArray[Any]:
+    """The array in Flower's serialization: .npy bytes, read without pickle."""
+    import io
+
+    array: npt.NDArray[Any] = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
+    if tuple(array.shape) != tuple(int(s) for s in shape):
+        raise ValueError(f"Array .npy data has shape {array.shape}, not {tuple(shape)}")
+    if np.dtype(dtype) != array.dtype:
+        raise ValueError(f"Array .npy data has dtype {array.dtype}, not {dtype}")
+    return np.ascontiguousarray(array) if array.ndim else array
 
 
 def _restore_array(dtype: str, shape: tuple[int, ...], data: bytes) -> Array:
@@ -174,11 +241,19 @@ class _Record(MutableMapping[str, V]):
 
     __slots__ = ("_data",)
 
-    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, items: Mapping[str, Any] | None = None, keep_input: bool = True) -> None:
         self._data: dict[str, V] = {}
         if items is not None:
             for key, value in items.items():
                 self[key] = value
+            if not keep_input and isinstance(items, MutableMapping):
+                items.clear()  # Flower's keep_input=False: the caller gives its copy up
+
+    def copy(self) -> Self:
+        """A shallow copy: a new record holding the same values."""
+        new = type(self).__new__(type(self))
+        new._data = dict(self._data)
+        return new
 
     def _check(self, key: str, value: Any) -> V:
         raise NotImplementedError
@@ -216,15 +291,48 @@ class ArrayRecord(_Record[Array]):
 
     `ArrayRecord([w, b])` keys a list of arrays "0", "1", ...; `ArrayRecord(state_dict)`
     keeps a torch state_dict's names; values may be `Array`, numpy arrays or tensors.
+    Flower's keywords (`numpy_ndarrays=`, `torch_state_dict=`, `array_dict=`) say which.
+    `keep_input=False` empties a given dict or list as it is taken over.
     """
 
     __slots__ = ()
 
-    def __init__(self, arrays: Mapping[str, Any] | Iterable[Any] | None = None) -> None:
+    def __init__(
+        self,
+        *args: Mapping[str, Any] | Iterable[Any],
+        numpy_ndarrays: Iterable[Any] | None = None,
+        torch_state_dict: Mapping[str, Any] | None = None,
+        array_dict: Mapping[str, Any] | None = None,
+        keep_input: bool = True,
+    ) -> None:
+        given = [a for a in (*args, numpy_ndarrays, torch_state_dict, array_dict) if a is not None]
+        if len(args) > 1 or len(given) > 1:
+            raise TypeError(
+                "ArrayRecord takes one source: a list of arrays, a torch state_dict, or a "
+                "dict of Array (positionally or as numpy_ndarrays=, torch_state_dict=, "
+                "array_dict=)"
+            )
+        arrays = given[0] if given else None
         if arrays is None or isinstance(arrays, Mapping):
-            super().__init__(arrays)
+            super().__init__(arrays, keep_input)
         else:
             super().__init__({str(i): a for i, a in enumerate(arrays)})
+            if not keep_input and isinstance(arrays, list):
+                arrays.clear()
+
+    @classmethod
+    def from_numpy_ndarrays(cls, ndarrays: Iterable[Any], *, keep_input: bool = True) -> Self:
+        return cls(numpy_ndarrays=ndarrays, keep_input=keep_input)
+
+    @classmethod
+    def from_torch_state_dict(
+        cls, state_dict: Mapping[str, Any], *, keep_input: bool = True
+    ) -> Self:
+        return cls(torch_state_dict=state_dict, keep_input=keep_input)
+
+    @classmethod
+    def from_array_dict(cls, array_dict: Mapping[str, Any], *, keep_input: bool = True) -> Self:
+        return cls(array_dict=array_dict, keep_input=keep_input)
 
     def _check(self, key: str, value: Any) -> Array:
         if isinstance(value, Array):
@@ -234,15 +342,27 @@ class ArrayRecord(_Record[Array]):
         except TypeError as exc:
             raise TypeError(f"ArrayRecord[{key!r}]: {exc}") from None
 
-    def to_numpy_ndarrays(self) -> list[npt.NDArray[Any]]:
-        return [a.numpy() for a in self._data.values()]
+    def to_numpy_ndarrays(self, *, keep_input: bool = True) -> list[npt.NDArray[Any]]:
+        """The arrays, in order; `keep_input=False` empties this record."""
+        arrays = [a.numpy() for a in self._data.values()]
+        if not keep_input:
+            self._data.clear()
+        return arrays
 
-    def to_torch_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: a.torch() for k, a in self._data.items()}
+    def to_torch_state_dict(self, *, keep_input: bool = True) -> dict[str, torch.Tensor]:
+        """The arrays as CPU tensors by name; `keep_input=False` empties this record."""
+        tensors = {k: a.torch() for k, a in self._data.items()}
+        if not keep_input:
+            self._data.clear()
+        return tensors
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._data.values())
+
+    def count_bytes(self) -> int:
+        """Bytes held: the arrays' data plus the keys (Flower counts both)."""
+        return self.nbytes + sum(len(k) for k in self._data)
 
 
 def _metric_scalar(value: Any) -> MetricScalar | None:
@@ -259,6 +379,15 @@ class MetricRecord(_Record[MetricValue]):
     """Named numbers (int, float, or lists of one of them): losses, accuracies, counts."""
 
     __slots__ = ()
+
+    def __init__(
+        self, metric_dict: Mapping[str, Any] | None = None, keep_input: bool = True
+    ) -> None:
+        super().__init__(metric_dict, keep_input)
+
+    def count_bytes(self) -> int:
+        """Bytes as Flower counts them: 8 per number (64-bit on the wire), plus the keys."""
+        return sum(8 * (len(v) if isinstance(v, list) else 1) + len(k) for k, v in self.items())
 
     def _check(self, key: str, value: Any) -> MetricValue:
         scalar = _metric_scalar(value)
@@ -295,6 +424,16 @@ class ConfigRecord(_Record[ConfigValue]):
 
     __slots__ = ()
 
+    def __init__(
+        self, config_dict: Mapping[str, Any] | None = None, keep_input: bool = True
+    ) -> None:
+        super().__init__(config_dict, keep_input)
+
+    def count_bytes(self) -> int:
+        """Bytes as Flower counts them: 1 per bool, 8 per number, the length of a str or
+        bytes, plus the keys."""
+        return sum(_config_bytes(v) + len(k) for k, v in self.items())
+
     def _check(self, key: str, value: Any) -> ConfigValue:
         scalar = _config_scalar(value)
         if scalar is not None:
@@ -310,13 +449,39 @@ class ConfigRecord(_Record[ConfigValue]):
         )
 
 
+def _config_bytes(value: ConfigValue) -> int:
+    items = value if isinstance(value, list) else [value]
+    return sum(
+        1 if isinstance(v, bool) else len(v) if isinstance(v, str | bytes) else 8 for v in items
+    )
+
+
 Record: TypeAlias = ArrayRecord | MetricRecord | ConfigRecord
+R = TypeVar("R", ArrayRecord, MetricRecord, ConfigRecord)
 
 
 class RecordDict(_Record[Record]):
-    """Named records: what a Message carries and what `Context.state` keeps."""
+    """Named records: what a Message carries and what `Context.state` keeps.
+
+    `array_records`, `metric_records` and `config_records` are live views of one kind:
+    `content.array_records["model"] = record` stores it in this RecordDict.
+    """
 
     __slots__ = ()
+
+    def __init__(
+        self,
+        records: Mapping[str, Record] | None = None,
+        *,
+        parameters_records: Mapping[str, ArrayRecord] | None = None,
+        metrics_records: Mapping[str, MetricRecord] | None = None,
+        configs_records: Mapping[str, ConfigRecord] | None = None,
+    ) -> None:
+        super().__init__(records)
+        # Flower's deprecated keywords, one per kind of record.
+        for group in (parameters_records, metrics_records, configs_records):
+            for key, value in (group or {}).items():
+                self[key] = value
 
     def _check(self, key: str, value: Any) -> Record:
         if isinstance(value, ArrayRecord | MetricRecord | ConfigRecord):
@@ -327,13 +492,74 @@ class RecordDict(_Record[Record]):
         )
 
     @property
-    def array_records(self) -> dict[str, ArrayRecord]:
-        return {k: v for k, v in self._data.items() if isinstance(v, ArrayRecord)}
+    def array_records(self) -> MutableMapping[str, ArrayRecord]:
+        return _RecordView(self, ArrayRecord)
 
     @property
-    def metric_records(self) -> dict[str, MetricRecord]:
-        return {k: v for k, v in self._data.items() if isinstance(v, MetricRecord)}
+    def metric_records(self) -> MutableMapping[str, MetricRecord]:
+        return _RecordView(self, MetricRecord)
 
     @property
-    def config_records(self) -> dict[str, ConfigRecord]:
-        return {k: v for k, v in self._data.items() if isinstance(v, ConfigRecord)}
+    def config_records(self) -> MutableMapping[str, ConfigRecord]:
+        return _RecordView(self, ConfigRecord)
+
+    # Flower's deprecated names for the three views.
+    parameters_records = array_records
+    metrics_records = metric_records
+    configs_records = config_records
+
+
+class _RecordView(MutableMapping[str, R]):
+    """The records of one kind in a RecordDict; reads and writes go to the RecordDict."""
+
+    __slots__ = ("_kind", "_owner")
+
+    def __init__(self, owner: RecordDict, kind: type[R]) -> None:
+        self._owner = owner
+        self._kind: type[R] = kind
+
+    def __getitem__(self, key: str) -> R:
+        value = self._owner[key]
+        if not isinstance(value, self._kind):
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: R) -> None:
+        if not isinstance(value, self._kind):
+            raise TypeError(
+                f"{self._kind.__name__} view [{key!r}]: expected {self._kind.__name__}, "
+                f"got {type(value).__name__}"
+            )
+        self._owner[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key]
+        del self._owner[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, v in self._owner.items() if isinstance(v, self._kind))
+
+    def __len__(self) -> int:
+        return sum(1 for v in self._owner.values() if isinstance(v, self._kind))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+def array_from_numpy(ndarray: npt.NDArray[Any]) -> Array:
+    """Flower's deprecated spelling of `Array(ndarray)`."""
+    return Array(ndarray)
+
+
+# Flower's deprecated names for the records, still found in published apps.
+ParametersRecord = ArrayRecord
+MetricsRecord = MetricRecord
+ConfigsRecord = ConfigRecord
+RecordSet = RecordDict

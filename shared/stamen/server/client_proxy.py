@@ -18,6 +18,7 @@ from stamen.common.legacy import (
     GetParametersRes,
     GetPropertiesIns,
     GetPropertiesRes,
+    MessageTypeLegacy,
     evaluateins_to_recorddict,
     fitins_to_recorddict,
     getparametersins_to_recorddict,
@@ -32,17 +33,7 @@ from stamen.common.records import RecordDict, UserConfig
 
 from .grid import Grid
 
-__all__ = [
-    "GET_PARAMETERS",
-    "GET_PROPERTIES",
-    "ClientProxy",
-    "failure_reason",
-    "order_key",
-    "partition_id",
-]
-
-GET_PARAMETERS = f"{MessageType.QUERY}.get_parameters"
-GET_PROPERTIES = f"{MessageType.QUERY}.get_properties"
+__all__ = ["ClientProxy", "failure_reason", "order_key", "partition_id"]
 
 
 def partition_id(node_config: UserConfig) -> int | None:
@@ -103,13 +94,17 @@ class ClientProxy:
     def get_properties(
         self, ins: GetPropertiesIns, timeout: float | None, group_id: int | str | None
     ) -> GetPropertiesRes:
-        reply = self._ask(getpropertiesins_to_recorddict(ins), GET_PROPERTIES, timeout, group_id)
+        reply = self._ask(
+            getpropertiesins_to_recorddict(ins), MessageTypeLegacy.GET_PROPERTIES, timeout, group_id
+        )
         return recorddict_to_getpropertiesres(reply)
 
     def get_parameters(
         self, ins: GetParametersIns, timeout: float | None, group_id: int | str | None
     ) -> GetParametersRes:
-        reply = self._ask(getparametersins_to_recorddict(ins), GET_PARAMETERS, timeout, group_id)
+        reply = self._ask(
+            getparametersins_to_recorddict(ins), MessageTypeLegacy.GET_PARAMETERS, timeout, group_id
+        )
         return recorddict_to_getparametersres(reply)
 
     def fit(self, ins: FitIns, timeout: float | None, group_id: int | str | None) -> FitRes:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .client_manager import ClientManager
     from .strategy.strategy import Strategy
 
-__all__ = ["ServerAppComponents", "ServerConfig"]
+__all__ = ["ServerAppComponents", "ServerConfig", "reject_server"]
 
 
 @dataclass(slots=True)
@@ -36,8 +36,22 @@ class ServerConfig:
 @dataclass(slots=True)
 class ServerAppComponents:
     """What a `server_fn(context)` returns; a None field takes the default
-    (FedAvg, one round, a client manager over the grid's nodes)."""
+    (FedAvg, one round, a client manager over the grid's nodes). `server` is Flower's
+    custom legacy Server, which Stamen does not support: leave it None."""
 
-    strategy: Strategy | None = None
+    server: object = None
     config: ServerConfig | None = None
+    strategy: Strategy | None = None
     client_manager: ClientManager | None = None
+
+    def __post_init__(self) -> None:
+        reject_server(self.server)
+
+
+def reject_server(server: object) -> None:
+    """One clear error for Flower's `server=` argument (a custom legacy Server)."""
+    if server is not None:
+        raise ConfigError(
+            "a custom Server (server=...) is not supported by Stamen: give the strategy, "
+            "config and client_manager to ServerApp or ServerAppComponents instead"
+        )

@@ -1,9 +1,9 @@
-"""The default round loop: what `ServerApp(config=..., strategy=...)` runs over a Grid.
+"""The steps of the legacy round loop that `DefaultWorkflow` runs over a Grid.
 
-Flower's legacy server loop, with the log lines Flower users know: [INIT] (initial
-parameters, centralized evaluation), then per round fit, centralized evaluation and
-federated evaluation, then [SUMMARY] with the History. Each round encodes the broadcast
-model once and shares that ArrayRecord between all the round's messages.
+Flower's legacy server loop, with the log lines Flower users know: initial parameters
+and their centralized evaluation, then per round fit, centralized evaluation and
+federated evaluation. Each round encodes the broadcast model once and shares that
+ArrayRecord between all the round's messages.
 """
 
 from __future__ import annotations
@@ -33,22 +33,24 @@ from stamen.common.legacy import (
     evaluateins_to_recorddict,
     fitins_to_recorddict,
     parameters_to_arrayrecord,
-    read_only_ndarrays,
     recorddict_to_evaluateres,
     recorddict_to_fitres,
 )
 from stamen.common.message import MessageType
 from stamen.common.records import ArrayRecord, RecordDict
 
-from .client_manager import ClientManager
 from .client_proxy import ClientProxy, failure_reason
-from .config import ServerConfig
 from .grid import Grid
-from .history import History
-from .strategy.strategy import Strategy
-from .tracking import report_round
+from .legacy_context import LegacyContext
 
-__all__ = ["run_rounds"]
+__all__ = [
+    "CONFIG_KEY",
+    "CURRENT_ROUND",
+    "PARAMETERS_KEY",
+    "START_TIME",
+    "RoundLoop",
+    "bind_client_manager",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,41 +83,36 @@ _EVALUATE: _Phase[EvaluateIns, EvaluateRes] = _Phase(
 _NO_PARAMETERS = Parameters(tensors=[])
 
 
-def run_rounds(
-    grid: Grid,
-    context: Context,
-    config: ServerConfig,
-    strategy: Strategy,
-    client_manager: ClientManager,
-) -> History:
-    """Run `config.num_rounds` rounds of `strategy` over `grid`; the History they made.
+PARAMETERS_KEY = "parameters"
+"""`context.state.array_records[PARAMETERS_KEY]`: the global model between workflows."""
+CONFIG_KEY = "config"
+"""`context.state.config_records[CONFIG_KEY]`: "current_round" and "start_time"."""
+CURRENT_ROUND = "current_round"
+START_TIME = "start_time"
+
+
+def bind_client_manager(grid: Grid, context: LegacyContext) -> None:
+    """Point the client manager at the grid's nodes.
 
     Run config: "seed" (sampling), "min-available-timeout" (seconds to wait for nodes).
     """
-    client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
-    return _RoundLoop(grid, config, strategy, client_manager, context.run_id).run()
+    context.client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
 
 
-class _RoundLoop:
-    def __init__(
-        self,
-        grid: Grid,
-        config: ServerConfig,
-        strategy: Strategy,
-        client_manager: ClientManager,
-        run_id: int,
-    ) -> None:
+class RoundLoop:
+    """The default loop's steps, each on a Grid and a LegacyContext (whose History they fill)."""
+
+    def __init__(self, grid: Grid, context: LegacyContext) -> None:
         self.grid = grid
-        self.run_id = run_id
-        self.config = config
-        self.strategy = strategy
-        self.client_manager = client_manager
-        self.history = History()
+        self.config = context.config
+        self.strategy = context.strategy
+        self.client_manager = context.client_manager
+        self.history = context.history
         # Parameters -> their ArrayRecord, encoded once per round and shared by its messages.
         self._encoded: dict[int, tuple[Parameters, ArrayRecord]] = {}
 
-    def run(self) -> History:
-        logger.info("[INIT]")
+    def initialize(self) -> Parameters:
+        """Wait for the nodes, get the initial parameters and evaluate them centrally."""
         self._wait_for_nodes()
         parameters = self._initial_parameters()
         logger.info("Evaluating initial global parameters")
@@ -126,41 +123,16 @@ class _RoundLoop:
             logger.info("initial parameters (loss, other metrics): %s, %s", *initial)
             self.history.add_loss_centralized(0, initial[0])
             self.history.add_metrics_centralized(0, initial[1])
+        return parameters
 
-        start = time.perf_counter()
-        for server_round in range(1, self.config.num_rounds + 1):
-            round_start = time.perf_counter()
-            logger.info("")
-            logger.info("[ROUND %d]", server_round)
-            self._encoded.clear()
-            parameters = self._fit_round(server_round, parameters)
-            centralized = self.strategy.evaluate(server_round, parameters=parameters)
-            if centralized is not None:
-                loss, metrics = centralized
-                elapsed = time.perf_counter() - start
-                logger.info("fit progress: (%s, %s, %s, %s)", server_round, loss, metrics, elapsed)
-                self.history.add_loss_centralized(server_round, loss)
-                self.history.add_metrics_centralized(server_round, metrics)
-            self._evaluate_round(server_round, parameters)
-            took = time.perf_counter() - round_start
-            self.history.add_round_time(server_round, took)
-            logger.info("round %d took %.2fs", server_round, took)
-            report_round(self.history, server_round, self.run_id)
-        self._encoded.clear()
-        self.history.final_arrays = ArrayRecord(read_only_ndarrays(parameters))
-
-        num_rounds = self.config.num_rounds
-        logger.info("")
-        logger.info("[SUMMARY]")
-        logger.info(
-            "Run finished %d %s in %.2fs",
-            num_rounds,
-            "round" if num_rounds == 1 else "rounds",
-            time.perf_counter() - start,
-        )
-        for line in repr(self.history).splitlines():
-            logger.info("%s", line)
-        return self.history
+    def evaluate_centrally(self, server_round: int, parameters: Parameters, start: float) -> None:
+        centralized = self.strategy.evaluate(server_round, parameters=parameters)
+        if centralized is not None:
+            loss, metrics = centralized
+            elapsed = time.perf_counter() - start
+            logger.info("fit progress: (%s, %s, %s, %s)", server_round, loss, metrics, elapsed)
+            self.history.add_loss_centralized(server_round, loss)
+            self.history.add_metrics_centralized(server_round, metrics)
 
     def _wait_for_nodes(self) -> None:
         """Wait, once, for the strategy's `min_available_clients` before anything else, so
@@ -196,8 +168,9 @@ class _RoundLoop:
         )
         return Parameters(tensors=[])
 
-    def _fit_round(self, server_round: int, parameters: Parameters) -> Parameters:
+    def fit_round(self, server_round: int, parameters: Parameters) -> Parameters:
         self.client_manager.refresh()
+        self._encoded.clear()
         instructions = self.strategy.configure_fit(
             server_round=server_round, parameters=parameters, client_manager=self.client_manager
         )
@@ -216,7 +189,7 @@ class _RoundLoop:
         self.history.add_metrics_distributed_fit(server_round, metrics)
         return aggregated
 
-    def _evaluate_round(self, server_round: int, parameters: Parameters) -> None:
+    def evaluate_round(self, server_round: int, parameters: Parameters) -> None:
         self.client_manager.refresh()
         instructions = self.strategy.configure_evaluate(
             server_round=server_round, parameters=parameters, client_manager=self.client_manager

@@ -20,7 +20,8 @@ which is how the ServerApp runner reports rounds to the SuperLink.
 Both loops report: the legacy round loop (`ServerApp(config=..., strategy=...)`) from its
 History, and the Message API's `Strategy.start` from its Result (`report_result_round`),
 which also fills the History that `recording_history` opened: how a `@app.main()` app's
-run gets a History and final arrays without returning them.
+run gets a History and final arrays without returning them (a `DefaultWorkflow` run in
+it hands over its own with `record_history`).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
     from stamen.serverapp.strategy.result import Result
 
 __all__ = [
+    "Recording",
     "RoundHook",
     "RoundReport",
     "add_round_hook",
+    "record_history",
     "recording_history",
     "report_result_round",
     "report_round",
@@ -70,8 +73,19 @@ _process_hooks: list[RoundHook] = []
 _scoped_hooks: contextvars.ContextVar[tuple[RoundHook, ...]] = contextvars.ContextVar(
     "stamen_round_hooks", default=()
 )
-_recording: contextvars.ContextVar[History | None] = contextvars.ContextVar(
-    "stamen_recorded_history", default=None
+
+
+class Recording:
+    """The History of a run whose loop does not return one (a `@app.main()` app)."""
+
+    __slots__ = ("history",)
+
+    def __init__(self) -> None:
+        self.history = History()
+
+
+_recording: contextvars.ContextVar[Recording | None] = contextvars.ContextVar(
+    "stamen_recording", default=None
 )
 
 
@@ -98,20 +112,29 @@ def scoped_round_hook(hook: RoundHook) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def recording_history() -> Iterator[History]:
-    """A History that `Strategy.start` fills, round by round, within the block."""
-    history = History()
-    token = _recording.set(history)
+def recording_history() -> Iterator[Recording]:
+    """A History that `Strategy.start` fills, round by round, within the block (or one
+    that a legacy workflow hands over with `record_history`)."""
+    recording = Recording()
+    token = _recording.set(recording)
     try:
-        yield history
+        yield recording
     finally:
         _recording.reset(token)
+
+
+def record_history(history: History) -> None:
+    """Make `history` the recorded one, if a recording is open (the default workflow's)."""
+    recording = _recording.get()
+    if recording is not None:
+        recording.history = history
 
 
 def report_result_round(result: Result, server_round: int, seconds: float, run_id: int) -> None:
     """A Message-API strategy finished `server_round`: copy that round of `result` into
     the recorded History (if one is open) and tell every hook."""
-    history = _recording.get() or History()
+    recording = _recording.get()
+    history = History() if recording is None else recording.history
     rounds = (0, server_round) if server_round == 1 else (server_round,)
     for r in rounds:
         for add, by_round in (

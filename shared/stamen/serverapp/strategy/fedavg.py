@@ -174,11 +174,9 @@ class FedAvg(Strategy):
             len(errors),
         )
         for message in errors:
-            logger.info(
-                "\t> Received error in reply from node %d: %s",
-                message.metadata.src_node_id,
-                failure_reason(message, None),
-            )
+            node_id = message.metadata.src_node_id
+            reason = failure_reason(message, None).removeprefix(f"node {node_id}: ")
+            logger.info("\t> Received error in reply from node %d: %s", node_id, reason)
         if validate and valid:
             validate_message_reply_consistency(
                 [m.content for m in valid], self.weighted_by_key, check_arrayrecord=is_train

@@ -80,7 +80,11 @@ def log_strategy_start_info(
 
 def node_order(grid: Grid) -> NodeOrder:
     """The sum position of every node online in `grid` now."""
-    return {node.node_id: order_key(node.node_id, node.node_config) for node in grid.get_nodes()}
+    return {
+        node.node_id: order_key(node.node_id, node.node_config)
+        for node in grid.get_nodes()
+        if node.online
+    }
 
 
 def order_replies(
@@ -100,8 +104,14 @@ def order_replies(
 
 
 def _weight(record: RecordDict, weighting_metric_name: str) -> int | float:
-    metrics = next(iter(record.metric_records.values()))
-    value = metrics[weighting_metric_name]
+    """The reply's weight: `weighting_metric_name` in its first MetricRecord."""
+    metrics = next(iter(record.metric_records.values()), None)
+    value = None if metrics is None else metrics.get(weighting_metric_name)
+    if value is None:
+        raise InconsistentMessageReplies(
+            f"Missing required key `{weighting_metric_name}` in the MetricRecord of reply "
+            "messages. Cannot average ArrayRecords and MetricRecords. Skipping aggregation."
+        )
     if isinstance(value, list):
         raise InconsistentMessageReplies(
             f"Key `{weighting_metric_name}` in the MetricRecord of reply messages must be a "

@@ -1,0 +1,387 @@
+"""FedOpt and its adaptive variants (FedAdam, FedYogi, FedAdagrad), legacy API.
+
+Each round, FedAvg's aggregate minus the current global model is a pseudo-gradient that a
+server optimizer (`server_opt.AdaptiveOptimizer`, shared with the Message API) applies.
+Flower's arguments and defaults; `initial_parameters` is required, since the update
+needs the model it starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stamen.common.legacy import (
+    FitRes,
+    Parameters,
+    Scalar,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+
+from ..client_proxy import ClientProxy
+from .fedavg import EvaluateFn, FedAvg, MetricsAggregationFn
+from .server_opt import AdaptiveOptimizer, Variant
+
+__all__ = ["FedAdagrad", "FedAdam", "FedOpt", "FedYogi"]
+
+ConfigFn = Callable[[int], dict[str, Scalar]]
+
+
+class FedOpt(FedAvg):
+    """Federated optimization (Reddi et al., https://arxiv.org/abs/2003.00295v5): the base of
+    FedAdam, FedYogi and FedAdagrad. On its own it aggregates as FedAvg and keeps the
+    current model in `current_weights`.
+
+    Parameters
+    ----------
+    fraction_fit : float (default: 1.0)
+        Fraction of the available clients sampled for training.
+    fraction_evaluate : float (default: 1.0)
+        Fraction of the available clients sampled for evaluation.
+    min_fit_clients : int (default: 2)
+        Minimum number of clients sampled for training.
+    min_evaluate_clients : int (default: 2)
+        Minimum number of clients sampled for evaluation.
+    min_available_clients : int (default: 2)
+        Minimum number of clients connected before a round starts.
+    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
+        Centralized evaluation of the global model, or None.
+    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
+        The config sent with each round's training / evaluation instructions.
+    accept_failures : bool (default: True)
+        Whether a round with failures is still aggregated.
+    initial_parameters : Parameters
+        The initial global model (required).
+    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
+        Aggregate the clients' metrics, or None.
+    eta : float (default: 1e-1)
+        Server-side learning rate.
+    eta_l : float (default: 1e-1)
+        Client-side learning rate (kept for the clients' configuration; unused here).
+    beta_1 : float (default: 0.0)
+        Momentum parameter.
+    beta_2 : float (default: 0.0)
+        Second moment parameter.
+    tau : float (default: 1e-9)
+        Controls the algorithm's degree of adaptability.
+    """
+
+    _variant: Variant | None = None
+    """The server optimizer a subclass applies after FedAvg's aggregate (None: none)."""
+
+    def __init__(
+        self,
+        *,
+        fraction_fit: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_fit_clients: int = 2,
+        min_evaluate_clients: int = 2,
+        min_available_clients: int = 2,
+        evaluate_fn: EvaluateFn | None = None,
+        on_fit_config_fn: ConfigFn | None = None,
+        on_evaluate_config_fn: ConfigFn | None = None,
+        accept_failures: bool = True,
+        initial_parameters: Parameters,
+        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        eta: float = 1e-1,
+        eta_l: float = 1e-1,
+        beta_1: float = 0.0,
+        beta_2: float = 0.0,
+        tau: float = 1e-9,
+    ) -> None:
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_fit_clients=min_fit_clients,
+            min_evaluate_clients=min_evaluate_clients,
+            min_available_clients=min_available_clients,
+            evaluate_fn=evaluate_fn,
+            on_fit_config_fn=on_fit_config_fn,
+            on_evaluate_config_fn=on_evaluate_config_fn,
+            accept_failures=accept_failures,
+            initial_parameters=initial_parameters,
+            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
+            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
+        )
+        self.current_weights = parameters_to_ndarrays(initial_parameters)
+        self.eta = eta
+        self.eta_l = eta_l
+        self.tau = tau
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.optimizer = (
+            None
+            if self._variant is None
+            else AdaptiveOptimizer(self._variant, eta, beta_1, beta_2, tau)
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(accept_failures={self.accept_failures})"
+
+    @property
+    def m_t(self) -> list[Any] | None:
+        """The first moment, per array (None before the first round)."""
+        return None if self.optimizer is None else self.optimizer.m_t
+
+    @property
+    def v_t(self) -> list[Any] | None:
+        """The second moment, per array (None before the first round)."""
+        return None if self.optimizer is None else self.optimizer.v_t
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """FedAvg's aggregate, then one step of the server optimizer from the current model."""
+        aggregated, metrics = super().aggregate_fit(server_round, results, failures)
+        if aggregated is None:
+            return None, {}
+        if self.optimizer is None:
+            self.current_weights = parameters_to_ndarrays(aggregated)
+            return aggregated, metrics
+        self.current_weights = self.optimizer.step(
+            self.current_weights, parameters_to_ndarrays(aggregated), server_round
+        )
+        return ndarrays_to_parameters(self.current_weights), metrics
+
+
+class FedAdam(FedOpt):
+    """FedAdam: adaptive federated optimization with Adam (https://arxiv.org/abs/2003.00295v5).
+
+    Parameters
+    ----------
+    fraction_fit : float (default: 1.0)
+        Fraction of the available clients sampled for training.
+    fraction_evaluate : float (default: 1.0)
+        Fraction of the available clients sampled for evaluation.
+    min_fit_clients : int (default: 2)
+        Minimum number of clients sampled for training.
+    min_evaluate_clients : int (default: 2)
+        Minimum number of clients sampled for evaluation.
+    min_available_clients : int (default: 2)
+        Minimum number of clients connected before a round starts.
+    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
+        Centralized evaluation of the global model, or None.
+    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
+        The config sent with each round's training / evaluation instructions.
+    accept_failures : bool (default: True)
+        Whether a round with failures is still aggregated.
+    initial_parameters : Parameters
+        The initial global model (required).
+    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
+        Aggregate the clients' metrics, or None.
+    eta : float (default: 1e-1)
+        Server-side learning rate.
+    eta_l : float (default: 1e-1)
+        Client-side learning rate (kept for the clients' configuration; unused here).
+    beta_1 : float (default: 0.9)
+        Momentum parameter.
+    beta_2 : float (default: 0.99)
+        Second moment parameter.
+    tau : float (default: 1e-9)
+        Controls the algorithm's degree of adaptability.
+    """
+
+    _variant: Variant = "adam"
+
+    def __init__(
+        self,
+        *,
+        fraction_fit: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_fit_clients: int = 2,
+        min_evaluate_clients: int = 2,
+        min_available_clients: int = 2,
+        evaluate_fn: EvaluateFn | None = None,
+        on_fit_config_fn: ConfigFn | None = None,
+        on_evaluate_config_fn: ConfigFn | None = None,
+        accept_failures: bool = True,
+        initial_parameters: Parameters,
+        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        eta: float = 1e-1,
+        eta_l: float = 1e-1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        tau: float = 1e-9,
+    ) -> None:
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_fit_clients=min_fit_clients,
+            min_evaluate_clients=min_evaluate_clients,
+            min_available_clients=min_available_clients,
+            evaluate_fn=evaluate_fn,
+            on_fit_config_fn=on_fit_config_fn,
+            on_evaluate_config_fn=on_evaluate_config_fn,
+            accept_failures=accept_failures,
+            initial_parameters=initial_parameters,
+            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
+            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
+            eta=eta,
+            eta_l=eta_l,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            tau=tau,
+        )
+
+
+class FedYogi(FedOpt):
+    """FedYogi: adaptive federated optimization with Yogi (https://arxiv.org/abs/2003.00295v5).
+
+    Parameters
+    ----------
+    fraction_fit : float (default: 1.0)
+        Fraction of the available clients sampled for training.
+    fraction_evaluate : float (default: 1.0)
+        Fraction of the available clients sampled for evaluation.
+    min_fit_clients : int (default: 2)
+        Minimum number of clients sampled for training.
+    min_evaluate_clients : int (default: 2)
+        Minimum number of clients sampled for evaluation.
+    min_available_clients : int (default: 2)
+        Minimum number of clients connected before a round starts.
+    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
+        Centralized evaluation of the global model, or None.
+    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
+        The config sent with each round's training / evaluation instructions.
+    accept_failures : bool (default: True)
+        Whether a round with failures is still aggregated.
+    initial_parameters : Parameters
+        The initial global model (required).
+    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
+        Aggregate the clients' metrics, or None.
+    eta : float (default: 1e-2)
+        Server-side learning rate.
+    eta_l : float (default: 0.0316)
+        Client-side learning rate (kept for the clients' configuration; unused here).
+    beta_1 : float (default: 0.9)
+        Momentum parameter.
+    beta_2 : float (default: 0.99)
+        Second moment parameter.
+    tau : float (default: 1e-3)
+        Controls the algorithm's degree of adaptability.
+    """
+
+    _variant: Variant = "yogi"
+
+    def __init__(
+        self,
+        *,
+        fraction_fit: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_fit_clients: int = 2,
+        min_evaluate_clients: int = 2,
+        min_available_clients: int = 2,
+        evaluate_fn: EvaluateFn | None = None,
+        on_fit_config_fn: ConfigFn | None = None,
+        on_evaluate_config_fn: ConfigFn | None = None,
+        accept_failures: bool = True,
+        initial_parameters: Parameters,
+        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        eta: float = 1e-2,
+        eta_l: float = 0.0316,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        tau: float = 1e-3,
+    ) -> None:
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_fit_clients=min_fit_clients,
+            min_evaluate_clients=min_evaluate_clients,
+            min_available_clients=min_available_clients,
+            evaluate_fn=evaluate_fn,
+            on_fit_config_fn=on_fit_config_fn,
+            on_evaluate_config_fn=on_evaluate_config_fn,
+            accept_failures=accept_failures,
+            initial_parameters=initial_parameters,
+            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
+            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
+            eta=eta,
+            eta_l=eta_l,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            tau=tau,
+        )
+
+
+class FedAdagrad(FedOpt):
+    """FedAdagrad: adaptive federated optimization with Adagrad
+    (https://arxiv.org/abs/2003.00295v5).
+
+    Parameters
+    ----------
+    fraction_fit : float (default: 1.0)
+        Fraction of the available clients sampled for training.
+    fraction_evaluate : float (default: 1.0)
+        Fraction of the available clients sampled for evaluation.
+    min_fit_clients : int (default: 2)
+        Minimum number of clients sampled for training.
+    min_evaluate_clients : int (default: 2)
+        Minimum number of clients sampled for evaluation.
+    min_available_clients : int (default: 2)
+        Minimum number of clients connected before a round starts.
+    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
+        Centralized evaluation of the global model, or None.
+    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
+        The config sent with each round's training / evaluation instructions.
+    accept_failures : bool (default: True)
+        Whether a round with failures is still aggregated.
+    initial_parameters : Parameters
+        The initial global model (required).
+    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
+        Aggregate the clients' metrics, or None.
+    eta : float (default: 1e-1)
+        Server-side learning rate.
+    eta_l : float (default: 1e-1)
+        Client-side learning rate (kept for the clients' configuration; unused here).
+    tau : float (default: 1e-9)
+        Controls the algorithm's degree of adaptability.
+    """
+
+    _variant: Variant = "adagrad"
+
+    def __init__(
+        self,
+        *,
+        fraction_fit: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_fit_clients: int = 2,
+        min_evaluate_clients: int = 2,
+        min_available_clients: int = 2,
+        evaluate_fn: EvaluateFn | None = None,
+        on_fit_config_fn: ConfigFn | None = None,
+        on_evaluate_config_fn: ConfigFn | None = None,
+        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        accept_failures: bool = True,
+        initial_parameters: Parameters,
+        eta: float = 1e-1,
+        eta_l: float = 1e-1,
+        tau: float = 1e-9,
+    ) -> None:
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_fit_clients=min_fit_clients,
+            min_evaluate_clients=min_evaluate_clients,
+            min_available_clients=min_available_clients,
+            evaluate_fn=evaluate_fn,
+            on_fit_config_fn=on_fit_config_fn,
+            on_evaluate_config_fn=on_evaluate_config_fn,
+            accept_failures=accept_failures,
+            initial_parameters=initial_parameters,
+            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
+            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
+            eta=eta,
+            eta_l=eta_l,
+            beta_1=0.0,
+            beta_2=0.0,
+            tau=tau,
+        )
