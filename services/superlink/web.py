@@ -14,15 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stamen.auth.authority import AUTHORIZATION_HEADER
+from stamen.common.errors import StamenError
 from stamen.transport.api import FleetApi, ServerAppIoApi
 
 from .settings import SuperLinkSettings
 from .superlink import SuperLink
 
 if TYPE_CHECKING:
+    from stamen.auth.authority import OperatorAuthority
+    from starlette.requests import Request
+
     from .dashboard import Authorize
 
-__all__ = ["Observed", "observed", "observed_link"]
+__all__ = ["Observed", "dashboard_check", "observed", "observed_link"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +103,22 @@ async def observed_link(
             metrics_url,
             dashboard_url,
         )
+
+
+def dashboard_check(operators: OperatorAuthority) -> Authorize | None:
+    """The dashboard asks for what Control and ServerAppIo ask for: the operator's bearer
+    token, when the SuperLink has `--auth-operator-tokens` (None: open, as they are)."""
+    if operators.tokens is None:
+        return None
+
+    async def authorize(request: Request) -> bool:
+        client = request.client
+        peer = None if client is None else (client.host, client.port)
+        metadata = {AUTHORIZATION_HEADER: request.headers.get("authorization", "")}
+        try:
+            operators.authenticate("Dashboard.State", metadata, peer)
+        except StamenError:
+            return False
+        return True
+
+    return authorize

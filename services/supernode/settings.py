@@ -49,6 +49,8 @@ class SuperNodeSettings(BaseModel):
     log_format: LogFormat = "text"
     metrics_address: HttpAddress | None = None
     """Where to serve Prometheus' `/metrics`; off when None."""
+    auth_supernode_private_key: Path | None = None
+    """The node's private key: it signs every Fleet request (node authentication)."""
 
     @field_validator("app")
     @classmethod

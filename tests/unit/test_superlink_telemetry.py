@@ -204,3 +204,28 @@ async def test_a_large_federation_lists_offline_nodes_first_and_counts_all(
     assert (state["nodes_total"], state["nodes_online"]) == (2, 1)
     assert [n["node_id"] for n in state["nodes"]] == [str(gone)]
     assert str(kept) not in json.dumps(state["nodes"])
+
+
+async def test_with_operator_tokens_the_dashboard_wants_one_too(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from stamen.auth.authority import OperatorAuthority
+    from stamen.auth.tokens import OperatorTokens, hash_token
+    from stamen.superlink.web import dashboard_check
+
+    assert dashboard_check(OperatorAuthority()) is None  # open APIs, open dashboard
+    tokens_file = tmp_path / "operators"
+    tokens_file.write_text(f"alice:{hash_token('s3cret')}\n")
+    authorize = dashboard_check(OperatorAuthority(OperatorTokens.load(tokens_file)))
+    link = make_link("memory", tmp_path, clock)
+    async with (
+        link,
+        http_server(
+            dashboard_app(link, SuperLinkMetrics(link), authorize=authorize), "127.0.0.1:0"
+        ) as address,
+    ):
+        assert (await get(f"http://{address}/api/state"))[0] == 401
+        wrong = {"authorization": "Bearer guess"}
+        assert (await get(f"http://{address}/api/state", headers=wrong))[0] == 401
+        right = {"authorization": "Bearer s3cret"}
+        assert (await get(f"http://{address}/api/state", headers=right))[0] == 200
