@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench certs keys clean golden image image-torch compose-check
+.PHONY: install test lint typecheck unit protos demo bench certs keys clean golden browser image image-torch compose-check
 
 install: $(STAMP)
 
@@ -34,8 +34,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest -q
+
+# Debian's Chromium, for the dashboard's browser test (Playwright drives it; no browser
+# download). Installed once; later runs only find it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py shared/stamen/proto

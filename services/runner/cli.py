@@ -110,6 +110,15 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     "final_arrays.npz (and metrics.png with matplotlib).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -139,7 +148,7 @@ def main(**flags: Any) -> None:
         if existing:
             run_config = flags["run_config"]
         settings = ServerAppSettings(**{**flags, "app": app, "run_config": run_config})
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, fmt=settings.log_format)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = run(_serve(settings, server_app))

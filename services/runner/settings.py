@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText
+from stamen.common.logging import LogFormat
 from stamen.transport.grpc.guard import read_operator_token
 from stamen.transport.grpc.tls import client_context
 
@@ -33,6 +34,7 @@ class ServerAppSettings(BaseModel):
     directory: Path = Path(".")
     output_dir: Path | None = None
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
     max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     operator_token_file: Path | None = None
 

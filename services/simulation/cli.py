@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -42,7 +43,7 @@ from stamen.common.project import open_project
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
 from stamen.workers.resources import plan_workers, usable_cpus
 
-from .progress import RoundProgress, StatusLine
+from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
 from .summary import summary_table
@@ -145,8 +146,26 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     metavar="DIR",
     envvar="STAMEN_OUTPUT_DIR",
     show_envvar=True,
-    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz and "
-    "metrics.png (the last needs matplotlib: pip install 'stamen[plot]').",
+    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz "
+    "(and final_state_dict.pt for a torch app's state dict) and metrics.png (which needs "
+    "matplotlib: pip install 'stamen[plot]').",
+)
+@click.option(
+    "--dashboard-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_DASHBOARD_ADDRESS",
+    show_envvar=True,
+    help="Serve the SuperLink's live dashboard (rounds, metric charts, nodes) at "
+    "http://HOST:PORT/ while the simulation runs (a port alone: on 127.0.0.1).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
 )
 @click.option(
     "--log-level",
@@ -179,8 +198,12 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
-    status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
-    setup_logging(settings.log_level, None if status is None else status.stream)
+    status = None
+    if sys.stderr.isatty():  # the line writes to its own copy of the terminal (open till exit)
+        status = StatusLine(os.fdopen(os.dup(2), "w", buffering=1))
+    setup_logging(
+        settings.log_level, None if status is None else status.stream, fmt=settings.log_format
+    )
     if settings.output_dir is not None:
         try:  # found out now, not after the run
             settings.output_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +212,8 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
                 _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
             )
     try:
-        history = _simulate(settings, status)
+        with contextlib.nullcontext() if status is None else stderr_above(status):
+            history = _simulate(settings, status)
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
@@ -282,6 +306,7 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
                     directory=settings.directory,
                     observer=progress,
                     pool=pool,
+                    dashboard_address=settings.dashboard_address,
                 )
             finally:
                 if progress is not None:
@@ -341,8 +366,12 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
 def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
     from stamen.server.results import write_results
 
+    # A torch app gets its final model as a state dict too: the ServerApp imported torch
+    # and the arrays have a state dict's names (not "0", "1", ...).
+    names = list(history.final_arrays or ())
+    state_dict = "torch" in sys.modules and bool(names) and not all(n.isdigit() for n in names)
     try:
-        written = write_results(history, directory)
+        written = write_results(history, directory, torch_state_dict=state_dict)
     except OSError as exc:
         ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))

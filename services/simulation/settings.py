@@ -14,11 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stamen.common.errors import ConfigError
 from stamen.common.fields import (
     ExistingDirectory,
+    HttpAddress,
     LogLevel,
     OutputDirectory,
     UserConfigText,
     describe_invalid,
 )
+from stamen.common.logging import LogFormat
 
 from .config import BackendConfig, parse_backend_config
 
@@ -42,7 +44,9 @@ class SimulationSettings(BaseModel):
     seed: int | None = None
     directory: ExistingDirectory = Path()
     output_dir: OutputDirectory | None = None
+    dashboard_address: HttpAddress | None = None
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("server_app", "client_app")
     @classmethod

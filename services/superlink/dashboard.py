@@ -4,8 +4,10 @@ runs (status, round progress, each reported metric per round as a line chart) an
 
 The page (`dashboard.html`, with its script and styles inline: nothing is fetched from
 elsewhere, so it works offline) polls `GET /api/state`, a JSON snapshot read from the
-SuperLink's state on its event loop. `authorize`, when given, decides each request
-(operator credentials); a refused one gets 401.
+SuperLink's state on its event loop. The page itself holds no data; `authorize`, when
+given, decides each request for the state (operator credentials: the page sends the
+token it was opened with, `https://HOST:PORT/#token=...`, as `Authorization: Bearer`);
+a refused one gets 401. Over TLS (the SuperLink's certificate) when the SuperLink has it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from typing import Any
 
 from stamen.transport.types import Node, Run
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +31,11 @@ __all__ = ["Authorize", "dashboard_app", "snapshot"]
 
 Authorize = Callable[[Request], Awaitable[bool]]
 """Whether a request may see the dashboard (False: 401)."""
+
+MAX_RUNS_SHOWN = 100
+MAX_NODES_SHOWN = 1000
+"""The page lists at most this many runs (newest first) and nodes (offline first): it
+is fetched every second, and a federation of 10,000 nodes would make it megabytes."""
 
 ROUNDS_KEY = "num-server-rounds"
 """The run config entry that says how many rounds a run will have (Flower's name)."""
@@ -45,38 +50,34 @@ def dashboard_app(
     async def index(_request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
-    async def state(_request: Request) -> Response:
-        return JSONResponse(snapshot(link, metrics), headers={"Cache-Control": "no-store"})
-
-    middleware = [] if authorize is None else [Middleware(_Authorized, authorize=authorize)]
-    return Starlette(routes=[Route("/", index), Route("/api/state", state)], middleware=middleware)
-
-
-class _Authorized(BaseHTTPMiddleware):
-    def __init__(self, app: Any, authorize: Authorize) -> None:
-        super().__init__(app)
-        self._authorize = authorize
-
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if not await self._authorize(request):
+    async def state(request: Request) -> Response:
+        if authorize is not None and not await authorize(request):
             return Response(
                 "operator credentials required\n",
                 status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
                 media_type="text/plain",
             )
-        return await call_next(request)
+        return JSONResponse(snapshot(link, metrics), headers={"Cache-Control": "no-store"})
+
+    return Starlette(routes=[Route("/", index), Route("/api/state", state)])
 
 
 def snapshot(link: SuperLink, metrics: SuperLinkMetrics) -> dict[str, Any]:
-    """What the page shows, as JSON-ready data: runs (newest first) and nodes."""
+    """What the page shows, as JSON-ready data: counts, runs (newest first) and nodes
+    (in order of registration)."""
     runs = sorted(link.state.list_runs(), key=lambda run: run.created_at, reverse=True)
-    nodes = sorted(link.state.list_nodes(), key=lambda node: node.registered_at)
+    nodes = link.state.list_nodes()
+    shown = sorted(nodes, key=lambda node: (node.online, node.registered_at))[:MAX_NODES_SHOWN]
+    shown.sort(key=lambda node: node.registered_at)
     return {
         "now": time.time(),
         "heartbeat_interval": link.heartbeat_interval,
-        "runs": [_run(run, link.rounds.rounds(run.run_id)) for run in runs],
-        "nodes": [_node(node, metrics.tasks_by_node[node.node_id]) for node in nodes],
+        "runs_total": len(runs),
+        "nodes_total": len(nodes),
+        "nodes_online": sum(node.online for node in nodes),
+        "runs": [_run(run, link.rounds.rounds(run.run_id)) for run in runs[:MAX_RUNS_SHOWN]],
+        "nodes": [_node(node, metrics.tasks_by_node[node.node_id]) for node in shown],
     }
 
 

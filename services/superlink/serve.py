@@ -28,7 +28,7 @@ from .auth import Credentials, log_security
 from .launcher import RunnerLauncher
 from .settings import SuperLinkSettings
 from .superlink import SuperLink, open_superlink
-from .web import observed
+from .web import dashboard_check, observed
 
 __all__ = ["Listening", "serve"]
 
@@ -77,7 +77,10 @@ async def serve(
             open_superlink(
                 settings.database, heartbeat_interval=settings.heartbeat_interval
             ) as link,
-            observed(link, settings) as (fleet, serverappio),
+            observed(link, settings, authorize=dashboard_check(operator_auth)) as (
+                fleet,
+                serverappio,
+            ),
             _launcher(link, settings, socket_address(serverappio_socket)) as launcher,
         ):
             link.control.launcher = launcher
@@ -86,7 +89,10 @@ async def serve(
             try:
                 for servicer, sock in (
                     (FleetServicer(fleet, drain, fleet_auth), fleet_socket),
-                    (ServerAppIoServicer(serverappio, drain, operator_auth), serverappio_socket),
+                    (
+                        ServerAppIoServicer(serverappio, drain, operator_auth),
+                        serverappio_socket,
+                    ),
                     (ControlServicer(link.control, drain, operator_auth), control_socket),
                 ):
                     more = []

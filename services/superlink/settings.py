@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
+from stamen.common.logging import LogFormat
 
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
 
@@ -43,6 +44,7 @@ class SuperLinkSettings(BaseModel):
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
     metrics_address: HttpAddress | None = None
     """Where to serve Prometheus' `/metrics`; off when None."""
     dashboard_address: HttpAddress | None = None

@@ -46,6 +46,7 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Error, ErrorCode, Message, Metadata
 from stamen.common.records import UserConfig
+from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import FleetApi
 from stamen.transport.types import Run
 
@@ -431,8 +432,10 @@ class SuperNodeAgent:
         try:
             async with asyncio.timeout(idle) as scope:
                 stream = _extending(self._fleet.pull_object(node_id, object_id), scope, idle)
-                async with contextlib.aclosing(stream):
-                    return await collect_object(object_id, stream)
+                what = f"object {object_id[:12]} from the SuperLink"
+                progress = TransferProgress(("downloading", "downloaded"), what, None, logger)
+                async with contextlib.aclosing(tracked(stream, progress)) as counted:
+                    return await collect_object(object_id, counted)
         except TimeoutError:
             raise UnavailableError(
                 f"the SuperLink sent no part of object {object_id} for {idle:g}s"

@@ -165,6 +165,15 @@ PROG = "stamen-supernode"
     "127.0.0.1). Off unless given.",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--auth-supernode-private-key",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
@@ -198,7 +207,7 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
     tune_allocator()
     try:
         run(serve(settings))

@@ -20,6 +20,7 @@ from stamen.common.fields import (
     UserConfigText,
     describe_invalid,
 )
+from stamen.common.logging import LogFormat
 from stamen.common.trust import parse_bundle_pin
 
 __all__ = ["DEFAULT_BUNDLE_CACHE", "DEFAULT_SERVER", "SuperNodeSettings", "describe"]
@@ -60,6 +61,7 @@ class SuperNodeSettings(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     max_wait_time: float | None = Field(default=None, gt=0)
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
     metrics_address: HttpAddress | None = None
     """Where to serve Prometheus' `/metrics`; off when None."""
     auth_supernode_private_key: Path | None = None

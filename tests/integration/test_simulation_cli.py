@@ -14,6 +14,7 @@ import os
 import signal
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,26 @@ def test_output_dir_gets_the_history_csv_arrays_and_plot(
         np.testing.assert_allclose(saved["0"], np.full(10, 3.0))
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_dashboard_follows_a_simulation(procs: Procs, app_dir: Path) -> None:
+    run_config = "num-server-rounds=30 sleep=0.1"
+    argv = simulation(app_dir, "--run-config", run_config, "--dashboard-address", "0")
+    proc = procs.start("simulation", argv)
+    served = proc.wait_for(r"dashboard at (http://\S+/)")[0].group(1)
+    proc.wait_for(r"\[ROUND 3\]")
+
+    with urllib.request.urlopen(served + "api/state", timeout=10) as response:
+        state = json.loads(response.read())
+
+    (run,) = state["runs"]
+    assert run["status"] == "running"
+    assert run["num_rounds"] == 30
+    assert [r["round"] for r in run["rounds"]][:2] == [1, 2]
+    assert run["rounds"][0]["metrics"]["evaluate/accuracy"] == 0.5
+    assert state["nodes_total"] == state["nodes_online"] == 4
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait() == 128 + signal.SIGINT.value, proc.tail()
 
 
 def test_an_output_dir_that_is_a_file_is_bad_input(

@@ -52,6 +52,7 @@ def test_wheel_contains_every_package(wheel: Path) -> None:
     packed = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("__init__.py")}
     assert _source_packages() <= packed, sorted(_source_packages() - packed)
     assert "stamen/py.typed" in names
+    assert "stamen/superlink/dashboard.html" in names  # the dashboard's page, offline
 
 
 def test_each_cli_runs_from_the_wheel(wheel: Path, tmp_path: Path) -> None:

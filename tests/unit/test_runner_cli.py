@@ -16,7 +16,7 @@ SERVER_APP = "from stamen.server import ServerApp\napp = ServerApp()\nnot_an_app
 @pytest.fixture(autouse=True)
 def _no_log_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI configures the root logger; the test process keeps its own."""
-    monkeypatch.setattr(cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from stamen.server.results import metrics_table, write_results
 from stamen.server.tracking import (
     RoundReport,
     add_round_hook,
+    recording_history,
+    report_result_round,
     report_round,
     round_metrics,
     scoped_round_hook,
@@ -168,3 +170,28 @@ def test_hooks_hear_rounds_and_a_failing_hook_is_only_logged(
     assert heard[0].metrics["loss/distributed"] == 0.5
     assert scoped == [2]
     assert sum("tracker down" in r.exc_text for r in caplog.records if r.exc_text) == 2
+
+
+def test_a_message_api_result_fills_the_recorded_history_round_by_round() -> None:
+    from stamen.common.records import MetricRecord
+    from stamen.serverapp.strategy.result import Result
+
+    result = Result(arrays=ArrayRecord({"w": np.ones(2)}))
+    result.evaluate_metrics_serverapp[0] = MetricRecord({"acc": 0.1})
+    heard: list[RoundReport] = []
+    with recording_history() as recording, scoped_round_hook(heard.append):
+        for r in (1, 2):
+            result.train_metrics_clientapp[r] = MetricRecord({"loss": 1.0 / r, "hist": [1, 2]})
+            result.evaluate_metrics_clientapp[r] = MetricRecord({"acc": 0.5 * r})
+            report_result_round(result, r, 0.25, run_id=4)
+
+    recorded = recording.history
+    assert recorded.metrics_centralized == {"acc": [(0, 0.1)]}
+    assert recorded.metrics_distributed_fit == {"loss": [(1, 1.0), (2, 0.5)]}
+    assert recorded.metrics_distributed == {"acc": [(1, 0.5), (2, 1.0)]}
+    assert recorded.round_times == [(1, 0.25), (2, 0.25)]
+    assert recorded.final_arrays is result.arrays
+    assert [(h.run_id, h.server_round, dict(h.metrics)) for h in heard] == [
+        (4, 1, {"fit/loss": 1.0, "evaluate/acc": 0.5}),
+        (4, 2, {"fit/loss": 0.5, "evaluate/acc": 1.0}),
+    ]

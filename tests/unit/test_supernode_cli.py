@@ -61,6 +61,8 @@ def free_port() -> int:
         (["--insecure", "--dir", "/no/such/dir"], "--dir: '/no/such/dir' is not a directory"),
         (["--insecure", "--max-retries", "many"], "'many' is not a valid integer"),
         (["--insecure", "--no-such-flag"], "No such option '--no-such-flag'"),
+        (["--insecure", "--metrics-address", "here"], "--metrics-address: 'here' is not"),
+        (["--insecure", "--log-format", "xml"], "'xml' is not one of 'text', 'json'"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -40,13 +41,25 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def http_server(app: ASGIApp, address: str) -> AsyncIterator[str]:
-    """Serve `app` on `address` (HOST:PORT) for the block; yields the bound address.
-    ConfigError when the address cannot be bound."""
+async def http_server(
+    app: ASGIApp,
+    address: str,
+    *,
+    tls: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+) -> AsyncIterator[str]:
+    """Serve `app` on `address` (HOST:PORT) for the block, over HTTPS when `tls` gives a
+    certificate and key file; yields the bound address. ConfigError when the address
+    cannot be bound."""
     sock = listen(address)
     bound = socket_address(sock)
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, log_level="warning", access_log=False
+        app,
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=None if tls is None else tls[0],
+        ssl_keyfile=None if tls is None else tls[1],
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http-{bound}")

@@ -16,6 +16,12 @@ logged and the run goes on. `examples/tracking/mlflow_hook.py` sends rounds to M
 Hooks added with `add_round_hook` hear every run of this process; `scoped_round_hook`
 adds one for the code (and threads started through `asyncio.to_thread`) in its block,
 which is how the ServerApp runner reports rounds to the SuperLink.
+
+Both loops report: the legacy round loop (`ServerApp(config=..., strategy=...)`) from its
+History, and the Message API's `Strategy.start` from its Result (`report_result_round`),
+which also fills the History that `recording_history` opened: how a `@app.main()` app's
+run gets a History and final arrays without returning them (a `DefaultWorkflow` run in
+it hands over its own with `record_history`).
 """
 
 from __future__ import annotations
@@ -25,12 +31,28 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from stamen.common.legacy import Scalar
 
 from .history import History
 
-__all__ = ["RoundHook", "RoundReport", "add_round_hook", "report_round", "scoped_round_hook"]
+if TYPE_CHECKING:
+    from stamen.common.records import MetricRecord
+    from stamen.serverapp.strategy.result import Result
+
+__all__ = [
+    "Recording",
+    "RoundHook",
+    "RoundReport",
+    "add_round_hook",
+    "record_history",
+    "recording_history",
+    "report_result_round",
+    "report_round",
+    "round_metrics",
+    "scoped_round_hook",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +72,20 @@ RoundHook = Callable[[RoundReport], None]
 _process_hooks: list[RoundHook] = []
 _scoped_hooks: contextvars.ContextVar[tuple[RoundHook, ...]] = contextvars.ContextVar(
     "stamen_round_hooks", default=()
+)
+
+
+class Recording:
+    """The History of a run whose loop does not return one (a `@app.main()` app)."""
+
+    __slots__ = ("history",)
+
+    def __init__(self) -> None:
+        self.history = History()
+
+
+_recording: contextvars.ContextVar[Recording | None] = contextvars.ContextVar(
+    "stamen_recording", default=None
 )
 
 
@@ -73,6 +109,49 @@ def scoped_round_hook(hook: RoundHook) -> Iterator[None]:
         yield
     finally:
         _scoped_hooks.reset(token)
+
+
+@contextlib.contextmanager
+def recording_history() -> Iterator[Recording]:
+    """A History that `Strategy.start` fills, round by round, within the block (or one
+    that a legacy workflow hands over with `record_history`)."""
+    recording = Recording()
+    token = _recording.set(recording)
+    try:
+        yield recording
+    finally:
+        _recording.reset(token)
+
+
+def record_history(history: History) -> None:
+    """Make `history` the recorded one, if a recording is open (the default workflow's)."""
+    recording = _recording.get()
+    if recording is not None:
+        recording.history = history
+
+
+def report_result_round(result: Result, server_round: int, seconds: float, run_id: int) -> None:
+    """A Message-API strategy finished `server_round`: copy that round of `result` into
+    the recorded History (if one is open) and tell every hook."""
+    recording = _recording.get()
+    history = History() if recording is None else recording.history
+    rounds = (0, server_round) if server_round == 1 else (server_round,)
+    for r in rounds:
+        for add, by_round in (
+            (history.add_metrics_distributed_fit, result.train_metrics_clientapp),
+            (history.add_metrics_distributed, result.evaluate_metrics_clientapp),
+            (history.add_metrics_centralized, result.evaluate_metrics_serverapp),
+        ):
+            if r in by_round:
+                add(r, _scalars(by_round[r]))
+    history.add_round_time(server_round, seconds)
+    history.final_arrays = result.arrays
+    report_round(history, server_round, run_id)
+
+
+def _scalars(metrics: MetricRecord) -> dict[str, Scalar]:
+    """The single numbers of a MetricRecord (lists are left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
 
 
 def report_round(history: History, server_round: int, run_id: int = 0) -> None:

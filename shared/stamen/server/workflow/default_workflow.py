@@ -39,7 +39,7 @@ from ..loop import (
     RoundLoop,
     bind_client_manager,
 )
-from ..tracking import report_round
+from ..tracking import record_history, report_round
 
 __all__ = ["DefaultWorkflow", "Workflow", "default_evaluate_workflow", "default_fit_workflow"]
 
@@ -60,6 +60,7 @@ class DefaultWorkflow:
 
     def __call__(self, grid: Grid, context: Context) -> None:
         legacy = _legacy(context)
+        record_history(legacy.history)
         bind_client_manager(grid, legacy)
         loop = RoundLoop(grid, legacy)
         logger.info("[INIT]")
