@@ -74,10 +74,6 @@ PENDING: dict[str, str] = {
     "stamen.serverapp.strategy.MultiKrum": "issue 12",
     "stamen.serverapp.strategy.QFedAvg": "issue 12",
     "stamen.serverapp.strategy.strategy_utils.aggregate_bagging": "issue 12",
-    "stamen.client.mod.secagg_mod": "issue 19",
-    "stamen.client.mod.secaggplus_mod": "issue 19",
-    "stamen.server.workflow.SecAggPlusWorkflow": "issue 19",
-    "stamen.server.workflow.SecAggWorkflow": "issue 19",
 }
 
 CASES = [
