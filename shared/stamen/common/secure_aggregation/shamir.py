@@ -13,7 +13,6 @@ import secrets
 import struct
 
 import numpy as np
-import numpy.typing as npt
 
 __all__ = ["PRIME", "ShamirError", "combine_shares", "create_shares"]
 

@@ -35,7 +35,7 @@ from stamen.common.legacy import (
     parameters_to_arrayrecord,
     recorddict_to_fitres,
 )
-from stamen.common.message import Message, MessageType
+from stamen.common.message import MessageType
 from stamen.common.records import ArrayRecord, ConfigRecord, RecordDict
 from stamen.common.secure_aggregation import crypto, quantization
 from stamen.common.secure_aggregation.constants import (
@@ -263,8 +263,7 @@ class SecAggPlusWorkflow:
         state.forward = {nid: ([], []) for nid in state.active}
         for src, reply in replies.items():
             res = reply.config_records[RECORD_KEY_CONFIGS]
-            dsts, ciphertexts = res.get(Key.DESTINATION_LIST, []), res.get(Key.CIPHERTEXT_LIST)
-            for dst, ciphertext in zip(dsts or [], ciphertexts or [], strict=True):
+            for dst, ciphertext in _pairs(res, Key.DESTINATION_LIST, Key.CIPHERTEXT_LIST):
                 if dst in state.forward and dst in state.neighbours[src]:
                     state.forward[dst][0].append(src)
                     state.forward[dst][1].append(ciphertext)
@@ -332,11 +331,9 @@ class SecAggPlusWorkflow:
         shares: dict[int, list[bytes]] = {nid: [] for nid in masked | dropped}
         for reply in replies.values():
             res = reply.config_records[RECORD_KEY_CONFIGS]
-            for owner, share in zip(
-                res.get(Key.NODE_ID_LIST, []) or [], res.get(Key.SHARE_LIST, []) or [], strict=True
-            ):
+            for owner, share in _pairs(res, Key.NODE_ID_LIST, Key.SHARE_LIST):
                 if owner in shares:
-                    shares[owner].append(share)  # type: ignore[arg-type]
+                    shares[owner].append(share)
         logger.debug("[Stage 3] Received key shares from %d clients.", len(replies))
         total = state.masked_sum
         if total is None or state.layout is None:
@@ -448,6 +445,14 @@ class SecAggPlusWorkflow:
         if aggregated is not None:
             context.state.array_records[PARAMETERS_KEY] = parameters_to_arrayrecord(aggregated)
             context.history.add_metrics_distributed_fit(state.server_round, metrics)
+
+
+def _pairs(record: ConfigRecord, ids_key: str, blobs_key: str) -> list[tuple[int, bytes]]:
+    """The (node id, bytes) pairs a reply lists under two keys; none if malformed."""
+    ids, blobs = record.get(ids_key), record.get(blobs_key)
+    if not isinstance(ids, list) or not isinstance(blobs, list) or len(ids) != len(blobs):
+        return []
+    return [(i, b) for i, b in zip(ids, blobs, strict=True) if type(i) is int and type(b) is bytes]
 
 
 def _masked_vector(
