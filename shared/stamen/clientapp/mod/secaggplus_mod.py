@@ -219,7 +219,11 @@ def _collect_masked_vectors(
         key = crypto.agree(state.sk2, pk2_of[src], crypto.SHARE_PURPOSE)
         _keep_shares(state, src, *_unpack(crypto.decrypt(key, ciphertext, src, state.nid)))
 
-    reply = call_next(msg, ctxt)
+    # The app (and the mods after this one) see the fit instructions, not the protocol.
+    fit_only = RecordDict({k: v for k, v in msg.content.items() if k != RECORD_KEY_CONFIGS})
+    reply = call_next(Message(fit_only, metadata=msg.metadata), ctxt)
+    if reply.has_error():
+        raise SecAggPlusProtocolError(f"the app's fit failed: {reply.error.reason}")
     out = reply.content
     fitres = recorddict_to_fitres(out)
     arrays = parameters_to_ndarrays(fitres.parameters)
