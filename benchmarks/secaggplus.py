@@ -12,6 +12,7 @@ process's peak RSS. Run each case in a fresh process.
 
 from __future__ import annotations
 
+import importlib
 import json
 import resource
 import sys
@@ -24,27 +25,33 @@ NUM_SHARES = 5
 THRESHOLD = 3
 
 
+NAMES = {
+    # name: (Stamen's module, Flower's module)
+    "ArrayRecord": ("stamen.common.records", "flwr.app"),
+    "ClientApp": ("stamen.client", "flwr.client"),
+    "ClientProxy": ("stamen.server.client_proxy", "flwr.server.compat.grid_client_proxy"),
+    "ConfigRecord": ("stamen.common.records", "flwr.app"),
+    "Context": ("stamen.common", "flwr.app"),
+    "FedAvg": ("stamen.server.strategy", "flwr.server.strategy"),
+    "LegacyContext": ("stamen.server", "flwr.server"),
+    "Message": ("stamen.common.message", "flwr.app"),
+    "NumPyClient": ("stamen.client", "flwr.client"),
+    "RecordDict": ("stamen.common.records", "flwr.app"),
+    "SecAggPlusWorkflow": ("stamen.server.workflow", "flwr.server.workflow"),
+    "ServerConfig": ("stamen.server", "flwr.server"),
+    "ndarrays_to_parameters": ("stamen.common", "flwr.common"),
+    "secaggplus_mod": ("stamen.client.mod", "flwr.client.mod"),
+}
+
+
 def framework(name: str) -> dict[str, Any]:
-    if name == "stamen":
-        from stamen.client import ClientApp, NumPyClient
-        from stamen.client.mod import secaggplus_mod
-        from stamen.common import Context, ndarrays_to_parameters
-        from stamen.common.message import Message
-        from stamen.common.records import ConfigRecord, RecordDict
-        from stamen.server import LegacyContext, ServerConfig
-        from stamen.server.client_proxy import ClientProxy
-        from stamen.server.strategy import FedAvg
-        from stamen.server.workflow import SecAggPlusWorkflow
-    else:
-        from flwr.app import ConfigRecord, Context, Message, RecordDict
-        from flwr.client import ClientApp, NumPyClient
-        from flwr.client.mod import secaggplus_mod
-        from flwr.common import ndarrays_to_parameters
-        from flwr.server import LegacyContext, ServerConfig
-        from flwr.server.compat.grid_client_proxy import GridClientProxy as ClientProxy
-        from flwr.server.strategy import FedAvg
-        from flwr.server.workflow import SecAggPlusWorkflow
-    return dict(locals())
+    """The names above from one framework (Flower's proxy class is GridClientProxy)."""
+    found = {}
+    for key, modules in NAMES.items():
+        module = importlib.import_module(modules[name == "flower"])
+        attribute = "GridClientProxy" if key == "ClientProxy" and name == "flower" else key
+        found[key] = getattr(module, attribute)
+    return found
 
 
 def main(name: str, clients: int, params: int) -> None:
@@ -103,17 +110,11 @@ def main(name: str, clients: int, params: int) -> None:
         fraction_evaluate=0.0,
     )
     context = f["Context"](0, 0, {}, f["RecordDict"](), {})
-    legacy = f["LegacyContext"](
-        context, config=f["ServerConfig"](num_rounds=1), strategy=strategy
-    )
+    legacy = f["LegacyContext"](context, config=f["ServerConfig"](num_rounds=1), strategy=strategy)
     for n in node_ids:
         proxy = f["ClientProxy"](n, grid, 1) if name == "flower" else f["ClientProxy"](n, {}, grid)
         legacy.client_manager.register(proxy)
-    if name == "flower":
-        from flwr.app import ArrayRecord
-    else:
-        from stamen.common.records import ArrayRecord
-    legacy.state.array_records["parameters"] = ArrayRecord(initial)
+    legacy.state.array_records["parameters"] = f["ArrayRecord"](initial)
     legacy.state.config_records["config"] = f["ConfigRecord"]({"current_round": 1})
     workflow = f["SecAggPlusWorkflow"](num_shares=NUM_SHARES, reconstruction_threshold=THRESHOLD)
     start = time.perf_counter()
@@ -122,8 +123,17 @@ def main(name: str, clients: int, params: int) -> None:
     final = legacy.state.array_records["parameters"].to_numpy_ndarrays()[0]
     assert abs(float(final.mean()) - 0.01) < 1e-3, final.mean()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"framework": name, "clients": clients, "params": params,
-                      "round_s": round(took, 2), "peak_rss_mib": round(peak_mib)}))
+    print(
+        json.dumps(
+            {
+                "framework": name,
+                "clients": clients,
+                "params": params,
+                "round_s": round(took, 2),
+                "peak_rss_mib": round(peak_mib),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

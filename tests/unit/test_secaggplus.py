@@ -119,6 +119,19 @@ def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer() -> None:
         assert combine_shares(shares[:2]) != secret
 
 
+def test_a_mask_is_the_aes_ctr_keystream_across_chunk_boundaries() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    seed, size = bytes(range(32)), 3 * 2**16 + 7
+    stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor().update(bytes(4 * size))
+    vector = np.arange(size, dtype=np.uint32)
+    crypto.apply_mask(vector, seed)
+    expected_sum = np.arange(size, dtype=np.uint32) + np.frombuffer(stream, "<u4")
+    np.testing.assert_array_equal(vector, expected_sum)
+    crypto.apply_mask(vector, seed, subtract=True)
+    np.testing.assert_array_equal(vector, np.arange(size, dtype=np.uint32))
+
+
 def test_no_dropout_gives_the_weighted_average() -> None:
     check(
         run(SecAggPlusWorkflow(num_shares=5, reconstruction_threshold=3), grid(7), 7),

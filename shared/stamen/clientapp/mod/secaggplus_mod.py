@@ -234,14 +234,11 @@ def _collect_masked_vectors(
         clipping_range=state.clipping_range,
         target_range=state.target_range,
     )
-    vector += crypto.mask_stream(state.rd_seed, vector.size)
+    crypto.apply_mask(vector, state.rd_seed)
     pk1_of = dict(zip(state.neighbour_ids, state.neighbour_pk1s, strict=True))
     for src in srcs:  # the neighbours that sent shares are the ones the server can unmask
         seed = crypto.agree(state.sk1, pk1_of[src], crypto.MASK_PURPOSE)
-        if state.nid > src:
-            vector += crypto.mask_stream(seed, vector.size)
-        else:
-            vector -= crypto.mask_stream(seed, vector.size)
+        crypto.apply_mask(vector, seed, subtract=state.nid < src)
     quantization.reduce(vector, state.mod_range)
     for record in out.array_records.values():
         record.clear()

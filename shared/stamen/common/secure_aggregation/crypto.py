@@ -4,7 +4,7 @@ Each node holds two X25519 key pairs: pair 1 agrees the pairwise mask seeds, pai
 keys that encrypt the Shamir shares a node sends its neighbours through the server.
 An agreed secret goes through HKDF-SHA256 (with a purpose label) before use; shares are
 sealed with AES-256-GCM bound to (source, destination); a mask is the AES-256-CTR
-keystream of its seed, so a mask of a million entries costs one cipher call.
+keystream of its seed, added in cache-sized steps.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ __all__ = [
     "SHARE_PURPOSE",
     "DecryptionError",
     "agree",
+    "apply_mask",
     "decrypt",
     "encrypt",
     "generate_key_pair",
-    "mask_stream",
 ]
 
 MASK_PURPOSE = b"stamen-secaggplus pairwise mask"
@@ -82,7 +82,19 @@ def decrypt(key: bytes, ciphertext: bytes, src: int, dst: int) -> bytes:
         ) from None
 
 
-def mask_stream(seed: bytes, size: int) -> npt.NDArray[np.uint32]:
-    """`size` pseudo-random uint32 entries expanded from a 32-byte seed (AES-256-CTR)."""
+_CHUNK = 1 << 16
+"""Entries per step of `apply_mask`: its buffers stay in cache and are never re-allocated
+(a fresh model-sized array costs page faults that dominate on a busy machine)."""
+
+
+def apply_mask(vector: npt.NDArray[np.uint32], seed: bytes, *, subtract: bool = False) -> None:
+    """`vector` +/-= the AES-256-CTR keystream of `seed` read as uint32, in place, mod 2**32."""
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_CTR_IV)).encryptor()
-    return np.frombuffer(encryptor.update(bytes(4 * size)), dtype="<u4")
+    zeros = bytes(4 * min(_CHUNK, vector.size))
+    buffer = bytearray(len(zeros) + 15)  # update_into wants room for a block more
+    mask = np.frombuffer(buffer, dtype="<u4", count=len(zeros) // 4)
+    combine = np.subtract if subtract else np.add
+    for start in range(0, vector.size, _CHUNK):
+        part = vector[start : start + _CHUNK]
+        encryptor.update_into(zeros[: 4 * part.size], buffer)
+        combine(part, mask[: part.size], out=part)

@@ -21,6 +21,8 @@ __all__ = ["dequantize_sum", "quantize_update", "reduce"]
 logger = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.uint32]
+_CHUNK = 1 << 16
+"""Entries per step: the float64 scratch stays in cache and is allocated once per update."""
 
 
 def quantize_update(
@@ -41,16 +43,29 @@ def quantize_update(
             max_weight,
         )
     q_ratio = round(ratio * target_range)
-    flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays] or [np.zeros(0)])
-    flat *= q_ratio / target_range
-    np.clip(flat, -clipping_range, clipping_range, out=flat)
-    flat += clipping_range
-    flat *= target_range / (2 * clipping_range)
-    rounded = np.ceil(flat)
-    rounded -= np.random.default_rng().random(flat.shape) < rounded - flat  # stochastic
-    out = np.empty(flat.size + 1, np.uint32)
+    scale = q_ratio / target_range
+    levels = target_range / (2 * clipping_range)
+    size = sum(int(np.size(a)) for a in arrays)
+    out = np.empty(size + 1, np.uint32)
     out[0] = q_ratio
-    out[1:] = rounded
+    rng = np.random.default_rng()
+    buffer, noise = np.empty(_CHUNK), np.empty(_CHUNK)
+    offset = 1
+    for array in arrays:
+        flat = np.asarray(array).reshape(-1)
+        for start in range(0, flat.size, _CHUNK):
+            part = flat[start : start + _CHUNK]
+            value, floor, draw = buffer[: part.size], noise[: part.size], out[offset:][: part.size]
+            np.multiply(part, scale, out=value)
+            np.clip(value, -clipping_range, clipping_range, out=value)
+            value += clipping_range
+            value *= levels
+            np.floor(value, out=floor)
+            draw[:] = floor
+            value -= floor  # the fraction: round up with that probability (stochastic)
+            rng.random(out=floor)
+            draw += floor < value
+            offset += part.size
     return out
 
 

@@ -349,14 +349,12 @@ class SecAggPlusWorkflow:
             except ShamirError as exc:
                 raise SecAggHalted(f"the shares of node {nid} do not combine: {exc}") from None
             if nid in masked:
-                total -= crypto.mask_stream(secret, total.size)
+                crypto.apply_mask(total, secret, subtract=True)
                 continue
             for other in state.neighbours[nid] & masked:
                 seed = crypto.agree(secret, state.public_keys[other][0], crypto.MASK_PURPOSE)
-                if nid > other:  # `other` subtracted this mask
-                    total += crypto.mask_stream(seed, total.size)
-                else:
-                    total -= crypto.mask_stream(seed, total.size)
+                # `other` added the mask if other > nid, else subtracted it: undo that.
+                crypto.apply_mask(total, seed, subtract=other > nid)
         quantization.reduce(total, self.modulus_range)
         shapes, dtypes = state.layout
         average = quantization.dequantize_sum(
