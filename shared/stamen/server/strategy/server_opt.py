@@ -55,7 +55,7 @@ def _blocks(size: int) -> range:
 
 
 def _flat(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """A C-order flat view (a copy only for a non-contiguous array, which is read-only use)."""
+    """`array` as a flat C-order view (a copy if it is not C-contiguous; only read)."""
     return np.ascontiguousarray(array).reshape(-1)
 
 
