@@ -49,13 +49,14 @@ def quantize_update(
     out = np.empty(size + 1, np.uint32)
     out[0] = q_ratio
     rng = np.random.default_rng()
-    buffer, noise = np.empty(_CHUNK), np.empty(_CHUNK)
+    buffer, floors = np.empty(_CHUNK), np.empty(_CHUNK)
+    uniform = np.empty(_CHUNK, np.float32)  # 2**-24 resolution is plenty, and 2x faster
     offset = 1
     for array in arrays:
         flat = np.asarray(array).reshape(-1)
         for start in range(0, flat.size, _CHUNK):
             part = flat[start : start + _CHUNK]
-            value, floor, draw = buffer[: part.size], noise[: part.size], out[offset:][: part.size]
+            value, floor, draw = buffer[: part.size], floors[: part.size], out[offset:][: part.size]
             np.multiply(part, scale, out=value)
             np.clip(value, -clipping_range, clipping_range, out=value)
             value += clipping_range
@@ -63,8 +64,9 @@ def quantize_update(
             np.floor(value, out=floor)
             draw[:] = floor
             value -= floor  # the fraction: round up with that probability (stochastic)
-            rng.random(out=floor)
-            draw += floor < value
+            noise = uniform[: part.size]
+            rng.random(out=noise, dtype=np.float32)
+            draw += noise < value
             offset += part.size
     return out
 
