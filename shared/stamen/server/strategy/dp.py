@@ -49,19 +49,20 @@ _BLOCK = 1 << 15
 def l2_norm(arrays: NDArrays, reference: NDArrays | None = None) -> float:
     """The L2 norm of `arrays` (minus `reference`, if given) flattened into one vector."""
     total = 0.0
-    buffer = np.empty(_BLOCK, dtype=np.float64)
     for index, array in enumerate(arrays):
         flat = np.ravel(array)
         base = None if reference is None else np.ravel(reference[index])
+        buffer = np.empty(min(_BLOCK, flat.size), dtype=_work_dtype(array.dtype))
         for start in range(0, flat.size, _BLOCK):
             stop = min(start + _BLOCK, flat.size)
             block = buffer[: stop - start]
             if base is None:
                 np.copyto(block, flat[start:stop], casting="unsafe")
             else:
-                np.subtract(flat[start:stop], base[start:stop], out=block, dtype=np.float64)
-            # einsum, not np.dot: a threaded BLAS call per small block stalls on a busy machine.
-            total += float(np.einsum("i,i->", block, block))
+                np.subtract(flat[start:stop], base[start:stop], out=block, dtype=block.dtype)
+            # Squares summed in float64; einsum, not np.dot: a threaded BLAS call per small
+            # block stalls on a busy machine.
+            total += float(np.einsum("i,i->", block, block, dtype=np.float64))
     return math.sqrt(total)
 
 
@@ -70,26 +71,34 @@ def clip_update(
 ) -> tuple[NDArrays, bool]:
     """`reference` + the update `arrays - reference` scaled to norm <= `clipping_norm`.
 
-    Returns the new arrays (each in its own dtype) and whether the update was clipped.
+    Returns the arrays (new ones, each in its own dtype, if clipped; else `arrays`
+    themselves) and whether the update was clipped. Float arrays are worked on in their
+    own precision, as Flower does; others in float64.
     """
     norm = l2_norm(arrays, reference)
     scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
     if scale == 1.0:
-        return [np.array(a) for a in arrays], False
+        return list(arrays), False
     out: NDArrays = []
-    step = np.empty(_BLOCK, dtype=np.float64)
     for array, base in zip(arrays, reference, strict=True):
         flat, flat_base = np.ravel(array), np.ravel(base)
         result = np.empty(flat.size, dtype=array.dtype)
+        step = np.empty(min(_BLOCK, flat.size), dtype=_work_dtype(array.dtype))
         for start in range(0, flat.size, _BLOCK):
             stop = min(start + _BLOCK, flat.size)
             block = step[: stop - start]
-            np.subtract(flat[start:stop], flat_base[start:stop], out=block, dtype=np.float64)
+            np.subtract(flat[start:stop], flat_base[start:stop], out=block, dtype=block.dtype)
             block *= scale
             block += flat_base[start:stop]
+            if array.dtype.kind in "biu":
+                np.rint(block, out=block)
             result[start:stop] = block
         out.append(result.reshape(array.shape))
     return out, True
+
+
+def _work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
 
 
 def add_gaussian_noise(arrays: NDArrays, std_dev: float, rng: np.random.Generator) -> NDArrays:

@@ -50,7 +50,7 @@ class FedXgbNnAvg(FedAvg):
             return None
         return self.evaluate_fn(server_round, parameters, {})
 
-    def aggregate_fit(  # type: ignore[override]
+    def aggregate_fit(
         self,
         server_round: int,
         results: list[tuple[ClientProxy, FitRes]],
