@@ -216,7 +216,7 @@ class SecAggPlusWorkflow:
             nid: {sampled[(i + offset) % len(sampled)] for offset in range(-half, half + 1)}
             for i, nid in enumerate(sampled)
         }
-        state.sampled = state.active = set(sampled)
+        state.sampled, state.active = set(sampled), set(sampled)
         config = ConfigRecord(
             {
                 Key.STAGE: Stage.SETUP,
