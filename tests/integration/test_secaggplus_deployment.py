@@ -3,13 +3,15 @@
 Five SuperNodes run a ClientApp behind `secaggplus_mod`; one is killed while it fits
 (after it has shared its keys), so the server must rebuild its private key from the
 survivors' shares to remove its pairwise masks. The aggregate must be the weighted
-average of the four others, within quantization error.
+average of the four others, within quantization error. And the fl-dp-sa shape (client-side
+fixed clipping under SecAgg+) clips on the nodes.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ import time
 
 import numpy as np
 from stamen.client import ClientApp, NumPyClient
-from stamen.client.mod import secaggplus_mod
+from stamen.client.mod import fixedclipping_mod, secaggplus_mod
 from stamen.common import Context
 
 
@@ -42,13 +44,14 @@ def client_fn(context: Context):
 
 
 app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+dp_app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod, fixedclipping_mod])
 """
 
 _SERVER_APP = """
 import numpy as np
 from stamen.common import Context, ndarrays_to_parameters
 from stamen.server import Grid, LegacyContext, ServerApp, ServerConfig
-from stamen.server.strategy import FedAvg
+from stamen.server.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
 from stamen.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
 app = ServerApp()
@@ -60,9 +63,13 @@ def main(grid: Grid, context: Context) -> None:
         fraction_evaluate=0.0,
         min_fit_clients=5,
         min_available_clients=5,
-        on_fit_config_fn=lambda server_round: {"fit-sleep": 3.0},
+        on_fit_config_fn=lambda server_round: {"fit-sleep": float(context.run_config["sleep"])},
         initial_parameters=ndarrays_to_parameters([np.zeros(8, np.float32)]),
     )
+    if context.run_config["dp"]:  # Flower's fl-dp-sa shape
+        strategy = DifferentialPrivacyClientSideFixedClipping(
+            strategy, noise_multiplier=0.0, clipping_norm=0.5, num_sampled_clients=5
+        )
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=strategy)
     workflow = SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2, max_weight=10.0)
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
@@ -71,9 +78,8 @@ def main(grid: Grid, context: Context) -> None:
 """
 
 
-def test_a_supernode_killed_mid_round_is_unmasked_from_the_survivors_shares(
-    procs: Procs, tmp_path: Path
-) -> None:
+def deploy(procs: Procs, tmp_path: Path, client: str, run_config: str) -> tuple[Any, ...]:
+    """SuperLink, 5 SuperNodes running `client`, and the ServerApp; the model's path."""
     app = tmp_path / "app"
     app.mkdir()
     (app / "client.py").write_text(_CLIENT_APP)
@@ -85,13 +91,19 @@ def test_a_supernode_killed_mid_round_is_unmasked_from_the_survivors_shares(
             superlink_args(certs=None, extra=["--heartbeat-interval", str(HEARTBEAT)]),
         )
     )
-    nodes = start_supernodes(procs, 5, "client:app", app, link.fleet, certs=None)
+    nodes = start_supernodes(procs, 5, client, app, link.fleet, certs=None)
+    config = f'save-to="{saved}" {run_config}'
     server = procs.start(
         "serverapp",
-        serverapp_args(
-            "server:app", app, link.serverappio, certs=None, run_config=f'save-to="{saved}"'
-        ),
+        serverapp_args("server:app", app, link.serverappio, certs=None, run_config=config),
     )
+    return link, nodes, server, saved
+
+
+def test_a_supernode_killed_mid_round_is_unmasked_from_the_survivors_shares(
+    procs: Procs, tmp_path: Path
+) -> None:
+    link, nodes, server, saved = deploy(procs, tmp_path, "client:app", "sleep=3.0 dp=false")
     # The third train message is the fit (setup, share_keys, collect_masked_vectors).
     nodes[2].wait_for(r"received train message", count=3, timeout=60)
     time.sleep(0.5)
@@ -105,4 +117,15 @@ def test_a_supernode_killed_mid_round_is_unmasked_from_the_survivors_shares(
     np.testing.assert_allclose(np.load(saved), want, atol=4 * 16 / 2**22 * 10 / 12 + 1e-5)
     survivors = nodes[:2] + nodes[3:]
     assert terminate_all(survivors) == {node.name: 0 for node in survivors}
+    assert link.proc.terminate() == 0, link.proc.tail()
+
+
+def test_fl_dp_sa_shape_clips_on_the_nodes_in_a_deployment(procs: Procs, tmp_path: Path) -> None:
+    link, nodes, server, saved = deploy(procs, tmp_path, "client:dp_app", "sleep=0.0 dp=true")
+    assert server.wait(timeout=60) == 0, server.tail()
+    # Updates of norm 0.1 (i+1) sqrt(8) clipped to 0.5: partition 0 is not clipped.
+    clipped = [min(0.1 * (p + 1), 0.5 / np.sqrt(8)) for p in range(5)]
+    want = sum(c * (p + 1) for p, c in enumerate(clipped)) / 15
+    np.testing.assert_allclose(np.load(saved), want, atol=5 * 16 / 2**22 * 10 / 15 + 1e-5)
+    assert terminate_all(nodes) == {node.name: 0 for node in nodes}
     assert link.proc.terminate() == 0, link.proc.tail()
