@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench certs clean golden image image-torch compose-check
+.PHONY: install test lint typecheck unit protos demo bench certs keys clean golden image image-torch compose-check
 
 install: $(STAMP)
 
@@ -62,6 +62,11 @@ bench: $(STAMP)
 
 certs:
 	bash scripts/make-certs.sh certs
+
+# Node authentication and operator tokens (SECURITY.md): two SuperNode key pairs, the
+# SuperLink's list of their public keys, and one operator token with its hash file.
+keys: $(STAMP)
+	bash scripts/make-keys.sh keys
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

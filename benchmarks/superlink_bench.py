@@ -302,7 +302,9 @@ async def _beat(
     async def beat(i: int, due: float) -> None:
         start = time.perf_counter()
         try:
-            await clients[i % len(clients)].heartbeat(node_ids[i % count])
+            # As the client that registered the node: only it holds the node's token.
+            node = i % count
+            await clients[node % len(clients)].heartbeat(node_ids[node])
         except Exception as exc:  # counted and reported: a failure is a figure too
             f.failed += 1
             error = f"{type(exc).__name__}: {exc}"

@@ -29,6 +29,7 @@ from stamen.common.logging import setup_logging
 from stamen.server import ServerApp
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
+from stamen.transport.grpc.guard import read_operator_token, use_operator_token
 
 from .retry import RetryingServerAppIo
 from .runner import run_serverapp
@@ -69,6 +70,12 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     is_flag=True,
     envvar="STAMEN_INSECURE",
     help="Connect without TLS (only to a SuperLink started with --insecure).",
+)
+@click.option(
+    "--operator-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STAMEN_OPERATOR_TOKEN_FILE",
+    help="File holding this operator's token, for a SuperLink started with --auth-operator-tokens.",
 )
 @click.option(
     "--run-config",
@@ -131,6 +138,8 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
+    if settings.operator_token_file is not None:
+        use_operator_token(channel, read_operator_token(settings.operator_token_file))
     serverappio = RetryingServerAppIo(
         GrpcServerAppIoClient(channel), max_wait_time=settings.max_wait_time
     )

@@ -40,6 +40,8 @@ from stamen.common.records import RecordDict
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.types import Node, PushResult, Run, RunStatus
 
+from .screening import ReplyLimits, screen_reply
+
 __all__ = ["ServerAppIoGrid"]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class ServerAppIoGrid:
         self._lock = threading.Lock()
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._closed = False
+        self._limits = ReplyLimits.from_run_config(run.run_config)
 
     @property
     def run(self) -> Run:
@@ -125,7 +128,7 @@ class ServerAppIoGrid:
         if not ids:
             return []
         wires = self._call("pull_messages", partial(self._pull, ids, 0.0))
-        return [decode_message(envelope, objects) for envelope, objects in wires]
+        return [screen_reply(decode_message(e, objects), self._limits) for e, objects in wires]
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
@@ -148,7 +151,7 @@ class ServerAppIoGrid:
                 timeout=wait + self._call_timeout,
             )
             for envelope, objects in wires:
-                reply = decode_message(envelope, objects)
+                reply = screen_reply(decode_message(envelope, objects), self._limits)
                 answered = reply.metadata.reply_to_message_id
                 if answered in pending:
                     replies[answered] = reply

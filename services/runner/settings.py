@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText
+from stamen.transport.grpc.guard import read_operator_token
 from stamen.transport.grpc.tls import client_context
 
 __all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
@@ -32,6 +33,7 @@ class ServerAppSettings(BaseModel):
     directory: Path = Path(".")
     log_level: LogLevel = "INFO"
     max_wait_time: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    operator_token_file: Path | None = None
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> ServerAppSettings:
@@ -44,4 +46,6 @@ class ServerAppSettings(BaseModel):
             )
         if self.root_certificates is not None:
             client_context(self.root_certificates)  # unreadable or not PEM: ConfigError now
+        if self.operator_token_file is not None:
+            read_operator_token(self.operator_token_file)  # the same, for the token
         return self

@@ -19,6 +19,7 @@ from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
 
+from .auth import Credentials
 from .serve import serve
 from .settings import Certificates, SuperLinkSettings, describe
 
@@ -38,7 +39,8 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
         "Every option can also be set through its STAMEN_* environment variable, shown "
         "with each option (STAMEN_CERTIFICATES takes the three paths separated by spaces). "
         "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
-        "exit, code 1), 1 when serving fails, 2 for bad input."
+        "exit, code 1), 1 when serving fails, 2 for bad input. SIGHUP reads "
+        "--auth-list-public-keys and --auth-operator-tokens again."
     ),
 )
 @click.option(
@@ -91,19 +93,21 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--serverappio-api-address",
-    default="0.0.0.0:9091",
+    default="127.0.0.1:9091",
     show_default=True,
     envvar="STAMEN_SERVERAPPIO_API_ADDRESS",
     show_envvar=True,
-    help="HOST:PORT where ServerApp runners connect.",
+    help="HOST:PORT where ServerApp runners connect; this host only by default (a wider "
+    "address is logged with a warning).",
 )
 @click.option(
     "--control-api-address",
-    default="0.0.0.0:9093",
+    default="127.0.0.1:9093",
     show_default=True,
     envvar="STAMEN_CONTROL_API_ADDRESS",
     show_envvar=True,
-    help="HOST:PORT where the `stamen` CLI submits and watches runs.",
+    help="HOST:PORT where the `stamen` CLI submits and watches runs; this host only by "
+    "default (a wider address without --auth-operator-tokens is logged with a warning).",
 )
 @click.option(
     "--database",
@@ -133,6 +137,33 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     envvar="STAMEN_GRACE_PERIOD",
     show_envvar=True,
     help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
+)
+@click.option(
+    "--enable-supernode-auth",
+    is_flag=True,
+    envvar="STAMEN_ENABLE_SUPERNODE_AUTH",
+    show_envvar=True,
+    help="Admit only SuperNodes whose public key is in --auth-list-public-keys; every "
+    "Fleet request must be signed by that key.",
+)
+@click.option(
+    "--auth-list-public-keys",
+    type=_PATH,
+    metavar="FILE",
+    envvar="STAMEN_AUTH_LIST_PUBLIC_KEYS",
+    show_envvar=True,
+    help="The allowed SuperNode public keys, one OpenSSH line each (`make keys`, or "
+    "`python -m stamen.auth node-key`, makes a pair).",
+)
+@click.option(
+    "--auth-operator-tokens",
+    type=_PATH,
+    metavar="FILE",
+    envvar="STAMEN_AUTH_OPERATOR_TOKENS",
+    show_envvar=True,
+    help="Require an operator token on Control and ServerAppIo: FILE lists NAME:SHA256 "
+    "lines (`python -m stamen.auth operator-token` adds one). Without it, those APIs "
+    "take calls from whoever reaches them.",
 )
 @click.option(
     "--log-level",
@@ -211,9 +242,11 @@ async def _serve_until_signalled(settings: SuperLinkSettings) -> None:
             logger.warning("%s again: forcing exit", signum.name)
             task.cancel()
 
+    credentials = Credentials(settings)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    await serve(settings, stop=stop)
+    loop.add_signal_handler(signal.SIGHUP, credentials.reload)
+    await serve(settings, stop=stop, credentials=credentials)
 
 
 def _fail(message: str, code: int) -> int:

@@ -47,6 +47,7 @@ __all__ = [
     "Settlement",
     "check_instruction",
     "check_object_id",
+    "check_reference",
     "check_reply",
     "deliverable",
     "error_reply",
@@ -189,6 +190,18 @@ def check_object_id(object_id: str) -> None:
     file name)."""
     if not _OBJECT_ID.fullmatch(object_id):
         raise InvalidMessageError(f"object id {object_id!r} is not a sha256 hex digest")
+
+
+MAX_REFERENCE = 1024
+"""Characters an app reference (server_app, client_app) may have."""
+
+
+def check_reference(field: str, value: str) -> None:
+    """An app reference a run records: bounded, and no control characters (it is logged)."""
+    if len(value) > MAX_REFERENCE or not value.isprintable():
+        raise InvalidMessageError(
+            f"{field} must be at most {MAX_REFERENCE} printable characters, got {value[:40]!r}"
+        )
 
 
 def _check_common(envelope: Envelope) -> None:

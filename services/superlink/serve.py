@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 from grpclib.server import Server
 from stamen.transport.grpc.drain import Drain
+from stamen.transport.grpc.nodekeys import NodeKeysServicer
 from stamen.transport.grpc.server import api_server, listen, socket_address
 from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 from stamen.transport.grpc.tls import server_context
 
+from .auth import Credentials, log_security
 from .settings import SuperLinkSettings
 from .superlink import open_superlink
 
@@ -47,8 +49,11 @@ async def serve(
     *,
     ready: asyncio.Future[Listening] | None = None,
     stop: asyncio.Event | None = None,
+    credentials: Credentials | None = None,
 ) -> None:
     """Serve until `stop` is set (or forever), then shut down in stages.
+
+    `credentials` (made from `settings` when None) decide who may call each API.
 
     `ready` gets the bound addresses once all three APIs serve; await it next to the task
     that runs `serve()`, since a start-up error (ConfigError for a bad certificate, an
@@ -58,10 +63,13 @@ async def serve(
     tls = None
     if certificates is not None:
         tls = server_context(certificates.ca, certificates.cert, certificates.key)
+    if credentials is None:
+        credentials = Credentials(settings)
     with contextlib.ExitStack() as sockets:
         fleet_socket = sockets.enter_context(listen(settings.fleet_api_address))
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
         control_socket = sockets.enter_context(listen(settings.control_api_address))
+        fleet_auth, operator_auth = credentials.fleet(), credentials.operators
         async with open_superlink(
             settings.database, heartbeat_interval=settings.heartbeat_interval
         ) as link:
@@ -69,11 +77,17 @@ async def serve(
             servers: list[Server] = []
             try:
                 for servicer, sock in (
-                    (FleetServicer(link.fleet, drain), fleet_socket),
-                    (ServerAppIoServicer(link.serverappio, drain), serverappio_socket),
-                    (ControlServicer(link.control, drain), control_socket),
+                    (FleetServicer(link.fleet, drain, fleet_auth), fleet_socket),
+                    (
+                        ServerAppIoServicer(link.serverappio, drain, operator_auth),
+                        serverappio_socket,
+                    ),
+                    (ControlServicer(link.control, drain, operator_auth), control_socket),
                 ):
-                    server = api_server(servicer)
+                    more = []
+                    if isinstance(servicer, ControlServicer):  # on the same port
+                        more.append(NodeKeysServicer(credentials.node_keys, drain, operator_auth))
+                    server = api_server(servicer, *more)
                     await server.start(sock=sock, ssl=tls)
                     servers.append(server)
                 listening = Listening(
@@ -130,6 +144,7 @@ def _log_listening(listening: Listening, settings: SuperLinkSettings, *, tls_on:
     logger.info("Fleet API listening on %s (%s)", listening.fleet, security)
     logger.info("ServerAppIo API listening on %s (%s)", listening.serverappio, security)
     logger.info("Control API listening on %s (%s)", listening.control, security)
+    log_security(settings, listening.serverappio, listening.control)
     logger.info(
         "SuperLink ready: state in %s, heartbeat interval %gs",
         "memory (not kept)" if settings.database == ":memory:" else settings.database,

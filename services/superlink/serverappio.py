@@ -25,7 +25,7 @@ from stamen.common.message import Error, ErrorCode
 from stamen.common.records import UserConfig
 from stamen.transport.types import Node, PushResult, Run, RunStatus
 
-from .core import check_instruction, check_object_id, new_id, transition_run
+from .core import check_instruction, check_object_id, check_reference, new_id, transition_run
 from .linkstate import StoredMessage
 from .router import Router
 
@@ -46,6 +46,8 @@ class ServerAppIoHandler:
         self._state = router.state
 
     async def create_run(self, server_app: str, client_app: str, run_config: UserConfig) -> int:
+        check_reference("server_app", server_app)
+        check_reference("client_app", client_app)
         run_id = new_id(self._run_exists)
         run = Run(
             run_id,

@@ -31,8 +31,10 @@ class SuperLinkSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     fleet_api_address: Address = "0.0.0.0:9092"
-    serverappio_api_address: Address = "0.0.0.0:9091"
-    control_api_address: Address = "0.0.0.0:9093"
+    serverappio_api_address: Address = "127.0.0.1:9091"
+    """The operator APIs stay on this host unless told otherwise (then a warning says so,
+    without --auth-operator-tokens): the ServerApp runner and the CLI are local."""
+    control_api_address: Address = "127.0.0.1:9093"
     insecure: bool = False
     certificates: Certificates | None = None
     database: str = "stamen-superlink.db"
@@ -41,12 +43,26 @@ class SuperLinkSettings(BaseModel):
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
+    enable_supernode_auth: bool = False
+    """Admit only SuperNodes whose key is listed in `auth_list_public_keys`."""
+    auth_list_public_keys: Path | None = None
+    auth_operator_tokens: Path | None = None
+    """A file of `NAME:SHA256` lines: Control and ServerAppIo then require a bearer token."""
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> SuperLinkSettings:
         if self.insecure == (self.certificates is not None):
             raise ValueError(
                 "pass exactly one of --certificates CA CERT KEY (TLS) and --insecure (plaintext)"
+            )
+        if self.enable_supernode_auth != (self.auth_list_public_keys is not None):
+            raise ValueError(
+                "--enable-supernode-auth and --auth-list-public-keys FILE go together: pass both"
+            )
+        if self.auth_operator_tokens is not None and self.insecure:
+            raise ValueError(
+                "--auth-operator-tokens needs TLS (--certificates): over --insecure the "
+                "tokens would travel in the clear"
             )
         return self
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from stamen.auth.keys import load_private_key
+from stamen.auth.signing import RequestSigner
 from stamen.client import ClientApp
 from stamen.client.task import AppExecutor
 from stamen.common.allocator import tune_allocator
@@ -30,11 +32,12 @@ from stamen.common.cli import (
     package_version,
     run,
 )
-from stamen.common.errors import StamenError, UserInputError
+from stamen.common.errors import StamenError, UnauthenticatedError, UserInputError
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
+from stamen.transport.grpc.guard import sign_requests
 
 from .agent import SuperNodeAgent
 from .executor import ThreadExecutor, WorkerProcessExecutor
@@ -121,6 +124,14 @@ PROG = "stamen-supernode"
     help="Give up after this many seconds without the SuperLink [default: never].",
 )
 @click.option(
+    "--auth-supernode-private-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    envvar="STAMEN_AUTH_SUPERNODE_PRIVATE_KEY",
+    help="This node's private key (Ed25519 or ECDSA P-256, PEM or OpenSSH): it signs "
+    "every request, for a SuperLink started with --enable-supernode-auth.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     metavar="LEVEL",
@@ -146,6 +157,8 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
     tune_allocator()
     try:
         run(serve(settings))
+    except UnauthenticatedError as exc:
+        ctx.exit(_fail(f"the SuperLink refused this node: {exc}", EXIT_BAD_INPUT))
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
@@ -167,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 async def serve(settings: SuperNodeSettings) -> None:
     """Run one node until it is stopped (SIGTERM/SIGINT) or gives up."""
+    signer = None
+    if settings.auth_supernode_private_key is not None:
+        signer = RequestSigner(load_private_key(settings.auth_supernode_private_key))
+        logger.info("signing requests with node key %s", signer.fingerprint)
     shutdown = _Shutdown(asyncio.current_task())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -174,6 +191,8 @@ async def serve(settings: SuperNodeSettings) -> None:
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
+    if signer is not None:
+        sign_requests(channel, signer)
     try:
         executor = await _start_executor(settings)
         try:

@@ -44,6 +44,8 @@ class SuperNodeSettings(BaseModel):
     max_retries: int | None = Field(default=None, ge=0)
     max_wait_time: float | None = Field(default=None, gt=0)
     log_level: LogLevel = "INFO"
+    auth_supernode_private_key: Path | None = None
+    """The node's private key: it signs every Fleet request (node authentication)."""
 
     @field_validator("app")
     @classmethod

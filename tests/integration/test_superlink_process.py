@@ -167,13 +167,15 @@ async def test_sigkill_and_restart_keep_nodes_and_pending_messages(
     link = start(procs, database=database, extra=extra)
     async with asyncio.timeout(CALL_BOUND):
         async with channel(link.fleet) as f, channel(link.serverappio) as s:
-            node = (await GrpcFleetClient(f).register_node({"name": "kept"})).node_id
+            registration = await GrpcFleetClient(f).register_node({"name": "kept"})
+            node = registration.node_id
             await push_instruction(GrpcServerAppIoClient(s), node, array)
     link.proc.kill()
 
     restarted = start(procs, database=database, extra=extra)
     async with asyncio.timeout(CALL_BOUND), channel(restarted.fleet) as f:
         fleet = GrpcFleetClient(f)
+        fleet._tokens[node] = registration.token  # its token is good after the restart
         assert await fleet.heartbeat(node) == 60.0
         np.testing.assert_array_equal(await receive_instruction(fleet, node), array)
     stop(restarted)

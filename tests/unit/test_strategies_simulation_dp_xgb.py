@@ -176,8 +176,8 @@ def simulate(app_dir: Path, kind: str, strategy: str, kwargs: dict[str, Any], sa
         f"dpx_{kind}_server:app",
         f"dpx_{kind}_client:app",
         4,
-        {"num_workers": 1},
-        run_config,
+        backend_config={"num_workers": 1},
+        run_config=run_config,
         directory=app_dir,
     )
 

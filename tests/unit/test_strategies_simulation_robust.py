@@ -179,8 +179,8 @@ def simulate(app_dir: Path, api: str, strategy: str, kwargs: dict[str, Any], sav
         f"robust_{api}_server:app",
         f"robust_{api}_client:app",
         4,
-        {"num_workers": 1},
-        run_config,
+        backend_config={"num_workers": 1},
+        run_config=run_config,
         directory=app_dir,
     )
 

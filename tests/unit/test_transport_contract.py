@@ -24,6 +24,7 @@ from stamen.common.errors import (
     NotFoundError,
     PermissionDeniedError,
     RunNotRunningError,
+    UnauthenticatedError,
 )
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, RecordDict
@@ -283,7 +284,8 @@ async def test_invalid_messages_are_refused_with_their_reason(apis: Apis) -> Non
         await apis.serverappio.push_object(run_id, "not-an-id", 1, _chunks(b"x"))
 
 
-async def test_unregistering_an_unknown_node_is_not_found(apis: Apis) -> None:
-    with pytest.raises(NodeNotFoundError, match="node 424242 is not registered") as caught:
+async def test_acting_as_a_node_the_caller_did_not_register_is_unauthenticated(
+    apis: Apis,
+) -> None:
+    with pytest.raises(UnauthenticatedError, match="carries no node token"):
         await apis.fleet.unregister_node(424242)
-    assert caught.value.node_id == 424242

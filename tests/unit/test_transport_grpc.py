@@ -19,6 +19,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError
 from hyperframe.frame import DataFrame
+from stamen.auth.signing import NODE_TOKEN_HEADER
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import (
     ConfigError,
@@ -50,9 +51,10 @@ class FakeFleet:
     def __init__(self) -> None:
         self.polling = asyncio.Event()
         self.pushed: list[bytes] = []
+        self.next_node = NODE
 
     async def register_node(self, node_config: dict[str, Any]) -> NodeRegistration:
-        return NodeRegistration(NODE, 5.0)
+        return NodeRegistration(self.next_node, 5.0)
 
     async def unregister_node(self, node_id: int) -> None:
         self._check(node_id)
@@ -105,9 +107,12 @@ async def serving(fleet: FakeFleet, tls: Any = None) -> AsyncIterator[tuple[Flee
 
 @asynccontextmanager
 async def fleet_client(address: str) -> AsyncIterator[GrpcFleetClient]:
+    """A client registered as NODE (it sends that registration's token)."""
     channel = connect(address, root_certificates=None, insecure=True)
     try:
-        yield GrpcFleetClient(channel, timeout=5.0)
+        client = GrpcFleetClient(channel, timeout=5.0)
+        await client.register_node({})
+        yield client
     finally:
         channel.close()
 
@@ -124,12 +129,13 @@ class RawCodec(CodecBase):
         return data
 
 
-async def raw_call(address: str, method: str, data: bytes) -> bytes:
+async def raw_call(address: str, method: str, data: bytes, token: str = "") -> bytes:
     host, port = address.rsplit(":", 1)
     channel = Channel(host, int(port), codec=RawCodec())
+    metadata = {NODE_TOKEN_HEADER: token} if token else None
     try:
         async with channel.request(
-            method, Cardinality.UNARY_UNARY, bytes, bytes, timeout=5
+            method, Cardinality.UNARY_UNARY, bytes, bytes, timeout=5, metadata=metadata
         ) as stream:
             await stream.send_message(data, end=True)
             reply = await stream.recv_message()
@@ -168,26 +174,31 @@ def _tls(certs: Path) -> Any:
 
 
 async def test_malformed_bytes_are_invalid_argument_and_the_server_keeps_serving() -> None:
-    async with serving(FakeFleet()) as (_, address):
+    async with serving(FakeFleet()) as (_, address), fleet_client(address) as client:
+        token = client._tokens[NODE]
         with pytest.raises(GRPCError) as caught:
-            await raw_call(address, "/stamen.v1.Fleet/Heartbeat", b"\x08")  # truncated varint
+            await raw_call(address, "/stamen.v1.Fleet/Heartbeat", b"\x08", token)  # truncated
         assert caught.value.status == Status.INVALID_ARGUMENT
         with pytest.raises(GRPCError) as caught:  # a string sent where an int belongs
-            await raw_call(address, "/stamen.v1.Fleet/Heartbeat", b"\x0a\x03abc")
+            await raw_call(address, "/stamen.v1.Fleet/Heartbeat", b"\x0a\x03abc", token)
         assert caught.value.status == Status.INVALID_ARGUMENT
         reply = await raw_call(
-            address, "/stamen.v1.Fleet/Heartbeat", bytes(pb.HeartbeatRequest(node_id=NODE))
+            address, "/stamen.v1.Fleet/Heartbeat", bytes(pb.HeartbeatRequest(node_id=NODE)), token
         )
         assert pb.HeartbeatResponse.parse(reply).heartbeat_interval == 5.0
 
 
 async def test_an_oversized_request_is_resource_exhausted() -> None:
-    async with serving(FakeFleet()) as (_, address):
+    async with serving(FakeFleet()) as (_, address), fleet_client(address) as client:
         with pytest.raises(GRPCError) as caught:
-            await raw_call(address, "/stamen.v1.Fleet/PushMessages", bytes(MAX_MESSAGE_SIZE + 1))
+            await raw_call(
+                address,
+                "/stamen.v1.Fleet/PushMessages",
+                bytes(MAX_MESSAGE_SIZE + 1),
+                client._tokens[NODE],
+            )
         assert caught.value.status == Status.RESOURCE_EXHAUSTED
-        async with fleet_client(address) as client:
-            assert await client.heartbeat(NODE) == 5.0
+        assert await client.heartbeat(NODE) == 5.0
 
 
 async def test_a_client_refuses_to_send_an_oversized_message() -> None:
@@ -205,7 +216,10 @@ async def test_a_client_refuses_to_send_an_oversized_message() -> None:
 
 
 async def test_handler_errors_arrive_as_their_classes() -> None:
-    async with serving(FakeFleet()) as (_, address), fleet_client(address) as client:
+    fleet = FakeFleet()
+    async with serving(fleet) as (_, address), fleet_client(address) as client:
+        fleet.next_node = 8  # registered, then unknown to the handler
+        await client.register_node({})
         with pytest.raises(NotFoundError, match="node 8 is not registered"):
             await client.heartbeat(8)
         with pytest.raises(NotFoundError):
@@ -258,7 +272,9 @@ async def test_tls_round_trip(certs: Path) -> None:
         channel = connect(address, root_certificates=certs / "ca.crt", insecure=False)
         try:
             await check_health(channel, timeout=5)
-            assert await GrpcFleetClient(channel).heartbeat(NODE) == 5.0
+            client = GrpcFleetClient(channel)
+            await client.register_node({})
+            assert await client.heartbeat(NODE) == 5.0
         finally:
             channel.close()
 
@@ -357,7 +373,7 @@ async def test_connections_ask_their_peer_for_large_frames() -> None:
     async with serving(FakeFleet()) as (_, address):
         channel = connect(address, root_certificates=None, insecure=True)
         try:
-            await GrpcFleetClient(channel).heartbeat(NODE)
+            await GrpcFleetClient(channel).register_node({})
             protocol = channel._protocol  # the client's side of the one connection
             assert protocol is not None
             h2 = protocol.connection._connection

@@ -95,6 +95,11 @@ def check_proto(message: betterproto2.Message) -> None:
     for name, field in meta.meta_by_field_name.items():
         value = getattr(message, name)
         if value is None:
+            if not (field.optional or field.group or field.repeated):
+                # A plain scalar left unset by a wire type it cannot have (a group).
+                raise InvalidMessageError(
+                    f"{type(message).__name__}.{name}: sent with a wire type it cannot have"
+                )
             continue
         expected = meta.cls_by_field[name]
         for item in value if field.repeated else (value,):

@@ -27,11 +27,13 @@ __all__ = [
     "NotFoundError",
     "ObjectNotFoundError",
     "PermissionDeniedError",
+    "RequestTooLargeError",
     "RoundFailedError",
     "RunNotFoundError",
     "RunNotRunningError",
     "ServerAppError",
     "StamenError",
+    "UnauthenticatedError",
     "UnavailableError",
     "UserInputError",
     "WorkerDiedError",
@@ -101,6 +103,12 @@ class MessageTooLargeError(StamenError):
         self.limit = limit
 
 
+class RequestTooLargeError(StamenError):
+    """A request exceeds a bound other than the message cap (its headers, say)."""
+
+    status = Status.RESOURCE_EXHAUSTED
+
+
 class NotFoundError(StamenError):
     """Something named by id does not exist."""
 
@@ -135,6 +143,13 @@ class PermissionDeniedError(StamenError):
     """A caller acts on something that is not addressed to it."""
 
     status = Status.PERMISSION_DENIED
+
+
+class UnauthenticatedError(UserInputError):
+    """A caller's credentials are missing, unknown, revoked or invalid: retrying with the
+    same ones cannot help (a SuperNode exits 2 on it)."""
+
+    status = Status.UNAUTHENTICATED
 
 
 class RunNotRunningError(StamenError):

@@ -20,7 +20,7 @@ from stamen.common.records import UserConfig
 
 from .types import Node, NodeRegistration, PushResult, Run
 
-__all__ = ["ControlApi", "FleetApi", "ServerAppIoApi"]
+__all__ = ["ControlApi", "FleetApi", "NodeKeysApi", "ServerAppIoApi"]
 
 Chunk = bytes | bytearray | memoryview
 
@@ -83,3 +83,16 @@ class ControlApi(Protocol):
     async def get_run(self, run_id: int) -> Run: ...
 
     async def stop_run(self, run_id: int) -> Run: ...
+
+
+class NodeKeysApi(Protocol):
+    """What operators call to enroll and revoke SuperNode keys (on the Control port).
+
+    Keys are OpenSSH public key lines; each call returns the list now in force.
+    """
+
+    async def list_node_keys(self) -> list[str]: ...
+
+    async def add_node_key(self, public_key: str) -> list[str]: ...
+
+    async def remove_node_key(self, public_key: str) -> list[str]: ...

@@ -47,6 +47,8 @@ class Node:
 class NodeRegistration:
     node_id: int
     heartbeat_interval: float
+    token: str = ""
+    """What proves this registration on later calls over gRPC ("" in memory)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from .clients import (
 from .drain import Drain
 from .errors import as_over_grpc, from_grpc, grpc_errors
 from .limits import MAX_MESSAGE_SIZE, BoundedProtoCodec
+from .nodekeys import GrpcNodeKeysClient, NodeKeysServicer
 from .server import api_server, listen, socket_address
 from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer
 from .tls import client_context, server_context
@@ -25,7 +26,9 @@ __all__ = [
     "FleetServicer",
     "GrpcControlClient",
     "GrpcFleetClient",
+    "GrpcNodeKeysClient",
     "GrpcServerAppIoClient",
+    "NodeKeysServicer",
     "ServerAppIoServicer",
     "SuperLinkChannel",
     "api_server",

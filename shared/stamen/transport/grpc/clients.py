@@ -5,6 +5,10 @@ agent and the ServerApp's Grid take either. Every call has a deadline (`timeout`
 the long-poll bound for pulls, `stream_timeout` for object streams); a status comes back
 as the error class the one table names (`errors.from_grpc`), a connection failure as the
 `UnavailableError` or `ConfigError` that `channel.explain_failure` words.
+
+The Fleet client keeps the token each registration returned and sends it (metadata
+`stamen-node-token`) with every call made as that node: the SuperLink knows a node by
+its token, so a client cannot act as a node it did not register.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from contextlib import asynccontextmanager
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
+from stamen.auth.signing import NODE_TOKEN_HEADER
 from stamen.codec.envelope import Envelope
 from stamen.codec.proto import (
     envelope_from_proto,
@@ -74,7 +79,11 @@ class _Client:
             raise await explain_failure(self.channel, exc) from exc
 
     async def _push_object(
-        self, push: _PushObject, first: pb.ObjectChunk, chunks: AsyncIterable[Chunk]
+        self,
+        push: _PushObject,
+        first: pb.ObjectChunk,
+        chunks: AsyncIterable[Chunk],
+        metadata: dict[str, str] | None = None,
     ) -> bool:
         """Stream `chunks`; `first` (naming the object and its sender) carries the first."""
 
@@ -91,13 +100,16 @@ class _Client:
                 yield first
 
         async with self._call():
-            reply = await push(requests(), timeout=self.stream_timeout)
+            reply = await push(requests(), timeout=self.stream_timeout, metadata=metadata)
         return reply.stored
 
     async def _pull_object(
-        self, pull: _PullObject, request: pb.PullObjectRequest
+        self,
+        pull: _PullObject,
+        request: pb.PullObjectRequest,
+        metadata: dict[str, str] | None = None,
     ) -> AsyncIterator[Chunk]:
-        stream = pull(request, timeout=self.stream_timeout)
+        stream = pull(request, timeout=self.stream_timeout, metadata=metadata)
         received = 0
         try:
             async with self._call():
@@ -127,30 +139,44 @@ class GrpcFleetClient(_Client):
     ) -> None:
         super().__init__(channel, timeout=timeout, stream_timeout=stream_timeout)
         self._stub = pb.FleetStub(channel)
+        self._tokens: dict[int, str] = {}
+
+    def _as(self, node_id: int) -> dict[str, str]:
+        """The metadata that makes a call come from `node_id` (none for a node this
+        client did not register: the SuperLink then refuses the call)."""
+        token = self._tokens.get(node_id)
+        return {} if token is None else {NODE_TOKEN_HEADER: token}
 
     async def register_node(self, node_config: UserConfig) -> NodeRegistration:
         request = pb.RegisterNodeRequest(node_config=user_config_to_proto(node_config))
         async with self._call():
             reply = await self._stub.register_node(request, timeout=self.timeout)
-        return NodeRegistration(node_id=reply.node_id, heartbeat_interval=reply.heartbeat_interval)
+        self._tokens[reply.node_id] = reply.token
+        return NodeRegistration(reply.node_id, reply.heartbeat_interval, reply.token)
 
     async def unregister_node(self, node_id: int) -> None:
         async with self._call():
             await self._stub.unregister_node(
-                pb.UnregisterNodeRequest(node_id=node_id), timeout=self.timeout
+                pb.UnregisterNodeRequest(node_id=node_id),
+                timeout=self.timeout,
+                metadata=self._as(node_id),
             )
 
     async def heartbeat(self, node_id: int) -> float:
         async with self._call():
             reply = await self._stub.heartbeat(
-                pb.HeartbeatRequest(node_id=node_id), timeout=self.timeout
+                pb.HeartbeatRequest(node_id=node_id),
+                timeout=self.timeout,
+                metadata=self._as(node_id),
             )
         return reply.heartbeat_interval
 
     async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
         request = pb.PullMessagesRequest(node_id=node_id, timeout=timeout)
         async with self._call():
-            reply = await self._stub.pull_messages(request, timeout=timeout + self.timeout)
+            reply = await self._stub.pull_messages(
+                request, timeout=timeout + self.timeout, metadata=self._as(node_id)
+            )
             return [envelope_from_proto(message) for message in reply.messages]
 
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
@@ -158,23 +184,29 @@ class GrpcFleetClient(_Client):
             node_id=node_id, messages=[envelope_to_proto(e) for e in envelopes]
         )
         async with self._call():
-            reply = await self._stub.push_messages(request, timeout=self.timeout)
+            reply = await self._stub.push_messages(
+                request, timeout=self.timeout, metadata=self._as(node_id)
+            )
         return _push_result(reply)
 
     async def push_object(
         self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
     ) -> bool:
         first = pb.ObjectChunk(object_id=object_id, total_size=total_size, node_id=node_id)
-        return await self._push_object(self._stub.push_object, first, chunks)
+        return await self._push_object(
+            self._stub.push_object, first, chunks, metadata=self._as(node_id)
+        )
 
     def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
         request = pb.PullObjectRequest(object_id=object_id, node_id=node_id)
-        return self._pull_object(self._stub.pull_object, request)
+        return self._pull_object(self._stub.pull_object, request, metadata=self._as(node_id))
 
     async def get_run(self, node_id: int, run_id: int) -> Run:
         async with self._call():
             reply = await self._stub.get_run(
-                pb.GetRunRequest(node_id=node_id, run_id=run_id), timeout=self.timeout
+                pb.GetRunRequest(node_id=node_id, run_id=run_id),
+                timeout=self.timeout,
+                metadata=self._as(node_id),
             )
             return _run(reply)
 

@@ -28,6 +28,7 @@ from stamen.common.errors import (
     PermissionDeniedError,
     RunNotRunningError,
     StamenError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -65,6 +66,7 @@ _FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
     Status.INVALID_ARGUMENT: InvalidMessageError,
     Status.NOT_FOUND: _not_found,
     Status.PERMISSION_DENIED: PermissionDeniedError,
+    Status.UNAUTHENTICATED: UnauthenticatedError,
     Status.RESOURCE_EXHAUSTED: _message_too_large,
     Status.FAILED_PRECONDITION: _run_not_running,
     Status.UNAVAILABLE: UnavailableError,

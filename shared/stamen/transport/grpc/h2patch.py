@@ -8,6 +8,9 @@
    each parsed, flow-controlled and copied on its own. Each connection now advertises a
    1 MiB maximum frame size to its peer (measured with benchmarks/superlink_bench.py: the
    SuperLink's user CPU per MiB down ~35%). It changes framing only, never the bytes.
+3. h2 drops the whole connection, with no status, when a header list decodes to more than
+   64 KiB. Each connection now decodes up to `MAX_DECODED_HEADERS` (1 MiB, still bounded),
+   so that the server can refuse just that request with RESOURCE_EXHAUSTED (`guard`).
 
 `install()` is idempotent and is called by the code that creates gRPC servers and channels.
 """
@@ -21,10 +24,14 @@ from grpclib.protocol import H2Protocol
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
-__all__ = ["MAX_FRAME_SIZE", "install", "installed"]
+__all__ = ["MAX_DECODED_HEADERS", "MAX_FRAME_SIZE", "install", "installed"]
 
 MAX_FRAME_SIZE = 1 << 20
 """What each side asks its peer to send at most per frame (HTTP/2 allows up to 16 MiB)."""
+
+MAX_DECODED_HEADERS = 1 << 20
+"""The most header bytes a connection decodes for one request before it gives up on the
+connection (past `guard.MAX_HEADER_LIST_SIZE` the request itself is refused)."""
 
 _connection_made = H2Protocol.connection_made
 
@@ -37,6 +44,7 @@ def _connection_made_with_large_frames(self: H2Protocol, transport: asyncio.Base
     _connection_made(self, transport)
     connection: Any = self.connection
     connection._connection.update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
+    connection._connection.decoder.max_header_list_size = MAX_DECODED_HEADERS
     connection.flush()
 
 

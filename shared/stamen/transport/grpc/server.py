@@ -17,17 +17,19 @@ from stamen.common.errors import ConfigError
 
 from . import h2patch
 from .limits import BoundedProtoCodec
-from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer
+from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer, _Servicer
 
 __all__ = ["api_server", "listen", "socket_address"]
 
 
-def api_server(servicer: FleetServicer | ServerAppIoServicer | ControlServicer) -> Server:
-    """A `Server` (not started) for `servicer`, plus a health service that reports its
-    drain's state (call inside the event loop)."""
+def api_server(
+    servicer: FleetServicer | ServerAppIoServicer | ControlServicer, *more: _Servicer
+) -> Server:
+    """A `Server` (not started) for `servicer` (and `more` services on the same port),
+    plus a health service that reports its drain's state (call inside the event loop)."""
     h2patch.install()
     health = Health({servicer: [servicer.drain.health]})
-    return Server([servicer, health], codec=BoundedProtoCodec())
+    return Server([servicer, *more, health], codec=BoundedProtoCodec())
 
 
 def listen(address: str) -> socket.socket:

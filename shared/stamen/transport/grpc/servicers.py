@@ -7,13 +7,23 @@ Object streams: PushObject's first chunk names the object, its size and the push
 or run, and the handler receives the data of all chunks, checked to arrive in order;
 PullObject sends the handler's chunks with their offsets, the object id on the first
 (`total_size` 0: the size is the sum of the chunks, checked against the hash by the reader).
+
+Who calls: each servicer's methods run behind an `Authority` (`guard`). Fleet takes the
+node's identity from the registration token (`FleetAuthority`), never from a request's
+`node_id` field: that field may be 0, and naming another node is PERMISSION_DENIED. The
+operator APIs take an optional authority (None: open, for in-process use and tests).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 
+from grpclib.const import Handler
+
+from stamen.auth.authority import Authority, FleetAuthority
+from stamen.auth.tokens import NodeTokens
 from stamen.codec.objects import Buffer
 from stamen.codec.proto import (
     envelope_from_proto,
@@ -22,7 +32,13 @@ from stamen.codec.proto import (
     run_to_proto,
     user_config_from_proto,
 )
-from stamen.common.errors import IntegrityError, InvalidMessageError
+from stamen.common.errors import (
+    IntegrityError,
+    InvalidMessageError,
+    PermissionDeniedError,
+    RunNotFoundError,
+    UnauthenticatedError,
+)
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.types import PushResult
@@ -30,6 +46,7 @@ from stamen.transport.types import PushResult
 from ._streams import aclose
 from .drain import Drain
 from .errors import grpc_errors
+from .guard import current_caller, guard
 
 __all__ = ["ControlServicer", "FleetServicer", "ServerAppIoServicer"]
 
@@ -37,8 +54,12 @@ __all__ = ["ControlServicer", "FleetServicer", "ServerAppIoServicer"]
 class _Servicer:
     _service: str
 
-    def __init__(self, drain: Drain | None) -> None:
+    def __init__(self, drain: Drain | None, authority: Authority | None = None) -> None:
         self.drain = Drain() if drain is None else drain
+        self.authority = authority
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return guard(super().__mapping__(), self.authority, self._service)  # type: ignore[misc]
 
     @asynccontextmanager
     async def _serving(self, method: str) -> AsyncIterator[None]:
@@ -52,46 +73,67 @@ class FleetServicer(_Servicer, pb.FleetBase):
 
     _service = "Fleet"
 
-    def __init__(self, api: FleetApi, drain: Drain | None = None) -> None:
-        super().__init__(drain)
+    def __init__(
+        self, api: FleetApi, drain: Drain | None = None, authority: FleetAuthority | None = None
+    ) -> None:
+        if authority is None:  # tokens under a secret that lives as long as this servicer
+            authority = FleetAuthority(NodeTokens(secrets.token_bytes(32)))
+        super().__init__(drain, authority)
+        self._fleet_authority = authority
         self._api = api
+
+    def _node(self, claimed: int) -> int:
+        """The calling node's id, from its credentials; `claimed` (a request's node_id
+        field) must be 0 or the same."""
+        node_id = current_caller().node_id
+        if node_id is None:
+            raise UnauthenticatedError(f"{self._service}: the request names no registered node")
+        if claimed and claimed != node_id:
+            raise PermissionDeniedError(f"node {node_id} cannot act as node {claimed}")
+        return node_id
 
     async def register_node(self, message: pb.RegisterNodeRequest) -> pb.RegisterNodeResponse:
         async with self._serving("RegisterNode"):
             registration = await self._api.register_node(
                 user_config_from_proto(message.node_config)
             )
+            token = self._fleet_authority.issue(current_caller(), registration.node_id)
         return pb.RegisterNodeResponse(
-            node_id=registration.node_id, heartbeat_interval=registration.heartbeat_interval
+            node_id=registration.node_id,
+            heartbeat_interval=registration.heartbeat_interval,
+            token=token,
         )
 
     async def unregister_node(self, message: pb.UnregisterNodeRequest) -> pb.UnregisterNodeResponse:
         async with self._serving("UnregisterNode"):
-            await self._api.unregister_node(message.node_id)
+            await self._api.unregister_node(self._node(message.node_id))
         return pb.UnregisterNodeResponse()
 
     async def heartbeat(self, message: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
         async with self._serving("Heartbeat"):
-            interval = await self._api.heartbeat(message.node_id)
+            interval = await self._api.heartbeat(self._node(message.node_id))
         return pb.HeartbeatResponse(heartbeat_interval=interval)
 
     async def pull_messages(self, message: pb.PullMessagesRequest) -> pb.PullMessagesResponse:
         async with self._serving("PullMessages"):
-            poll = self._api.pull_messages(message.node_id, message.timeout)
+            poll = self._api.pull_messages(self._node(message.node_id), message.timeout)
             envelopes = await self.drain.long_poll(poll, [])
             return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
 
     async def push_messages(self, message: pb.PushMessagesRequest) -> pb.PushMessagesResponse:
         async with self._serving("PushMessages"):
             envelopes = [envelope_from_proto(m) for m in message.messages]
-            result = await self._api.push_messages(message.node_id, envelopes)
+            result = await self._api.push_messages(self._node(message.node_id), envelopes)
         return _push_response(result)
 
     async def push_object(self, messages: AsyncIterator[pb.ObjectChunk]) -> pb.PushObjectResponse:
         async with self._serving("PushObject"):
             first = await _first_chunk(messages)
             stored = await self._api.push_object(
-                first.node_id, first.object_id, first.total_size, _chunk_data(first, messages)
+                self._node(first.node_id),
+                first.object_id,
+                first.total_size,
+                _chunk_data(first, messages),
             )
             async for _ in messages:  # what the handler did not need (it had the object)
                 pass
@@ -99,14 +141,14 @@ class FleetServicer(_Servicer, pb.FleetBase):
 
     async def pull_object(self, message: pb.PullObjectRequest) -> AsyncIterator[pb.ObjectChunk]:
         async with self._serving("PullObject"):
-            chunks = self._api.pull_object(message.node_id, message.object_id)
+            chunks = self._api.pull_object(self._node(message.node_id), message.object_id)
             async with aclosing(_object_chunks(message.object_id, chunks)) as stream:
                 async for chunk in stream:
                     yield chunk
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(message.node_id, message.run_id)
+            run = await self._api.get_run(self._node(message.node_id), _run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
 
@@ -115,12 +157,18 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     _service = "ServerAppIo"
 
-    def __init__(self, api: ServerAppIoApi, drain: Drain | None = None) -> None:
-        super().__init__(drain)
+    def __init__(
+        self, api: ServerAppIoApi, drain: Drain | None = None, authority: Authority | None = None
+    ) -> None:
+        super().__init__(drain, authority)
         self._api = api
 
     async def create_run(self, message: pb.CreateRunRequest) -> pb.CreateRunResponse:
         async with self._serving("CreateRun"):
+            if not message.server_app:
+                raise InvalidMessageError(
+                    "CreateRun names no server_app (the ServerApp's module:attribute)"
+                )
             run_id = await self._api.create_run(
                 message.server_app, message.client_app, user_config_from_proto(message.run_config)
             )
@@ -128,23 +176,25 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(message.run_id)
+            run = await self._api.get_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
     async def get_nodes(self, message: pb.GetNodesRequest) -> pb.GetNodesResponse:
         async with self._serving("GetNodes"):
-            nodes = await self._api.get_nodes(message.run_id)
+            nodes = await self._api.get_nodes(_run_id(message.run_id))
             return pb.GetNodesResponse(nodes=[node_to_proto(node) for node in nodes])
 
     async def push_messages(self, message: pb.PushInstructionsRequest) -> pb.PushMessagesResponse:
         async with self._serving("PushMessages"):
             envelopes = [envelope_from_proto(m) for m in message.messages]
-            result = await self._api.push_messages(message.run_id, envelopes)
+            result = await self._api.push_messages(_run_id(message.run_id), envelopes)
         return _push_response(result)
 
     async def pull_messages(self, message: pb.PullRepliesRequest) -> pb.PullMessagesResponse:
         async with self._serving("PullMessages"):
-            poll = self._api.pull_messages(message.run_id, message.message_ids, message.timeout)
+            poll = self._api.pull_messages(
+                _run_id(message.run_id), message.message_ids, message.timeout
+            )
             envelopes = await self.drain.long_poll(poll, [])
             return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
 
@@ -152,7 +202,10 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
         async with self._serving("PushObject"):
             first = await _first_chunk(messages)
             stored = await self._api.push_object(
-                first.run_id, first.object_id, first.total_size, _chunk_data(first, messages)
+                _run_id(first.run_id),
+                first.object_id,
+                first.total_size,
+                _chunk_data(first, messages),
             )
             async for _ in messages:  # what the handler did not need (it had the object)
                 pass
@@ -160,7 +213,7 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
 
     async def pull_object(self, message: pb.PullObjectRequest) -> AsyncIterator[pb.ObjectChunk]:
         async with self._serving("PullObject"):
-            chunks = self._api.pull_object(message.run_id, message.object_id)
+            chunks = self._api.pull_object(_run_id(message.run_id), message.object_id)
             async with aclosing(_object_chunks(message.object_id, chunks)) as stream:
                 async for chunk in stream:
                     yield chunk
@@ -170,7 +223,7 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
     ) -> pb.UpdateRunStatusResponse:
         async with self._serving("UpdateRunStatus"):
             await self._api.update_run_status(
-                message.run_id, message.status, message.sub_status, message.details
+                _run_id(message.run_id), message.status, message.sub_status, message.details
             )
         return pb.UpdateRunStatusResponse()
 
@@ -180,8 +233,10 @@ class ControlServicer(_Servicer, pb.ControlBase):
 
     _service = "Control"
 
-    def __init__(self, api: ControlApi, drain: Drain | None = None) -> None:
-        super().__init__(drain)
+    def __init__(
+        self, api: ControlApi, drain: Drain | None = None, authority: Authority | None = None
+    ) -> None:
+        super().__init__(drain, authority)
         self._api = api
 
     async def list_runs(self, message: pb.ListRunsRequest) -> pb.ListRunsResponse:
@@ -191,13 +246,23 @@ class ControlServicer(_Servicer, pb.ControlBase):
 
     async def get_run(self, message: pb.GetRunRequest) -> pb.GetRunResponse:
         async with self._serving("GetRun"):
-            run = await self._api.get_run(message.run_id)
+            run = await self._api.get_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
     async def stop_run(self, message: pb.StopRunRequest) -> pb.GetRunResponse:
         async with self._serving("StopRun"):
-            run = await self._api.stop_run(message.run_id)
+            run = await self._api.stop_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
+
+
+_MAX_ID = (1 << 63) - 1
+
+
+def _run_id(run_id: int) -> int:
+    """A run id from the wire (uint64): ids are 63-bit, so a larger one names no run."""
+    if run_id > _MAX_ID:
+        raise RunNotFoundError(run_id)
+    return run_id
 
 
 def _push_response(result: PushResult) -> pb.PushMessagesResponse:

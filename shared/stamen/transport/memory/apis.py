@@ -5,13 +5,17 @@ what a caller could otherwise tell apart from gRPC: errors arrive as the classes
 messages the gRPC clients raise (`as_over_grpc`), including errors met while an object
 streams. The rest holds already: the SuperLink's state copies what it keeps and what it
 returns, and its object store hands out read-only views (the contract suite checks both).
+Like the gRPC Fleet client, a `MemoryFleet` acts only as the nodes it registered: a call
+as any other node is refused as the SuperLink refuses one without that node's token.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
+from stamen.auth.tokens import NO_TOKEN
 from stamen.codec.envelope import Envelope
+from stamen.common.errors import UnauthenticatedError
 from stamen.common.records import UserConfig
 from stamen.transport.api import Chunk, ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.grpc._streams import aclose
@@ -26,39 +30,49 @@ class MemoryFleet:
 
     def __init__(self, handler: FleetApi) -> None:
         self._handler = handler
+        self._registered: set[int] = set()
+
+    def _as(self, node_id: int) -> int:
+        if node_id not in self._registered:
+            raise UnauthenticatedError(NO_TOKEN)
+        return node_id
 
     async def register_node(self, node_config: UserConfig) -> NodeRegistration:
         with as_over_grpc("Fleet.RegisterNode"):
-            return await self._handler.register_node(node_config)
+            registration = await self._handler.register_node(node_config)
+        self._registered.add(registration.node_id)
+        return registration
 
     async def unregister_node(self, node_id: int) -> None:
         with as_over_grpc("Fleet.UnregisterNode"):
-            await self._handler.unregister_node(node_id)
+            await self._handler.unregister_node(self._as(node_id))
 
     async def heartbeat(self, node_id: int) -> float:
         with as_over_grpc("Fleet.Heartbeat"):
-            return await self._handler.heartbeat(node_id)
+            return await self._handler.heartbeat(self._as(node_id))
 
     async def pull_messages(self, node_id: int, timeout: float) -> list[Envelope]:
         with as_over_grpc("Fleet.PullMessages"):
-            return await self._handler.pull_messages(node_id, timeout)
+            return await self._handler.pull_messages(self._as(node_id), timeout)
 
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
         with as_over_grpc("Fleet.PushMessages"):
-            return await self._handler.push_messages(node_id, envelopes)
+            return await self._handler.push_messages(self._as(node_id), envelopes)
 
     async def push_object(
         self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
     ) -> bool:
         with as_over_grpc("Fleet.PushObject"):
-            return await self._handler.push_object(node_id, object_id, total_size, chunks)
+            return await self._handler.push_object(self._as(node_id), object_id, total_size, chunks)
 
     def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+        if node_id not in self._registered:
+            return _refused("Fleet.PullObject")
         return _streamed("Fleet.PullObject", self._handler.pull_object(node_id, object_id))
 
     async def get_run(self, node_id: int, run_id: int) -> Run:
         with as_over_grpc("Fleet.GetRun"):
-            return await self._handler.get_run(node_id, run_id)
+            return await self._handler.get_run(self._as(node_id), run_id)
 
 
 class MemoryServerAppIo:
@@ -122,6 +136,12 @@ class MemoryControl:
     async def stop_run(self, run_id: int) -> Run:
         with as_over_grpc("Control.StopRun"):
             return await self._handler.stop_run(run_id)
+
+
+async def _refused(method: str) -> AsyncIterator[Chunk]:
+    with as_over_grpc(method):
+        raise UnauthenticatedError(NO_TOKEN)
+    yield b""  # pragma: no cover - makes this an async generator
 
 
 async def _streamed(method: str, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
