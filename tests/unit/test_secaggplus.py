@@ -39,7 +39,7 @@ MAX_WEIGHT = 1000.0  # the default
 
 
 def update(pid: int) -> list[np.ndarray]:
-    return [np.full(s, 0.1 * (pid + 1) - 0.3, np.float32) for s in SHAPES]
+    return [np.full(s, 0.1 * (pid + 1) - 0.25, np.float32) for s in SHAPES]
 
 
 class Fixed(NumPyClient):
