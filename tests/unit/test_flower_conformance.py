@@ -37,10 +37,6 @@ PENDING: dict[str, str] = {
     "stamen.serverapp.RdpAccountant": "issue 12",
     "stamen.serverapp.SamplingMethod": "issue 12",
     "stamen.serverapp.strategy.strategy_utils.aggregate_bagging": "issue 12",
-    "stamen.client.mod.secagg_mod": "issue 19",
-    "stamen.client.mod.secaggplus_mod": "issue 19",
-    "stamen.server.workflow.SecAggPlusWorkflow": "issue 19",
-    "stamen.server.workflow.SecAggWorkflow": "issue 19",
 }
 
 CASES = [

@@ -9,6 +9,8 @@ from stamen.compat.unsupported import unsupported_attributes
 from .centraldp_mods import adaptiveclipping_mod, fixedclipping_mod
 from .comms_mods import arrays_size_mod, message_size_mod
 from .localdp_mod import LocalDpMod
+from .secagg_mod import secagg_mod
+from .secaggplus_mod import secaggplus_mod
 
 __all__ = [
     "LocalDpMod",
@@ -17,6 +19,8 @@ __all__ = [
     "arrays_size_mod",
     "fixedclipping_mod",
     "message_size_mod",
+    "secagg_mod",
+    "secaggplus_mod",
 ]
 
 __getattr__ = unsupported_attributes(__name__)
