@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench chaos certs keys clean golden image image-torch compose-check
+.PHONY: install test lint typecheck unit protos demo bench chaos certs keys clean golden browser image image-torch compose-check
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,torch]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch,plot,xgboost]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -34,8 +34,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest -q
+
+# Debian's Chromium, for the dashboard's browser test (Playwright drives it; no browser
+# download). Installed once; later runs only find it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py shared/stamen/proto
@@ -43,7 +49,8 @@ protos: $(STAMP)
 demo: $(STAMP)
 	cd examples/quickstart-pytorch && ../../$(BIN)/stamen-simulation \
 		--server-app server:app --client-app client:app --num-supernodes 10 \
-		--run-config 'num-server-rounds=3'
+		--run-config 'num-server-rounds=3' --output-dir $(CURDIR)/build/demo
+	@echo "metrics plot: $(CURDIR)/build/demo/metrics.png (and history.json, metrics.csv, final_arrays.npz)"
 
 # Flower 1.42 is the oracle: each tests/golden/gen_*.py runs under Flower's own venv and
 # writes facts (public names, strategy outputs) to tests/golden/data/, which is committed.

@@ -23,11 +23,14 @@ from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import flwr_compat_option, run
-from stamen.common.errors import PermissionDeniedError, StamenError, UserInputError
+from stamen.common.errors import ConfigError, PermissionDeniedError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.project import open_project
 from stamen.server import ServerApp
+from stamen.server.history import History
+from stamen.server.results import write_results
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 from stamen.transport.grpc.guard import read_operator_token, use_operator_token
@@ -50,7 +53,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     epilog="Exit codes: 0 done, 1 the app or the SuperLink failed, 2 bad input, "
     "130/143 stopped by SIGINT/SIGTERM.",
 )
-@click.argument("app", envvar="STAMEN_APP")
+@click.argument("app", envvar="STAMEN_APP", required=False)
 @click.option(
     "--server",
     "--superlink",
@@ -82,7 +85,8 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     "--run-config",
     default="",
     envvar="STAMEN_RUN_CONFIG",
-    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1'.",
+    help="Run config overrides, e.g. 'num-server-rounds=3 lr=0.1' (or a .toml file), of "
+    "the defaults in the app's pyproject.toml ([tool.stamen.app.config]).",
 )
 @click.option(
     "--run-id",
@@ -108,6 +112,22 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Directory to import the app from.",
 )
 @click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="STAMEN_OUTPUT_DIR",
+    help="Write the run's results here when it completes: history.json, metrics.csv, "
+    "final_arrays.npz (and metrics.png with matplotlib).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -131,10 +151,19 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @flwr_compat_option
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
-    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink."""
+    """Run the ServerApp APP (module:attribute, e.g. server:app) against a SuperLink.
+
+    Without APP, the serverapp of the app's pyproject.toml (in --dir) is run."""
     try:
-        settings = ServerAppSettings(**flags)
-        setup_logging(settings.log_level)
+        # An existing run (--run-id) has its config already: only the overrides are sent.
+        existing = flags["run_id"] is not None
+        overrides = "" if existing else flags["run_config"]
+        project, run_config = open_project(flags["directory"], overrides)
+        app = project.component("serverapp", flags["app"], "APP")
+        if existing:
+            run_config = flags["run_config"]
+        settings = ServerAppSettings(**{**flags, "app": app, "run_config": run_config})
+        setup_logging(settings.log_level, fmt=settings.log_format)
         tune_allocator()
         server_app = load_app(settings.app, ServerApp, settings.directory)
         code = run(_serve(settings, server_app))
@@ -161,7 +190,7 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     stop = _Stop(asyncio.get_running_loop())
     try:
         logger.info("connecting to the SuperLink at %s", settings.server)
-        await run_serverapp(
+        history = await run_serverapp(
             serverappio,
             server_app,
             server_app_ref=settings.app,
@@ -169,6 +198,8 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
             run_id=settings.run_id,
             resume=settings.resume,
         )
+        if settings.output_dir is not None:
+            _write_results(history, settings.output_dir)
         return 0
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -186,6 +217,14 @@ def _run_config(settings: ServerAppSettings) -> dict[str, Any]:
     if settings.round_timeout is None:
         return dict(settings.run_config)
     return {**settings.run_config, "round-timeout": settings.round_timeout}
+
+
+def _write_results(history: History, directory: Path) -> None:
+    try:
+        written = write_results(history, directory)
+    except OSError as exc:
+        raise ConfigError(f"--output-dir: cannot write the results: {exc}") from None
+    logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
 class _Stop:

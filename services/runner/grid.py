@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Message, MessageType
 from stamen.common.records import RecordDict
+from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.types import CHECKPOINT_PREFIX, Node, PushResult, Run, RunStatus
 
@@ -241,7 +243,8 @@ class ServerAppIoGrid:
                 raise InvalidMessageError(
                     f"the SuperLink asked for object {object_id}, which no pushed message names"
                 )
-            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, _Chunks(data))
+            chunks = _Chunks(object_id, data)
+            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, chunks)
         return result
 
     async def _pull(self, message_ids: Sequence[str], timeout: float) -> list[Wire]:
@@ -266,7 +269,9 @@ class ServerAppIoGrid:
         result = await self._io.push_checkpoint(run_id, envelope)
         for object_id in result.missing_object_ids:
             data = objects[object_id]
-            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, _Chunks(data))
+            await self._io.push_object(
+                run_id, object_id, memoryview(data).nbytes, _Chunks(object_id, data)
+            )
 
     async def _pull_checkpoint(self, run_id: int) -> list[Wire]:
         wires: list[Wire] = []
@@ -291,8 +296,11 @@ class ServerAppIoGrid:
             except IntegrityError:
                 logger.debug("object %s changed since it was pushed: pulling it", object_id)
         stream = self._io.pull_object(self._run.run_id if run_id is None else run_id, object_id)
+        what = f"object {object_id[:12]} from the SuperLink"
+        progress = TransferProgress(("downloading", "downloaded"), what, None, logger)
         try:
-            data = await collect_object(object_id, stream)
+            async with contextlib.aclosing(tracked(stream, progress)) as counted:
+                data = await collect_object(object_id, counted)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -327,19 +335,26 @@ class _RunCheckpoints:
 
 
 class _Chunks:
-    """An object's chunks as an async iterable that can be iterated again (for retries)."""
+    """An object's chunks as an async iterable that can be iterated again (for retries);
+    a large one logs its progress."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_object_id")
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, object_id: str, data: Buffer) -> None:
+        self._object_id = object_id
         self._data = data
 
     def __aiter__(self) -> AsyncIterator[memoryview]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[memoryview]:
+        what = f"object {self._object_id[:12]} to the SuperLink"
+        size = memoryview(self._data).nbytes
+        progress = TransferProgress(("uploading", "uploaded"), what, size, logger)
         for chunk in iter_chunks(self._data):
             yield chunk
+            progress.advance(chunk.nbytes)
+        progress.done()
 
 
 class _ObjectCache:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -173,3 +173,11 @@ class RetryingServerAppIo:
 
     async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
         return await self._retry("pull_checkpoint", partial(self._inner.pull_checkpoint, run_id))
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        await self._retry(
+            "report_round",
+            partial(self._inner.report_round, run_id, server_round, seconds, metrics),
+        )

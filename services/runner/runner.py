@@ -24,11 +24,13 @@ from stamen.common.errors import (
 from stamen.common.records import UserConfig
 from stamen.server.grid import Grid
 from stamen.server.history import History
+from stamen.server.tracking import scoped_round_hook
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.types import Run, RunStatus
 
 from .grid import POLL_TIMEOUT, ServerAppIoGrid
 from .lease import RunLease
+from .reporting import RoundReporter
 
 __all__ = ["ServerAppFn", "run_serverapp"]
 
@@ -96,8 +98,10 @@ async def run_serverapp(
     )
     start = time.perf_counter()
     try:
-        async with lease.kept():
-            history = await asyncio.to_thread(server_app, grid, context)
+        reporter = RoundReporter(serverappio, run_id, asyncio.get_running_loop())
+        with scoped_round_hook(reporter):  # the thread below inherits this context
+            async with lease.kept():
+                history = await asyncio.to_thread(server_app, grid, context)
     except asyncio.CancelledError:
         grid.close()
         logger.warning("run %d: stopping the ServerApp", run_id, extra={"run_id": run_id})

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText
+from stamen.common.logging import LogFormat
 from stamen.transport.grpc.guard import read_operator_token
 from stamen.transport.grpc.tls import client_context
 
@@ -32,9 +33,11 @@ class ServerAppSettings(BaseModel):
     run_id: int | None = Field(default=None, gt=0)
     resume: int | None = Field(default=None, gt=0)
     directory: Path = Path(".")
+    output_dir: Path | None = None
     log_level: LogLevel = "INFO"
     max_wait_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     round_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    log_format: LogFormat = "text"
     operator_token_file: Path | None = None
 
     @model_validator(mode="after")

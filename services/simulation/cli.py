@@ -19,11 +19,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -37,10 +39,11 @@ from stamen.common.cli import (
 )
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
+from stamen.common.project import open_project
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
 from stamen.workers.resources import plan_workers, usable_cpus
 
-from .progress import RoundProgress, StatusLine
+from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
 from .summary import summary_table
@@ -79,19 +82,19 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 )
 @click.option(
     "--server-app",
-    required=True,
     metavar="MODULE:ATTR",
     envvar="STAMEN_SERVER_APP",
     show_envvar=True,
-    help="The ServerApp, for example server:app (imported from --dir).",
+    help="The ServerApp, for example server:app (imported from --dir). Default: the "
+    "serverapp of the app's pyproject.toml ([tool.stamen.app.components]).",
 )
 @click.option(
     "--client-app",
-    required=True,
     metavar="MODULE:ATTR",
     envvar="STAMEN_CLIENT_APP",
     show_envvar=True,
-    help="The ClientApp, for example client:app; each worker process imports it once.",
+    help="The ClientApp, for example client:app; each worker process imports it once. "
+    "Default: the clientapp of the app's pyproject.toml.",
 )
 @click.option(
     "--num-supernodes",
@@ -118,7 +121,8 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     envvar="STAMEN_RUN_CONFIG",
     show_envvar=True,
     help="Settings both apps read from context.run_config, for example "
-    "'num-server-rounds=3 lr=0.1'.",
+    "'num-server-rounds=3 lr=0.1' (or a .toml file); they override the defaults of the "
+    "app's pyproject.toml ([tool.stamen.app.config]), whose keys they must be.",
 )
 @click.option(
     "--seed",
@@ -136,6 +140,32 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     envvar="STAMEN_DIR",
     show_envvar=True,
     help="Directory both apps are imported from.",
+)
+@click.option(
+    "--output-dir",
+    metavar="DIR",
+    envvar="STAMEN_OUTPUT_DIR",
+    show_envvar=True,
+    help="Write the run's results here: history.json, metrics.csv, final_arrays.npz "
+    "(and final_state_dict.pt for a torch app's state dict) and metrics.png (which needs "
+    "matplotlib: pip install 'stamen[plot]').",
+)
+@click.option(
+    "--dashboard-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_DASHBOARD_ADDRESS",
+    show_envvar=True,
+    help="Serve the SuperLink's live dashboard (rounds, metric charts, nodes) at "
+    "http://HOST:PORT/ while the simulation runs (a port alone: on 127.0.0.1).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
 )
 @click.option(
     "--log-level",
@@ -163,13 +193,27 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     per round on a terminal); the per-round summary table goes to stdout at the end.
     """
     try:
-        settings = SimulationSettings(**options)
+        settings = SimulationSettings(**_with_project(options))
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
-    status = StatusLine(sys.stderr) if sys.stderr.isatty() else None
-    setup_logging(settings.log_level, None if status is None else status.stream)
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    status = None
+    if sys.stderr.isatty():  # the line writes to its own copy of the terminal (open till exit)
+        status = StatusLine(os.fdopen(os.dup(2), "w", buffering=1))
+    setup_logging(
+        settings.log_level, None if status is None else status.stream, fmt=settings.log_format
+    )
+    if settings.output_dir is not None:
+        try:  # found out now, not after the run
+            settings.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            ctx.exit(
+                _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
+            )
     try:
-        history = _simulate(settings, status)
+        with contextlib.nullcontext() if status is None else stderr_above(status):
+            history = _simulate(settings, status)
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
@@ -179,6 +223,20 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     table = summary_table(history)
     if table:
         click.echo(table)
+    if settings.output_dir is not None:
+        _write_results(ctx, history, settings.output_dir)
+
+
+def _with_project(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with the app's pyproject applied: its components fill a missing
+    --server-app / --client-app, its config is the run config --run-config overrides."""
+    project, run_config = open_project(options["directory"], options["run_config"])
+    return {
+        **options,
+        "server_app": project.component("serverapp", options["server_app"], "--server-app"),
+        "client_app": project.component("clientapp", options["client_app"], "--client-app"),
+        "run_config": run_config,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -248,6 +306,7 @@ def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Histor
                     directory=settings.directory,
                     observer=progress,
                     pool=pool,
+                    dashboard_address=settings.dashboard_address,
                 )
             finally:
                 if progress is not None:
@@ -302,6 +361,20 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
         )
         stopper.start()
         stopper.join(FORKSERVER_STOP_TIMEOUT)
+
+
+def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
+    from stamen.server.results import write_results
+
+    # A torch app gets its final model as a state dict too: the ServerApp imported torch
+    # and the arrays have a state dict's names (not "0", "1", ...).
+    names = list(history.final_arrays or ())
+    state_dict = "torch" in sys.modules and bool(names) and not all(n.isdigit() for n in names)
+    try:
+        written = write_results(history, directory, torch_state_dict=state_dict)
+    except OSError as exc:
+        ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
+    logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
 def _fail(message: str, code: int) -> int:

@@ -43,6 +43,7 @@ from stamen.server.history import History
 from stamen.superlink.memorystate import MemoryLinkState
 from stamen.superlink.objectstore import MemoryObjectStore
 from stamen.superlink.superlink import SuperLink
+from stamen.superlink.web import observed_link
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.cache import ObjectCache
 from stamen.transport.api import ServerAppIoApi
@@ -147,15 +148,17 @@ async def run_simulation_async(
     directory: str | Path | None = None,
     observer: RunObserver | None = None,
     pool: WorkerPool | None = None,
+    dashboard_address: str | None = None,
 ) -> History:
     """`run_simulation` in the caller's event loop; `observer` hears each batch of
     instructions and replies (the CLI's progress line). `pool`: the worker pool for the
     ClientApp (`backend.worker_pool`), made, and perhaps preforked, before the loop
-    started; it is started and closed here (default: a new one)."""
+    started; it is started and closed here (default: a new one). `dashboard_address`:
+    serve the SuperLink's dashboard there while the simulation runs."""
     plan = _plan(
         server_app, client_app, num_supernodes, backend_config, run_config, seed, directory
     )
-    return await _simulate(plan, server_app, num_supernodes, pool, observer)
+    return await _simulate(plan, server_app, num_supernodes, pool, observer, dashboard_address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +199,12 @@ async def _simulate(
     num_supernodes: int,
     pool: WorkerPool | None,
     observer: RunObserver | None,
+    dashboard_address: str | None = None,
 ) -> History:
     with _garbage_frozen():
-        async with open_simulation(plan.client, num_supernodes, plan.backend, pool=pool) as sim:
+        async with open_simulation(
+            plan.client, num_supernodes, plan.backend, pool=pool, dashboard=dashboard_address
+        ) as sim:
             app, server_ref = server_app_of(server_app, plan.folder)
             return await sim.run(
                 app, server_app_ref=server_ref, run_config=plan.run_config, observer=observer
@@ -242,10 +248,12 @@ async def open_simulation(
     backend: BackendConfig,
     *,
     pool: WorkerPool | None = None,
+    dashboard: str | None = None,
 ) -> AsyncIterator[Simulation]:
     """Start the worker pool (`pool`, or a new one that `backend` describes), the
     SuperLink and `num_supernodes` registered virtual nodes; stop them all on exit
-    (workers killed if need be, shared memory unlinked).
+    (workers killed if need be, shared memory unlinked). `dashboard`: an address to
+    serve the SuperLink's dashboard on, for the block.
 
     A ClientApp that does not load in the workers ends the block with AppLoadError
     (`pool.started()` raises it, and the task group cancels the block).
@@ -257,8 +265,10 @@ async def open_simulation(
         pool = worker_pool(client_app.reference, client_app.directory, backend)
     link = SuperLink(MemoryLinkState(), MemoryObjectStore(), heartbeat_interval=HEARTBEAT_INTERVAL)
     with _quiet(CHATTY_LOGGERS):
-        async with pool, link:
-            fleet = MemoryFleet(link.fleet)
+        async with pool, link, observed_link(link, dashboard_address=dashboard) as observed:
+            if observed.dashboard_url:
+                logger.info("dashboard at %s", observed.dashboard_url)
+            fleet = MemoryFleet(observed.fleet)
             # One cache for all nodes: objects are immutable and named by their hash, so
             # the round's model is fetched (copied, verified) once, not once per node.
             cache = ObjectCache()

@@ -11,11 +11,14 @@ starts; then a new one begins.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO, cast
 
@@ -27,7 +30,14 @@ if TYPE_CHECKING:  # the CLI imports this module before the codec: keep start-up
     from stamen.transport.api import Chunk, ServerAppIoApi
     from stamen.transport.types import Node, PushResult, Run
 
-__all__ = ["Display", "ObservedServerAppIo", "RoundProgress", "RunObserver", "StatusLine"]
+__all__ = [
+    "Display",
+    "ObservedServerAppIo",
+    "RoundProgress",
+    "RunObserver",
+    "StatusLine",
+    "stderr_above",
+]
 
 _ERASE = "\r\x1b[K"  # back to the line's start, then clear it
 _EVALUATE = MessageType.EVALUATE
@@ -101,6 +111,11 @@ class ObservedServerAppIo:
 
     async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
         return await self._inner.pull_checkpoint(run_id)
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        await self._inner.report_round(run_id, server_round, seconds, metrics)
 
 
 @dataclass(slots=True)
@@ -207,6 +222,43 @@ class StatusLine:
                 self._terminal.write(self._text)
             self._terminal.flush()
 
+    def isatty(self) -> bool:
+        try:
+            return self._terminal.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+
+@contextlib.contextmanager
+def stderr_above(line: StatusLine) -> Iterator[None]:
+    """Route file descriptor 2, and with it the stderr of every process started in the
+    block (worker processes, their forkserver), through `line`: what they print comes out
+    above it, not through it. `line` writes to its own copy of the terminal."""
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    pump = threading.Thread(target=_pump, args=(read_fd, line), name="stamen-stderr", daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pump ends once every process holding the pipe has exited
+        os.close(saved)
+        pump.join(PUMP_JOIN_TIMEOUT)
+
+
+PUMP_JOIN_TIMEOUT = 1.0
+"""Seconds to wait for the last lines of processes that printed as they ended."""
+
+
+def _pump(read_fd: int, line: StatusLine) -> None:
+    with os.fdopen(read_fd, encoding="utf-8", errors="replace") as pipe:
+        for text in pipe:
+            line._write_above(text)
+
 
 class _Above(io.TextIOBase):
     def __init__(self, line: StatusLine) -> None:
@@ -214,6 +266,9 @@ class _Above(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def isatty(self) -> bool:
+        return self._line.isatty()
 
     def write(self, text: str) -> int:
         self._line._write_above(text)

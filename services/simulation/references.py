@@ -37,7 +37,10 @@ def check_reference(reference: str, directory: Path | None) -> None:
         path.insert(0, str(resolved))
     if importlib.machinery.PathFinder.find_spec(top, path) is None:
         where = f" in {str(directory)!r} or on sys.path" if directory is not None else ""
-        raise AppLoadError(reference, f"no module named {top!r}{where}")
+        raise AppLoadError(
+            reference,
+            f"no module named {top!r}{where} (pass --dir with the folder that holds it)",
+        )
 
 
 def _is_dotted(text: str) -> bool:

@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from stamen.common.errors import ConfigError
-from stamen.common.fields import ExistingDirectory, LogLevel, UserConfigText, describe_invalid
+from stamen.common.fields import (
+    ExistingDirectory,
+    HttpAddress,
+    LogLevel,
+    OutputDirectory,
+    UserConfigText,
+    describe_invalid,
+)
+from stamen.common.logging import LogFormat
 
 from .config import BackendConfig, parse_backend_config
 
@@ -35,7 +43,10 @@ class SimulationSettings(BaseModel):
     run_config: UserConfigText = Field(default_factory=dict)
     seed: int | None = None
     directory: ExistingDirectory = Path()
+    output_dir: OutputDirectory | None = None
+    dashboard_address: HttpAddress | None = None
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("server_app", "client_app")
     @classmethod

@@ -139,6 +139,31 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
 )
 @click.option(
+    "--metrics-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_METRICS_ADDRESS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
+    "127.0.0.1). Off unless given.",
+)
+@click.option(
+    "--dashboard-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_DASHBOARD_ADDRESS",
+    show_envvar=True,
+    help="Serve the dashboard (runs, rounds, metrics, nodes; live) at http://HOST:PORT/ "
+    "(a port alone: on 127.0.0.1). Off unless given.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--enable-supernode-auth",
     is_flag=True,
     envvar="STAMEN_ENABLE_SUPERNODE_AUTH",
@@ -192,7 +217,7 @@ def main(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
     tune_allocator()
     logger.info("%s %s starting", PROG, package_version())
     try:

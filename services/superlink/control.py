@@ -1,21 +1,54 @@
-"""ControlHandler: the Control API (what operators' tools call), over the router."""
+"""ControlHandler: the Control API (what operators' tools call), over the router.
+
+Besides listing and stopping runs, it takes submitted app bundles: the bundle is kept in
+the SuperLink's RunFiles, a run is created for it (its components read from the bundle's
+pyproject) and the launcher starts the run's ServerApp runner process. A runner that
+exits without finishing its run (a crash, a kill) gets the run marked failed with the
+reason. Logs and result files of launched runs are read back from RunFiles.
+"""
 
 from __future__ import annotations
 
-from stamen.transport.types import Run, RunStatus
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from pathlib import Path
+from typing import Protocol
 
-from .core import transition_run
+from stamen.common.errors import RunNotRunningError, UnavailableError
+from stamen.common.records import UserConfig
+from stamen.transport.types import LogChunk, ResultFile, Run, RunStatus
+
+from .core import new_id, transition_run
 from .router import Router
+from .runfiles import RunFiles
 
-__all__ = ["ControlHandler"]
+__all__ = ["ControlHandler", "ExitFn", "Launcher"]
+
+logger = logging.getLogger(__name__)
+
+ExitFn = Callable[[int, int, str], None]
+"""Told (run id, exit code, the last error line the runner printed) when a runner exits."""
+
+
+class Launcher(Protocol):
+    """What starts a submitted run's ServerApp (`RunnerLauncher`: a process per run)."""
+
+    def launch(self, run_id: int, app_dir: Path, on_exit: ExitFn) -> None: ...
+
+    def stop(self, run_id: int) -> None: ...
 
 
 class ControlHandler:
     """Implements `stamen.transport.api.ControlApi`."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(
+        self, router: Router, files: RunFiles | None = None, launcher: Launcher | None = None
+    ) -> None:
         self._router = router
         self._state = router.state
+        self._files = files
+        self.launcher = launcher
 
     async def list_runs(self) -> list[Run]:
         return self._state.list_runs()
@@ -25,7 +58,7 @@ class ControlHandler:
 
     async def stop_run(self, run_id: int) -> Run:
         """Finish the run as stopped; its open messages are dropped and its pulls return
-        nothing. A run that is already finished: RunNotRunningError."""
+        nothing; a launched runner is told to stop. A finished run: RunNotRunningError."""
         run = self._state.get_run(run_id)
         now = self._router.clock.time()
         stopped = transition_run(
@@ -33,4 +66,71 @@ class ControlHandler:
         )
         self._state.update_run(stopped)
         self._router.run_finished(stopped)
+        if self.launcher is not None:
+            self.launcher.stop(run_id)
         return stopped
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        """Keep the bundle, create its run and launch its ServerApp runner."""
+        if self.launcher is None or self._files is None:
+            raise UnavailableError("this SuperLink does not launch runs (no runner launcher)")
+        app = self._files.store_bundle(bundle)
+        run = Run(
+            new_id(self._run_exists),
+            server_app=app.server_app,
+            client_app=app.client_app,
+            run_config=dict(run_config),
+            created_at=self._router.clock.time(),
+            bundle=app.bundle,
+        )
+        self._state.add_run(run)
+        logger.info(
+            "run %d submitted (bundle %s, server app %r, client app %r)",
+            run.run_id,
+            app.bundle[:12],
+            app.server_app,
+            app.client_app,
+            extra={"run_id": run.run_id},
+        )
+        self._files.open_log(run.run_id)
+        self.launcher.launch(run.run_id, app.directory, self._runner_exited)
+        return run
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        self._state.get_run(run_id)  # RunNotFoundError for an unknown run
+        text = b""
+        if self._files is not None:
+            text = await self._files.wait_log(run_id, offset, timeout)
+        return LogChunk(text, offset + len(text), self._state.get_run(run_id))
+
+    async def list_results(self, run_id: int) -> list[ResultFile]:
+        self._state.get_run(run_id)
+        return [] if self._files is None else self._files.results(run_id)
+
+    async def pull_result(self, run_id: int, name: str) -> AsyncIterator[bytes]:
+        self._state.get_run(run_id)
+        if self._files is None:
+            raise UnavailableError("this SuperLink keeps no result files")
+        async with aclosing(self._files.result_chunks(run_id, name)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def _run_exists(self, run_id: int) -> bool:
+        return any(run.run_id == run_id for run in self._state.list_runs())
+
+    def _runner_exited(self, run_id: int, code: int, reason: str) -> None:
+        """A runner ended: a run it left unfinished failed, with why."""
+        run = self._state.get_run(run_id)
+        if run.status == RunStatus.FINISHED:
+            return
+        details = f"the ServerApp runner exited with code {code}"
+        if reason:
+            details += f": {reason}"
+        try:
+            failed = transition_run(
+                run, RunStatus.FINISHED, RunStatus.FAILED, details, self._router.clock.time()
+            )
+        except RunNotRunningError:
+            return
+        self._state.update_run(failed)
+        self._router.run_finished(failed)

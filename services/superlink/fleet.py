@@ -27,6 +27,7 @@ from stamen.transport.types import Node, NodeRegistration, PushResult, Run, RunS
 from .core import check_object_id, check_reply, deliverable, new_id
 from .linkstate import StoredMessage
 from .router import Router
+from .runfiles import RunFiles
 
 __all__ = ["FleetHandler"]
 
@@ -36,9 +37,10 @@ logger = logging.getLogger(__name__)
 class FleetHandler:
     """Implements `stamen.transport.api.FleetApi`."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, files: RunFiles | None = None) -> None:
         self._router = router
         self._state = router.state
+        self._files = files
 
     async def register_node(self, node_config: UserConfig) -> NodeRegistration:
         clock = self._router.clock
@@ -169,6 +171,12 @@ class FleetHandler:
         router.touch(node_id)
         instructions = self._state.instructions_for_node(node_id)
         allowed = any(object_id in m.envelope.object_ids for m in instructions)
+        if not allowed and self._files is not None and self._is_bundle_of_open_run(object_id):
+            # An app-less SuperNode fetches the app of a run it was sent work for.
+            async with aclosing(self._files.bundle_chunks(object_id)) as bundle:
+                async for piece in bundle:
+                    yield piece
+            return
         router.check_object_access(object_id, allowed)
         async with aclosing(router.store.get(object_id)) as chunks:
             async for chunk in chunks:
@@ -177,3 +185,9 @@ class FleetHandler:
     async def get_run(self, node_id: int, run_id: int) -> Run:
         self._state.get_node(node_id)
         return self._state.get_run(run_id)
+
+    def _is_bundle_of_open_run(self, object_id: str) -> bool:
+        return bool(object_id) and any(
+            run.bundle == object_id and run.status != RunStatus.FINISHED
+            for run in self._state.list_runs()
+        )

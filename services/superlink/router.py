@@ -45,9 +45,10 @@ from .core import (
 )
 from .linkstate import LinkState, StoredMessage
 from .objectstore import ObjectStore
+from .rounds import RoundBook
 from .waiters import Waiters
 
-__all__ = ["Router"]
+__all__ = ["Router", "RouterEvents"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,17 @@ def _wake_target(message: StoredMessage) -> _Wake:
     return False, metadata.dst_node_id
 
 
+class RouterEvents:
+    """What the router tells an observer (metrics); the default hears nothing. Called on
+    the event loop, in the middle of the router's work: keep it quick, never raise."""
+
+    def error_replies(self, code: int, count: int) -> None:
+        """`count` instructions got an error reply with `code` (an ErrorCode)."""
+
+    def node_offline(self, node_id: int) -> None:
+        """A node missed its heartbeat deadline."""
+
+
 class Router:
     """Shared by the three handlers of one SuperLink; used from its event loop only."""
 
@@ -73,6 +85,8 @@ class Router:
         self.store = store
         self.clock = clock
         self.liveness = Liveness(heartbeat_interval)
+        self.rounds = RoundBook()
+        self.events = RouterEvents()
         self.node_waiters: Waiters[int] = Waiters()
         self.run_waiters: Waiters[int] = Waiters()
         self.closing = False
@@ -178,11 +192,16 @@ class Router:
     def _settle(self, settlement: Settlement, error_for: Callable[[StoredMessage], Error]) -> None:
         self.release(settlement.discard)
         now = self.clock.time()
-        self.add([error_reply(m.envelope, error_for(m), now) for m in settlement.fail])
-        for instruction in settlement.fail:
-            logger.debug(
-                "message %s: error reply (%s)", instruction.message_id, error_for(instruction)
-            )
+        errors = [error_for(m) for m in settlement.fail]
+        self.add(
+            [error_reply(m.envelope, e, now) for m, e in zip(settlement.fail, errors, strict=True)]
+        )
+        codes: dict[int, int] = {}
+        for instruction, error in zip(settlement.fail, errors, strict=True):
+            logger.debug("message %s: error reply (%s)", instruction.message_id, error)
+            codes[error.code] = codes.get(error.code, 0) + 1
+        for code, count in codes.items():
+            self.events.error_replies(code, count)
 
     def deliver_replies(self, replies: Sequence[StoredMessage]) -> None:
         """Replies went to the ServerApp side: their instructions are done; replies without
@@ -250,6 +269,7 @@ class Router:
             except NodeNotFoundError:
                 continue
             self.state.update_node(replace(node, online=False))
+            self.events.node_offline(node_id)
             reason = f"node {node_id} went offline"
             logger.warning(
                 "%s (no heartbeat for %.1f s)",

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from grpclib.server import Server
+from stamen.common.config import split_address
 from stamen.transport.grpc.drain import Drain
 from stamen.transport.grpc.nodekeys import NodeKeysServicer
 from stamen.transport.grpc.server import api_server, listen, socket_address
@@ -24,8 +25,10 @@ from stamen.transport.grpc.servicers import ControlServicer, FleetServicer, Serv
 from stamen.transport.grpc.tls import server_context
 
 from .auth import Credentials, log_security
+from .launcher import RunnerLauncher
 from .settings import SuperLinkSettings
-from .superlink import open_superlink
+from .superlink import SuperLink, open_superlink
+from .web import dashboard_check, observed
 
 __all__ = ["Listening", "serve"]
 
@@ -70,16 +73,24 @@ async def serve(
         serverappio_socket = sockets.enter_context(listen(settings.serverappio_api_address))
         control_socket = sockets.enter_context(listen(settings.control_api_address))
         fleet_auth, operator_auth = credentials.fleet(), credentials.operators
-        async with open_superlink(
-            settings.database, heartbeat_interval=settings.heartbeat_interval
-        ) as link:
+        async with (
+            open_superlink(
+                settings.database, heartbeat_interval=settings.heartbeat_interval
+            ) as link,
+            observed(link, settings, authorize=dashboard_check(operator_auth)) as (
+                fleet,
+                serverappio,
+            ),
+            _launcher(link, settings, socket_address(serverappio_socket)) as launcher,
+        ):
+            link.control.launcher = launcher
             drain = Drain()
             servers: list[Server] = []
             try:
                 for servicer, sock in (
-                    (FleetServicer(link.fleet, drain, fleet_auth), fleet_socket),
+                    (FleetServicer(fleet, drain, fleet_auth), fleet_socket),
                     (
-                        ServerAppIoServicer(link.serverappio, drain, operator_auth),
+                        ServerAppIoServicer(serverappio, drain, operator_auth),
                         serverappio_socket,
                     ),
                     (ControlServicer(link.control, drain, operator_auth), control_socket),
@@ -99,12 +110,27 @@ async def serve(
                 if ready is not None:
                     ready.set_result(listening)
                 await (asyncio.Event() if stop is None else stop).wait()
+                # Runners first: they record their runs as stopped over ServerAppIo.
+                await launcher.stop_all()
                 drain.close()
                 link.stop_waiting()
                 await _drain(drain, settings.grace_period)
             finally:
                 await _close(servers)
     logger.info("SuperLink stopped")
+
+
+def _launcher(link: SuperLink, settings: SuperLinkSettings, serverappio: str) -> RunnerLauncher:
+    """Runner processes for submitted runs, which reach ServerAppIo on the loopback."""
+    host, port = split_address(serverappio)
+    loopback = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    certificates = settings.certificates
+    assert link.files is not None  # open_superlink always keeps run files
+    return RunnerLauncher(
+        link.files,
+        f"{loopback}:{port}",
+        root_certificates=None if certificates is None else certificates.ca,
+    )
 
 
 async def _drain(drain: Drain, grace_period: float) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 
 from stamen.codec.envelope import Envelope
@@ -31,6 +32,7 @@ from .checkpoints import check_checkpoint, checkpoint_ids, stored
 from .core import check_instruction, check_object_id, check_reference, new_id, transition_run
 from .leases import RunLeases
 from .linkstate import StoredMessage
+from .rounds import RoundRecord
 from .router import Router
 
 __all__ = ["BATCH", "ServerAppIoHandler"]
@@ -94,6 +96,21 @@ class ServerAppIoHandler:
     ) -> None:
         run = self._state.get_run(run_id)
         self._change_run(run, status, sub_status, details)
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        run = self._state.get_run(run_id)
+        if run.status == RunStatus.FINISHED:
+            raise RunNotRunningError(run_id, run.status)
+        if server_round < 1 or not (math.isfinite(seconds) and seconds >= 0):
+            raise InvalidMessageError(
+                f"run {run_id}: a round report needs a round >= 1 and seconds >= 0, "
+                f"got round {server_round} and {seconds} s"
+            )
+        numbers = {str(k): float(v) for k, v in metrics.items()}
+        now = self._router.clock.time()
+        self._router.rounds.add(run_id, RoundRecord(server_round, seconds, numbers, now))
 
     def _change_run(self, run: Run, status: str, sub_status: str, details: str) -> Run:
         changed = transition_run(run, status, sub_status, details, self._router.clock.time())

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from stamen.common.fields import Address, LogLevel, describe_invalid
+from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
+from stamen.common.logging import LogFormat
 
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
 
@@ -43,6 +44,11 @@ class SuperLinkSettings(BaseModel):
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    metrics_address: HttpAddress | None = None
+    """Where to serve Prometheus' `/metrics`; off when None."""
+    dashboard_address: HttpAddress | None = None
+    """Where to serve the dashboard; off when None."""
     enable_supernode_auth: bool = False
     """Admit only SuperNodes whose key is listed in `auth_list_public_keys`."""
     auth_list_public_keys: Path | None = None

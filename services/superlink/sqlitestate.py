@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS runs (
     details TEXT NOT NULL,
     created_at REAL NOT NULL,
     started_at REAL NOT NULL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    bundle TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -90,7 +91,7 @@ _MESSAGE_COLUMNS = (
 )
 _RUN_COLUMNS = (
     "run_id, server_app, client_app, run_config, status, sub_status, details, created_at, "
-    "started_at, finished_at"
+    "started_at, finished_at, bundle"
 )
 _BATCH = 500  # ids per IN (...) list, well under SQLite's bound on parameters
 
@@ -167,6 +168,7 @@ def _run_row(run: Run) -> tuple[Any, ...]:
         run.created_at,
         run.started_at,
         run.finished_at,
+        run.bundle,
     )
 
 
@@ -182,6 +184,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         created_at=row[7],
         started_at=row[8],
         finished_at=row[9],
+        bundle=row[10],
     )
 
 
@@ -220,6 +223,9 @@ class SqliteLinkState:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+                if "bundle" not in columns:  # a database from before app bundles
+                    self._db.execute("ALTER TABLE runs ADD COLUMN bundle TEXT NOT NULL DEFAULT ''")
                 # An instruction marked delivered but never answered may have been lost
                 # on its way when the SuperLink stopped: deliver it again. A node that
                 # did get it answers it once (the agent skips instructions it answered).
@@ -289,7 +295,7 @@ class SqliteLinkState:
 
     # --- runs --------------------------------------------------------------------------
     def add_run(self, run: Run) -> None:
-        self._db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({_marks(10)})", _run_row(run))
+        self._db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({_marks(11)})", _run_row(run))
 
     def get_run(self, run_id: int) -> Run:
         row = self._db.execute(
@@ -307,8 +313,8 @@ class SqliteLinkState:
         row = _run_row(run)
         cursor = self._db.execute(
             "UPDATE runs SET server_app = ?, client_app = ?, run_config = ?, status = ?,"
-            " sub_status = ?, details = ?, created_at = ?, started_at = ?, finished_at = ?"
-            " WHERE run_id = ?",
+            " sub_status = ?, details = ?, created_at = ?, started_at = ?, finished_at = ?,"
+            " bundle = ? WHERE run_id = ?",
             (*row[1:], row[0]),
         )
         if cursor.rowcount == 0:

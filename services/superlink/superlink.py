@@ -28,7 +28,9 @@ from .leases import DEFAULT_RUN_LEASE, RunLeases
 from .linkstate import LinkState
 from .memorystate import MemoryLinkState
 from .objectstore import FileObjectStore, MemoryObjectStore, ObjectStore
-from .router import Router
+from .rounds import RoundBook
+from .router import Router, RouterEvents
+from .runfiles import RunFiles
 from .serverappio import ServerAppIoHandler
 from .sqlitestate import SqliteLinkState
 
@@ -54,11 +56,13 @@ class SuperLink:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         sweep_interval: float | None = None,
         run_lease: float = DEFAULT_RUN_LEASE,
+        files: RunFiles | None = None,
     ) -> None:
         self._router = Router(state, store, clock or SYSTEM_CLOCK, heartbeat_interval)
-        self.fleet = FleetHandler(self._router)
+        self.files = files
+        self.fleet = FleetHandler(self._router, files)
         self.serverappio = ServerAppIoHandler(self._router, RunLeases(run_lease))
-        self.control = ControlHandler(self._router)
+        self.control = ControlHandler(self._router, files)
         self.sweep_interval = heartbeat_interval / 2 if sweep_interval is None else sweep_interval
         self._stopping = asyncio.Event()
         self._lifespan: AbstractAsyncContextManager[None] | None = None
@@ -75,6 +79,15 @@ class SuperLink:
     @property
     def heartbeat_interval(self) -> float:
         return self._router.liveness.interval
+
+    @property
+    def rounds(self) -> RoundBook:
+        """The rounds that runs reported (ServerAppIo ReportRound), newest last."""
+        return self._router.rounds
+
+    def observe(self, events: RouterEvents) -> None:
+        """Tell `events` of error replies and missed heartbeats from now on (metrics)."""
+        self._router.events = events
 
     def sweep(self) -> None:
         """Mark nodes past their deadline offline, answer or drop expired messages
@@ -94,6 +107,8 @@ class SuperLink:
             self._closed = True
             self._router.close()
             self._router.state.close()
+            if self.files is not None:
+                self.files.close()
 
     async def __aenter__(self) -> SuperLink:
         if self._lifespan is not None or self._closed:
@@ -161,6 +176,7 @@ def open_superlink(
             MemoryObjectStore(),
             clock=clock,
             heartbeat_interval=heartbeat_interval,
+            files=RunFiles(),
         )
     try:
         state = SqliteLinkState(database)
@@ -168,7 +184,10 @@ def open_superlink(
         raise ConfigError(f"cannot open the SuperLink database {database!r}: {exc}") from None
     try:
         store = FileObjectStore(f"{database}.objects")
-        link = SuperLink(state, store, clock=clock, heartbeat_interval=heartbeat_interval)
+        files = RunFiles(f"{database}.runs")
+        link = SuperLink(
+            state, store, clock=clock, heartbeat_interval=heartbeat_interval, files=files
+        )
     except OSError as exc:
         state.close()
         raise ConfigError(f"cannot open the object store next to {database!r}: {exc}") from None

@@ -56,6 +56,7 @@ from stamen.common.errors import (
 )
 from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
+from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import FleetApi
 from stamen.transport.types import Run, RunStatus
 
@@ -411,6 +412,14 @@ class SuperNodeAgent:
         context.node_id = node_id  # a node registered again has a new id
         return context
 
+    async def get_run(self, run_id: int) -> Run:
+        """The run, from the SuperLink (retried like every call of the agent)."""
+        return await self._call(self._get_run, run_id)
+
+    async def pull_object(self, object_id: str) -> Buffer:
+        """An object from the SuperLink, checked against its id (retried)."""
+        return await self._call(self._pull_object, object_id)
+
     # Calls to the SuperLink, each bounded in time.
 
     async def _nothing(self, node_id: int) -> None:
@@ -450,8 +459,10 @@ class SuperNodeAgent:
         try:
             async with asyncio.timeout(idle) as scope:
                 stream = extending(self._fleet.pull_object(node_id, object_id), scope, idle)
-                async with contextlib.aclosing(stream):
-                    return await collect_object(object_id, stream)
+                what = f"object {object_id[:12]} from the SuperLink"
+                progress = TransferProgress(("downloading", "downloaded"), what, None, logger)
+                async with contextlib.aclosing(tracked(stream, progress)) as counted:
+                    return await collect_object(object_id, counted)
         except TimeoutError:
             raise UnavailableError(
                 f"the SuperLink sent no part of object {object_id} for {idle:g}s"

@@ -12,12 +12,13 @@ refuses (with one line that says what to fix).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -42,13 +43,19 @@ from stamen.common.errors import (
 )
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.project import read_project
+from stamen.common.trust import TrustPolicy
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
 from stamen.transport.grpc.guard import sign_requests
 
 from .agent import SuperNodeAgent
+from .bundles import BundleExecutor
 from .executor import ThreadExecutor, WorkerProcessExecutor
-from .settings import DEFAULT_SERVER, SuperNodeSettings, describe
+from .settings import DEFAULT_BUNDLE_CACHE, DEFAULT_SERVER, SuperNodeSettings, describe
+
+if TYPE_CHECKING:
+    from .telemetry import SuperNodeMetrics
 
 __all__ = ["main", "serve", "supernode"]
 
@@ -67,7 +74,7 @@ PROG = "stamen-supernode"
         "exit), 1 when the node gives up reaching the SuperLink, 2 for bad input."
     ),
 )
-@click.argument("app", envvar="STAMEN_APP")
+@click.argument("app", envvar="STAMEN_APP", required=False)
 @click.option(
     "--server",
     "--superlink",
@@ -108,6 +115,32 @@ PROG = "stamen-supernode"
     help="Directory the app module is imported from.",
 )
 @click.option(
+    "--bundle-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=str(DEFAULT_BUNDLE_CACHE),
+    show_default=True,
+    envvar="STAMEN_BUNDLE_CACHE",
+    help="Without APP: where the runs' app bundles are unpacked.",
+)
+@click.option(
+    "--trusted-entities",
+    "--trust-entities",
+    "trusted_entities",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    envvar="STAMEN_TRUSTED_ENTITIES",
+    help="Without APP: run only bundles signed by a publisher key this TOML file lists "
+    '("KEY-ID" = "ssh-ed25519 ..." lines, from stamen keys new).',
+)
+@click.option(
+    "--allow-bundle",
+    "allow_bundles",
+    multiple=True,
+    metavar="sha256:HASH",
+    envvar="STAMEN_ALLOW_BUNDLES",
+    help="Without APP: run only these bundles (repeatable).",
+)
+@click.option(
     "--isolation",
     default="process",
     metavar="[process|thread]",
@@ -131,6 +164,23 @@ PROG = "stamen-supernode"
     help="Give up after this many seconds without the SuperLink [default: never].",
 )
 @click.option(
+    "--metrics-address",
+    metavar="[HOST:]PORT",
+    envvar="STAMEN_METRICS_ADDRESS",
+    show_envvar=True,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
+    "127.0.0.1). Off unless given.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="STAMEN_LOG_FORMAT",
+    show_envvar=True,
+    help="text: a line a person reads; json: one object per line, for log collectors.",
+)
+@click.option(
     "--auth-supernode-private-key",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
@@ -151,16 +201,20 @@ PROG = "stamen-supernode"
 @click.pass_context
 def supernode(ctx: click.Context, /, **options: Any) -> None:
     """Run a SuperNode: serve the ClientApp APP (module:attribute, for example client:app)
-    to a SuperLink.
+    to a SuperLink. Without APP, the clientapp of the pyproject.toml in --dir is served;
+    with neither, the node serves any run submitted with `stamen run`, fetching its app
+    bundle from the SuperLink (cached in --bundle-cache).
 
     The node registers with the SuperLink, long-polls for instructions, runs APP on each
     and sends the replies back; it reconnects with backoff when the SuperLink goes away.
     """
     try:
-        settings = SuperNodeSettings(**options)
+        settings = SuperNodeSettings(**_with_project(options))
     except ValidationError as exc:
         ctx.exit(_fail(describe(exc), EXIT_BAD_INPUT))
-    setup_logging(settings.log_level)
+    except UserInputError as exc:
+        ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
+    setup_logging(settings.log_level, fmt=settings.log_format)
     tune_allocator()
     try:
         run(serve(settings))
@@ -172,6 +226,15 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
     except asyncio.CancelledError as exc:  # a signal cancelled it: say which way
         ctx.exit(_fail(exc.args[0] if exc.args else "cancelled", EXIT_FAILED))
+
+
+def _with_project(options: dict[str, Any]) -> dict[str, Any]:
+    """APP, or the clientapp of the app's pyproject.toml in --dir, or none (each run's
+    bundle then brings its app)."""
+    if options["app"] or not Path(options["directory"]).is_dir():
+        return options  # a missing --dir is reported by the settings
+    app = read_project(options["directory"]).components.get("clientapp")
+    return {**options, "app": app or None}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -203,6 +266,7 @@ async def serve(settings: SuperNodeSettings) -> None:
     try:
         executor = await _start_executor(settings)
         try:
+            metrics, executor = _instrumented(settings, executor)
             agent = SuperNodeAgent(
                 GrpcFleetClient(channel),
                 executor,
@@ -210,9 +274,20 @@ async def serve(settings: SuperNodeSettings) -> None:
                 max_retries=settings.max_retries,
                 max_wait_time=settings.max_wait_time,
             )
+            if isinstance(executor, BundleExecutor):
+                executor.attach(agent.get_run, agent.pull_object)
             shutdown.stop = agent.stop
             logger.info("connecting to the SuperLink at %s", settings.server)
-            await agent.run()
+            async with contextlib.AsyncExitStack() as web:
+                if metrics is not None and settings.metrics_address is not None:
+                    from stamen.common.webserver import http_server, metrics_app
+
+                    app = metrics_app(metrics.registry)
+                    bound = await web.enter_async_context(
+                        http_server(app, settings.metrics_address)
+                    )
+                    logger.info("Prometheus metrics at http://%s/metrics", bound)
+                await agent.run()
             logger.info("stopped")
         finally:
             await executor.aclose()
@@ -222,8 +297,29 @@ async def serve(settings: SuperNodeSettings) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _instrumented(
+    settings: SuperNodeSettings, executor: AppExecutor
+) -> tuple[SuperNodeMetrics | None, AppExecutor]:
+    """The executor, counted when metrics are on (imported only then: start-up time)."""
+    if settings.metrics_address is None:
+        return None, executor
+    from .telemetry import InstrumentedExecutor, SuperNodeMetrics
+
+    metrics = SuperNodeMetrics()
+    return metrics, InstrumentedExecutor(executor, metrics)
+
+
 async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
     """The app's executor, with the app imported: a bad app fails here, before serving."""
+    if settings.app is None:
+        policy = TrustPolicy.from_options(settings.trusted_entities, settings.allow_bundles)
+        logger.info("no app: serving the app bundle of each run (cache %s)", settings.bundle_cache)
+        if policy is None:
+            logger.warning("no --trusted-entities or --allow-bundle: any app submitted to the "
+                           "SuperLink will run on this node")  # fmt: skip
+        else:
+            logger.info("running only bundles %s", policy.describe())
+        return BundleExecutor(settings.bundle_cache, policy=policy)
     if settings.isolation == "thread":
         app = load_app(settings.app, ClientApp, settings.directory)
         return ThreadExecutor(app)

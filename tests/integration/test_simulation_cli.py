@@ -7,12 +7,17 @@ leaves no process of the simulation's session and no segment of its pool behind.
 
 from __future__ import annotations
 
+import csv
+import importlib.util
+import json
 import os
 import signal
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from procs import Procs
@@ -107,6 +112,62 @@ def test_a_run_ends_with_the_summary_table(procs: Procs, app_dir: Path) -> None:
     ]
     assert proc.matches(r"\[ROUND 2\]")
     assert not proc.matches(r"node \d+ registered")  # per-node lines stay quiet at INFO
+
+
+def test_output_dir_gets_the_history_csv_arrays_and_plot(
+    procs: Procs, app_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results" / "run"
+    proc = procs.start("simulation", simulation(app_dir, "--output-dir", str(out)))
+
+    assert proc.wait(timeout=90) == 0, proc.tail()
+    assert proc.matches(rf"results in {out}: history.json, metrics.csv, final_arrays.npz")
+    history = json.loads((out / "history.json").read_text())
+    assert history["losses_distributed"] == [[1, 1.5], [2, 1.5]]
+    with (out / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["round"], r["loss_distributed"], r["evaluate_accuracy"]) for r in rows] == [
+        ("1", "1.5", "0.5"),
+        ("2", "1.5", "0.5"),
+    ]
+    with np.load(out / "final_arrays.npz") as saved:
+        # each of partitions 0..3 adds its id to the zeros, every round: mean 1.5 twice
+        np.testing.assert_allclose(saved["0"], np.full(10, 3.0))
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_dashboard_follows_a_simulation(procs: Procs, app_dir: Path) -> None:
+    run_config = "num-server-rounds=30 sleep=0.1"
+    argv = simulation(app_dir, "--run-config", run_config, "--dashboard-address", "0")
+    proc = procs.start("simulation", argv)
+    served = proc.wait_for(r"dashboard at (http://\S+/)")[0].group(1)
+    proc.wait_for(r"\[ROUND 3\]")
+
+    with urllib.request.urlopen(served + "api/state", timeout=10) as response:
+        state = json.loads(response.read())
+
+    (run,) = state["runs"]
+    assert run["status"] == "running"
+    assert run["num_rounds"] == 30
+    assert [r["round"] for r in run["rounds"]][:2] == [1, 2]
+    assert run["rounds"][0]["metrics"]["evaluate/accuracy"] == 0.5
+    assert state["nodes_total"] == state["nodes_online"] == 4
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait() == 128 + signal.SIGINT.value, proc.tail()
+
+
+def test_an_output_dir_that_is_a_file_is_bad_input(
+    procs: Procs, app_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "taken").write_text("")
+    proc = procs.start("simulation", simulation(app_dir, "--output-dir", str(tmp_path / "taken")))
+
+    assert proc.wait(timeout=60) == 2, proc.tail()
+    assert proc.output().strip() == (
+        f"stamen-simulation: error: --output-dir: '{tmp_path / 'taken'}' exists and is not a "
+        "directory"
+    )
 
 
 @pytest.mark.parametrize(
@@ -204,3 +265,68 @@ def _alive(pid: int) -> bool:
 
 def _segments(prefix: str) -> list[str]:
     return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+PYPROJECT = """
+[project]
+name = "app"
+version = "1.0.0"
+
+[tool.flwr.app.components]
+serverapp = "server:app"
+clientapp = "client:app"
+
+[tool.flwr.app.config]
+num-server-rounds = 1
+sleep = 0.0
+model-size = 10
+"""
+
+
+def test_the_pyproject_gives_the_apps_and_the_config(procs: Procs, app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir)]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=90) == 0, proc.tail()
+    assert proc.matches(r"\[ROUND 1\]")
+    assert not proc.matches(r"\[ROUND 2\]")  # num-server-rounds = 1 from the pyproject
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--run-config", "num-server-round=2"],
+            "stamen-simulation: error: --run-config: the app declares no key "
+            "'num-server-round'; did you mean 'num-server-rounds'?",
+        ),
+        (
+            ["--run-config", "num-server-rounds=2, sleep=1"],
+            "stamen-simulation: error: --run-config: config entry 'num-server-rounds=2,': "
+            "separate pairs with spaces",
+        ),
+    ],
+)
+def test_run_config_errors_name_the_key(
+    procs: Procs, app_dir: Path, args: list[str], message: str
+) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir), *args]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=60) == 2, proc.tail()
+    assert len(proc.output().splitlines()) == 1
+    assert proc.output().startswith(message), proc.output()
+
+
+def test_no_app_and_no_pyproject_says_what_to_pass(procs: Procs, app_dir: Path) -> None:
+    argv = ["stamen-simulation", "--num-supernodes", "2", "--dir", str(app_dir)]
+
+    proc = procs.start("simulation", argv)
+
+    assert proc.wait(timeout=60) == 2, proc.tail()
+    assert proc.output().startswith("stamen-simulation: error: pass --server-app"), proc.output()
+    assert len(proc.output().splitlines()) == 1

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIS = ["stamen-superlink", "stamen-supernode", "stamen-serverapp", "stamen-simulation"]
+CLIS = ["stamen-superlink", "stamen-supernode", "stamen-serverapp", "stamen-simulation", "stamen"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,6 +52,7 @@ def test_wheel_contains_every_package(wheel: Path) -> None:
     packed = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("__init__.py")}
     assert _source_packages() <= packed, sorted(_source_packages() - packed)
     assert "stamen/py.typed" in names
+    assert "stamen/superlink/dashboard.html" in names  # the dashboard's page, offline
 
 
 def test_each_cli_runs_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
@@ -81,3 +82,10 @@ def test_each_cli_runs_from_the_wheel(wheel: Path, tmp_path: Path) -> None:
         )
         assert result.returncode == 0, (cli, result.stderr)
         assert "Usage:" in result.stdout
+    # The app templates are package data: `stamen new` works from the wheel.
+    made = subprocess.run(
+        [str(env_dir / "bin" / "stamen"), "new", "wheelapp", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "wheelapp" / "wheelapp" / "task.py").is_file()

@@ -55,7 +55,7 @@ def test_superlink_auth_flags_that_do_not_fit_are_one_line(
 def test_superlink_unreadable_key_lists_are_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(superlink_cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(superlink_cli, "setup_logging", lambda *args, **kwargs: None)
     listing = tmp_path / "keys.csv"
     listing.write_text("not a key\n")
     code, output = superlink(
@@ -70,7 +70,7 @@ def test_superlink_unreadable_key_lists_are_named(
 def test_supernode_with_an_unusable_key_exits_2_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(supernode_cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(supernode_cli, "setup_logging", lambda *args, **kwargs: None)
     junk = tmp_path / "node.key"
     junk.write_text("junk")
     with pytest.raises(SystemExit) as exited:
@@ -83,7 +83,7 @@ def test_supernode_with_an_unusable_key_exits_2_in_one_line(
 def test_runner_with_a_missing_token_file_exits_2_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner_cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(runner_cli, "setup_logging", lambda *args, **kwargs: None)
     result = CliRunner().invoke(
         runner_cli.main,
         ["x:app", "--insecure", "--operator-token-file", str(tmp_path / "missing")],
@@ -255,7 +255,7 @@ async def test_the_key_registry_needs_node_authentication() -> None:
 def test_a_superlink_that_does_not_start_leaves_no_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(superlink_cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(superlink_cli, "setup_logging", lambda *args, **kwargs: None)
     database = tmp_path / "state.db"
     missing = [str(tmp_path / name) for name in ("ca.crt", "server.pem", "server.key")]
     code, output = superlink("--certificates", *missing, "--database", str(database))

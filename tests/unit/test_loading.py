@@ -94,10 +94,11 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_module_not_found(tmp_path: Path) -> None:
     assert load_error("no_such_module_here:app", tmp_path) == (
-        "no module named 'no_such_module_here'"
+        f"no module named 'no_such_module_here' (looked in {str(tmp_path)!r} and on "
+        "sys.path; pass --dir with the folder that holds it)"
     )
     write(tmp_path, "pkg/__init__.py", "")
-    assert load_error("pkg.absent:app", tmp_path) == "no module named 'pkg.absent'"
+    assert load_error("pkg.absent:app", tmp_path).startswith("no module named 'pkg.absent' (")
 
 
 def test_module_with_a_missing_dependency(tmp_path: Path) -> None:

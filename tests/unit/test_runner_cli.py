@@ -16,7 +16,7 @@ SERVER_APP = "from stamen.server import ServerApp\napp = ServerApp()\nnot_an_app
 @pytest.fixture(autouse=True)
 def _no_log_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI configures the root logger; the test process keeps its own."""
-    monkeypatch.setattr(cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
@@ -138,3 +138,35 @@ def test_run_id_and_resume_exclude_each_other(app_dir: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--run-id and --resume exclude each other" in error_line(result)
+
+
+PYPROJECT = """
+[tool.stamen.app.components]
+serverapp = "srvapp_cli_app:app"
+
+[tool.stamen.app.config]
+num-server-rounds = 3
+"""
+
+
+def test_without_app_the_pyproject_names_it(app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    address = f"127.0.0.1:{free_port()}"
+    result = invoke(
+        "--insecure", "--dir", str(app_dir), "--superlink", address, "--max-wait-time", "0.3"
+    )
+    assert result.exit_code == 1  # it loaded the app and went on to connect
+    assert "stayed unreachable" in error_line(result)
+
+
+def test_without_app_or_pyproject_says_what_to_pass(app_dir: Path) -> None:
+    result = invoke("--insecure", "--dir", str(app_dir))
+    assert result.exit_code == 2
+    assert "pass APP (module:attribute)" in error_line(result)
+
+
+def test_a_run_config_key_the_app_lacks_is_bad_input(app_dir: Path) -> None:
+    (app_dir / "pyproject.toml").write_text(PYPROJECT)
+    result = invoke("--insecure", "--dir", str(app_dir), "--run-config", "num-rounds=1")
+    assert result.exit_code == 2
+    assert "no key 'num-rounds'; did you mean 'num-server-rounds'?" in error_line(result)

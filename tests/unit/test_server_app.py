@@ -220,6 +220,41 @@ def test_accept_failures_false_stops_the_run_with_a_clear_error() -> None:
     assert info.value.server_round == 1
 
 
+def test_a_round_in_which_every_node_failed_fails_the_run() -> None:
+    strategy = FedAvg(min_fit_clients=2, min_available_clients=2)
+    app = ServerApp(config=ServerConfig(num_rounds=2), strategy=strategy)
+    with pytest.raises(RoundFailedError, match=r"round 1 \(fit\).*none replied with a result"):
+        app(grid_of(2, fail_on={0, 1}), context())
+
+
+def test_the_run_config_may_allow_empty_rounds() -> None:
+    strategy = Recording(min_fit_clients=2, min_available_clients=2)
+    app = ServerApp(config=ServerConfig(num_rounds=2), strategy=strategy)
+    history = app(grid_of(2, fail_on={0, 1}), context(**{"allow-empty-rounds": True}))
+    assert strategy.produced == [None, None]
+    assert history is not None
+
+
+def test_max_failure_rate_sets_the_threshold() -> None:
+    strategy = FedAvg(min_fit_clients=3, min_available_clients=3)
+    app = ServerApp(config=ServerConfig(num_rounds=1), strategy=strategy)
+    with pytest.raises(
+        RoundFailedError, match=r"33% of the nodes failed, over max-failure-rate 0.2"
+    ):
+        app(grid_of(3, fail_on={1}), context(**{"max-failure-rate": 0.2}))
+    app(grid_of(3, fail_on={1}), context(**{"max-failure-rate": 0.5}))  # within it
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max-failure-rate", 2), ("max-failure-rate", "x"), ("allow-empty-rounds", 1)],
+)
+def test_failure_settings_are_checked(key: str, value: object) -> None:
+    app = ServerApp(config=ServerConfig(num_rounds=1), strategy=FedAvg(min_available_clients=1))
+    with pytest.raises(ConfigError, match=f"run config '{key}' must be"):
+        app(grid_of(1), context(**{key: value}))
+
+
 def test_missing_replies_count_as_failures(caplog) -> None:
     caplog.set_level(logging.INFO, logger="stamen")
     grid = grid_of(3)

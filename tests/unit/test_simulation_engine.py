@@ -193,6 +193,9 @@ def test_objects_give_the_same_model_as_references(
 
     assert len(history.losses_distributed) == 2
     assert all(np.array_equal(a, b) for a, b in zip(by_reference, server_module.FINAL, strict=True))
+    assert history.final_arrays is not None  # the final model comes back with the History
+    final = history.final_arrays.to_numpy_ndarrays()
+    assert all(np.array_equal(a, b) for a, b in zip(final, server_module.FINAL, strict=True))
 
 
 def test_a_legacy_client_fn_gets_cids_0_to_n_minus_1(

@@ -6,13 +6,15 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 from stamen.codec.envelope import Envelope
 from stamen.common.message import MessageType, Metadata
 from stamen.server.history import History
 from stamen.simulation.cli import simulation
-from stamen.simulation.progress import RoundProgress, StatusLine
+from stamen.simulation.progress import RoundProgress, StatusLine, stderr_above
 from stamen.simulation.summary import summary_table
 
 _ids = itertools.count(1)
@@ -100,6 +102,24 @@ def test_log_lines_print_above_the_status_line() -> None:
         f"{erase}a log line\nround 1: train 0/3"
         f"{erase}round 1: train 3/3\n"
         "another\n"
+    )
+
+
+def test_what_other_processes_print_to_stderr_goes_above_the_line() -> None:
+    terminal = io.StringIO()
+    status = StatusLine(terminal)
+    status.show("round 1: train 0/3")
+
+    with stderr_above(status):
+        subprocess.run(  # a worker process, printing to its inherited stderr
+            [sys.executable, "-c", "import sys; sys.stderr.write('from a worker\\n')"],
+            check=True,
+            timeout=60,
+        )
+
+    erase = "\r\x1b[K"
+    assert terminal.getvalue() == (
+        f"{erase}round 1: train 0/3{erase}from a worker\nround 1: train 0/3"
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from pydantic import ValidationError
 from stamen.codec import encode_message
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import StamenError, UnavailableError
-from stamen.common.logging import setup_logging
+from stamen.common.logging import FORMAT_ENV, setup_logging
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, RecordDict
 from stamen.superlink import cli
@@ -41,7 +43,7 @@ LOOPBACK = {
 @pytest.fixture
 def no_log_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the CLI from reconfiguring this test process's logging."""
-    monkeypatch.setattr(cli, "setup_logging", lambda level: None)
+    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -77,6 +79,8 @@ def test_settings_need_exactly_one_of_insecure_and_certificates(tmp_path: Path) 
         (("--insecure", "--heartbeat-interval", "-1"), None, "--heartbeat-interval: Input should"),
         (("--ssl-certfile", "b"), None, "go together: pass all three"),
         (("--certificates", "a", "b", "c", "--ssl-keyfile", "c"), None, "either --certificates"),
+        (("--insecure", "--metrics-address", "x"), None, "--metrics-address: 'x' is not"),
+        (("--insecure", "--dashboard-address", "a:b"), None, "--dashboard-address: 'a:b' is"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
@@ -119,6 +123,14 @@ def test_a_corrupt_database_is_refused_with_one_line(tmp_path: Path, no_log_setu
     (line,) = output.strip().splitlines()
     assert line.startswith("stamen-superlink: error: ")
     assert "corrupt" in line
+
+
+def test_a_dashboard_address_it_cannot_listen_on_is_bad_input(no_log_setup: None) -> None:
+    code, output = invoke(
+        "--insecure", "--database", ":memory:", "--dashboard-address", "1.2.3.4:1"
+    )
+    assert code == 2
+    assert "cannot listen on 1.2.3.4:1" in output
 
 
 def test_help_explains_and_version_prints() -> None:
@@ -256,10 +268,29 @@ def test_log_lines_are_readable_and_carry_their_context(restore_logging: None) -
     logger.info("node %d registered", 7, extra={"node_id": 7})
     logger.debug("not shown")
     logger.info("plain")
-    first, second = stream.getvalue().splitlines()
+    logger.info("run ended", extra={"run_id": 12, "node_id": 7})
+    first, second, third = stream.getvalue().splitlines()
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO stamen.superlink.test: node 7 registered "
-        r"\[node_id=7\]",
-        first,
-    )
-    assert second.endswith("INFO stamen.superlink.test: plain")
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO superlink.test: node 7 registered", first
+    )  # its node id once: the message names it
+    assert second.endswith("INFO superlink.test: plain")
+    assert third.endswith("INFO superlink.test: run ended [run_id=12 node_id=7]")
+    assert "\033[" not in stream.getvalue()  # no colours: not a terminal
+
+
+def test_json_log_lines_for_machines(restore_logging: None) -> None:
+    stream = io.StringIO()
+    setup_logging("info", stream, fmt="json", label="worker 9")
+    try:
+        logging.getLogger("stamen.runner.x").warning("round %d failed", 2, extra={"run_id": 5})
+    finally:
+        os.environ.pop(FORMAT_ENV, None)
+    entry = json.loads(stream.getvalue())
+    assert entry["time"][:4].isdigit()
+    assert {k: v for k, v in entry.items() if k != "time"} == {
+        "level": "WARNING",
+        "logger": "runner.x",
+        "message": "round 2 failed",
+        "run_id": 5,
+        "process": "worker 9",
+    }

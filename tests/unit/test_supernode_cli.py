@@ -61,6 +61,8 @@ def free_port() -> int:
         (["--insecure", "--dir", "/no/such/dir"], "--dir: '/no/such/dir' is not a directory"),
         (["--insecure", "--max-retries", "many"], "'many' is not a valid integer"),
         (["--insecure", "--no-such-flag"], "No such option '--no-such-flag'"),
+        (["--insecure", "--metrics-address", "here"], "--metrics-address: 'here' is not"),
+        (["--insecure", "--log-format", "xml"], "'xml' is not one of 'text', 'json'"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(
@@ -159,3 +161,25 @@ def test_settings_parse_node_config_and_accept_one_way_to_connect(app_dir: Path)
     )
     assert settings.node_config == {"partition-id": 0, "num-partitions": 10, "name": "a b"}
     assert settings.log_level == "DEBUG"
+
+
+def test_without_app_the_pyproject_names_it(
+    app_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (app_dir / "pyproject.toml").write_text('[tool.flwr.app.components]\nclientapp = "client"\n')
+    code, lines = run_cli(["--insecure", "--dir", str(app_dir)], capsys)
+    assert code == 2  # the pyproject's (malformed) reference was the one checked
+    assert lines == [
+        "stamen-supernode: error: APP: 'client' is not a 'module:attribute' reference "
+        "(like client:app)"
+    ]
+
+
+def test_without_any_app_thread_isolation_is_refused(
+    app_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No APP and no pyproject: the node serves the runs' bundles, in worker processes.
+    code, lines = run_cli(["--insecure", "--dir", str(app_dir), "--isolation", "thread"], capsys)
+    assert code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("stamen-supernode: error: --isolation thread needs an APP")

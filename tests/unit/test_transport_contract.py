@@ -54,6 +54,7 @@ class Apis:
     fleet: FleetApi
     serverappio: ServerAppIoApi
     control: ControlApi
+    link: SuperLink | None = None
 
 
 async def _grpc(link: SuperLink, stack: AsyncExitStack) -> Apis:
@@ -90,10 +91,11 @@ async def apis(request: pytest.FixtureRequest) -> AsyncIterator[Apis]:
                 MemoryFleet(link.fleet),
                 MemoryServerAppIo(link.serverappio),
                 MemoryControl(link.control),
+                link,
             )
         else:
             async with asyncio.timeout(10):
-                yield await _grpc(link, stack)
+                yield replace(await _grpc(link, stack), link=link)
 
 
 async def _chunks(data: Buffer, chunk_size: int = 1 << 20) -> AsyncIterator[memoryview]:
@@ -160,6 +162,28 @@ async def test_runs_are_created_read_listed_and_stopped(apis: Apis) -> None:
     with pytest.raises(RunNotRunningError) as caught:
         await apis.control.stop_run(run_id)
     assert (caught.value.run_id, caught.value.run_status) == (run_id, RunStatus.FINISHED)
+
+
+async def test_rounds_reported_are_kept_in_order_for_a_running_run(apis: Apis) -> None:
+    assert apis.link is not None
+    run_id = await apis.serverappio.create_run("server:app", "client:app", {})
+    await apis.serverappio.update_run_status(run_id, RunStatus.RUNNING)
+
+    await apis.serverappio.report_round(run_id, 1, 0.5, {"loss/distributed": 2.0})
+    await apis.serverappio.report_round(run_id, 2, 0.25, {"loss/distributed": 1.0, "n": 3})
+
+    rounds = apis.link.rounds.rounds(run_id)
+    assert [(r.server_round, r.seconds, dict(r.metrics)) for r in rounds] == [
+        (1, 0.5, {"loss/distributed": 2.0}),
+        (2, 0.25, {"loss/distributed": 1.0, "n": 3.0}),
+    ]
+    with pytest.raises(InvalidMessageError, match="round >= 1"):
+        await apis.serverappio.report_round(run_id, 0, 0.5, {})
+    with pytest.raises(NotFoundError, match="run 12345 does not exist"):
+        await apis.serverappio.report_round(12345, 1, 0.5, {})
+    await apis.control.stop_run(run_id)
+    with pytest.raises(RunNotRunningError):
+        await apis.serverappio.report_round(run_id, 3, 0.5, {})
 
 
 async def test_unknown_runs_are_not_found_on_every_api(apis: Apis) -> None:

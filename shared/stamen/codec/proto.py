@@ -381,6 +381,7 @@ def run_to_proto(run: Run) -> pb.Run:
         created_at=float(run.created_at),
         started_at=float(run.started_at),
         finished_at=float(run.finished_at),
+        bundle=run.bundle,
     )
 
 
@@ -397,6 +398,7 @@ def run_from_proto(run: pb.Run) -> Run:
         created_at=float(run.created_at),
         started_at=float(run.started_at),
         finished_at=float(run.finished_at),
+        bundle=run.bundle,
     )
 
 

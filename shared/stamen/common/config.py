@@ -2,7 +2,10 @@
 
 Pairs are `key=value`, separated by spaces. Values are typed like TOML scalars: integers,
 floats, true/false, and "double" or 'single' quoted strings (quoted values are always
-strings, so `id="007"` stays "007"); any other bare word is a string.
+strings, so `id="007"` stays "007"); any other bare word is a string. An inline table
+(`model={lr=0.1}`) is flattened to dotted keys (`model.lr`), as Flower does, and a lone
+`PATH.toml` reads the pairs from that file. A bare value ending in a comma (`'a=1, b=2'`)
+is refused: pairs are separated by spaces.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -36,6 +40,8 @@ def split_address(address: str) -> tuple[str, int]:
 
 def parse_user_config(text: str) -> UserConfig:
     """Parse space-separated `key=value` pairs; ConfigError names the first bad piece."""
+    if text.strip().endswith(".toml") and "=" not in text:
+        return _read_toml(Path(text.strip()).expanduser())
     config: UserConfig = {}
     for piece in _PIECE.findall(text):
         match = _PAIR.fullmatch(piece)
@@ -47,15 +53,41 @@ def parse_user_config(text: str) -> UserConfig:
             raise ConfigError(
                 f"config entry {piece!r}: the key must be letters, digits, '_', '.' or '-'"
             )
-        if key in config:
-            raise ConfigError(f"config entry {piece!r}: the key {key!r} is given twice")
         if not raw:
             raise ConfigError(f'config entry {piece!r} has no value (write {key}="" for "")')
-        config[key] = _value(piece, raw)
+        if raw.endswith(",") and raw[0] not in "\"'{":
+            raise ConfigError(
+                f"config entry {piece!r}: separate pairs with spaces, not commas "
+                "(for example 'a=1 b=2')"
+            )
+        value = _value(piece, raw)
+        entries = _flat(value, key) if isinstance(value, Mapping) else {key: value}
+        for name, item in entries.items():
+            if name in config:
+                raise ConfigError(f"config entry {piece!r}: the key {name!r} is given twice")
+            config[name] = item
     return config
 
 
-def _value(piece: str, raw: str) -> UserConfigValue:
+def _flat(table: Mapping[str, Any], parent_key: str = "") -> UserConfig:
+    """`flatten_dict`, its error a ConfigError (bad input, not a bug)."""
+    try:
+        return flatten_dict(table, parent_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _read_toml(path: Path) -> UserConfig:
+    try:
+        with path.open("rb") as file:
+            return _flat(tomllib.load(file))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _value(piece: str, raw: str) -> UserConfigValue | dict[str, Any]:
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
     if "#" in raw and raw[0] not in "\"'":
@@ -66,7 +98,7 @@ def _value(piece: str, raw: str) -> UserConfigValue:
         if raw[0] in "\"'":
             raise ConfigError(f"config entry {piece!r}: {raw} is not a valid string") from None
         return raw
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str | dict):
         return value
     return raw  # a bare word that TOML reads as a date or an array stays text
 

@@ -275,17 +275,24 @@ class NodeReplyError(StamenError):
 
 
 class RoundFailedError(StamenError):
-    """A round had failures and the strategy does not accept failures."""
+    """A round failed: every node failed (no result to aggregate), more than the run's
+    `max-failure-rate` did, or any did and the strategy does not accept failures."""
 
     status = Status.ABORTED
 
-    def __init__(self, server_round: int, phase: str, reasons: list[str]) -> None:
+    def __init__(
+        self,
+        server_round: int,
+        phase: str,
+        reasons: list[str],
+        why: str = "the strategy does not accept failures (accept_failures=False)",
+    ) -> None:
         shown = "; ".join(reasons[:3]) + (
             f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
         )
         super().__init__(
-            f"round {server_round} ({phase}) stopped: {len(reasons)} node(s) failed and the "
-            f"strategy does not accept failures (accept_failures=False): {shown}"
+            f"round {server_round} ({phase}) stopped: {len(reasons)} node(s) failed and {why}: "
+            f"{shown}"
         )
         self.server_round = server_round
         self.phase = phase

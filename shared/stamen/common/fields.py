@@ -16,7 +16,15 @@ from .config import parse_user_config, split_address
 from .errors import ConfigError
 from .records import UserConfig
 
-__all__ = ["Address", "ExistingDirectory", "LogLevel", "UserConfigText", "describe_invalid"]
+__all__ = [
+    "Address",
+    "ExistingDirectory",
+    "HttpAddress",
+    "LogLevel",
+    "OutputDirectory",
+    "UserConfigText",
+    "describe_invalid",
+]
 
 
 def _upper(value: Any) -> Any:
@@ -40,9 +48,22 @@ def _address(value: str) -> str:
     return value
 
 
+def _loopback_by_default(value: Any) -> Any:
+    """'9100' and ':9100' mean 127.0.0.1:9100: what is served is private unless asked."""
+    if isinstance(value, int) or (isinstance(value, str) and value.lstrip(":").isdigit()):
+        return f"127.0.0.1:{str(value).lstrip(':')}"
+    return value
+
+
 def _existing_directory(value: Path) -> Path:
     if not value.is_dir():
         raise ValueError(f"{str(value)!r} is not a directory")
+    return value
+
+
+def _output_directory(value: Path) -> Path:
+    if value.exists() and not value.is_dir():
+        raise ValueError(f"{str(value)!r} exists and is not a directory")
     return value
 
 
@@ -55,8 +76,14 @@ UserConfigText = Annotated[UserConfig, BeforeValidator(_user_config)]
 ExistingDirectory = Annotated[Path, AfterValidator(_existing_directory)]
 """A folder that exists (where an app is imported from)."""
 
+OutputDirectory = Annotated[Path, AfterValidator(_output_directory)]
+"""A folder to write results into: made when missing, refused when a file is in the way."""
+
 Address = Annotated[str, AfterValidator(_address)]
 """`HOST:PORT` (or `[v6]:PORT`), to listen on or to connect to."""
+
+HttpAddress = Annotated[str, BeforeValidator(_loopback_by_default), AfterValidator(_address)]
+"""Where to serve HTTP (metrics, dashboard): `HOST:PORT`, or a port alone for 127.0.0.1."""
 
 
 def describe_invalid(error: ValidationError, flags: Mapping[str, str] | None = None) -> str:

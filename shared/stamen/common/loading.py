@@ -52,7 +52,7 @@ def load_app(
     module_name, attribute = _parse(reference)
     if directory is not None:
         _put_first_on_path(reference, Path(directory))
-    module = _import(reference, module_name)
+    module = _import(reference, module_name, directory)
     app = _resolve(reference, module, attribute, expected)
     if not isinstance(app, expected):
         raise AppLoadError(
@@ -108,13 +108,18 @@ def _forget_shadowed_modules(path: Path) -> None:
             del sys.modules[name]
 
 
-def _import(reference: str, module_name: str) -> ModuleType:
+def _import(reference: str, module_name: str, directory: str | Path | None) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(f"{missing}."):
-            raise AppLoadError(reference, f"no module named {missing!r}") from None
+            where = "" if directory is None else f"in {str(directory)!r} and "
+            raise AppLoadError(
+                reference,
+                f"no module named {missing!r} (looked {where}on sys.path; pass --dir "
+                "with the folder that holds it)",
+            ) from None
         raise AppLoadError(
             reference,
             f"module {module_name!r} does not import: {_describe(exc)}{_location(exc)}",

@@ -20,6 +20,7 @@ from .grid import Grid
 from .history import History
 from .legacy_context import LegacyContext
 from .strategy.strategy import Strategy
+from .tracking import recording_history
 from .workflow.default_workflow import DefaultWorkflow
 
 __all__ = ["MainFn", "ServerApp", "ServerFn"]
@@ -92,8 +93,10 @@ class ServerApp:
         """Run the app to the end (synchronously; call it off the event loop)."""
         with self._lifespan(context):
             if self._main is not None:
-                self._main(grid, context)
-                return History()
+                # Strategy.start or a DefaultWorkflow in the main function fill it.
+                with recording_history() as recording:
+                    self._main(grid, context)
+                return recording.history
             components = self._components(context)
             legacy = LegacyContext(
                 context, components.config, components.strategy, components.client_manager

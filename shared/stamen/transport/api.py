@@ -12,13 +12,13 @@ Object streams: `push_object` consumes chunks (any bytes-like, in order, summing
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
 from stamen.common.records import UserConfig
 
-from .types import Node, NodeRegistration, PushResult, Run
+from .types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 __all__ = ["ControlApi", "FleetApi", "NodeKeysApi", "ServerAppIoApi"]
 
@@ -84,6 +84,11 @@ class ServerAppIoApi(Protocol):
 
     async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
         """The run's latest checkpoint ([] when it has none)."""
+
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        """A round of the running run ended (`seconds`: its duration, 0 if unknown)."""
         ...
 
 
@@ -95,6 +100,18 @@ class ControlApi(Protocol):
     async def get_run(self, run_id: int) -> Run: ...
 
     async def stop_run(self, run_id: int) -> Run: ...
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        """Store the app bundle and start a run of it (the SuperLink launches its ServerApp)."""
+        ...
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        """The run's log from `offset`, waiting up to `timeout` for more while it runs."""
+        ...
+
+    async def list_results(self, run_id: int) -> list[ResultFile]: ...
+
+    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]: ...
 
 
 class NodeKeysApi(Protocol):

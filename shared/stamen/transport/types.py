@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 from stamen.common.records import UserConfig
 
-__all__ = ["CHECKPOINT_PREFIX", "Node", "NodeRegistration", "PushResult", "Run", "RunStatus"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "LogChunk",
+    "Node",
+    "NodeRegistration",
+    "PushResult",
+    "ResultFile",
+    "Run",
+    "RunStatus",
+]
 
 CHECKPOINT_PREFIX = "checkpoint-"
 """A run checkpoint's message id starts with this (ServerAppIo.PushCheckpoint)."""
@@ -35,6 +44,26 @@ class Run:
     created_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
+    bundle: str = ""
+    """sha256 of the run's app bundle; "" for a run created without one (by hand)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """A piece of a run's log, from where the caller was, and the run as it is now."""
+
+    text: bytes
+    next_offset: int
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """A file a run left in the SuperLink (history.json, final_arrays.npz, ...)."""
+
+    name: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)

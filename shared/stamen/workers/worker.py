@@ -34,6 +34,7 @@ from stamen.codec.envelope import Envelope
 from stamen.common.context import Context
 from stamen.common.errors import AppLoadError
 from stamen.common.loading import load_app
+from stamen.common.logging import setup_logging
 from stamen.common.records import RecordDict
 
 from .resources import THREAD_VARIABLES, WorkerSpec
@@ -124,10 +125,7 @@ def serve(
         root = logging.getLogger()
         for handler in root.handlers[:]:
             root.removeHandler(handler)  # not closed: they are the parent's, copied
-    logging.basicConfig(
-        level=log_level,
-        format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s",
-    )
+    setup_logging(log_level, label=f"worker {os.getpid()}")  # the format its parent chose
     _apply(spec)
     try:
         # With a forkserver (or forked from the pool's process) the app module is

@@ -11,7 +11,7 @@ through `aggregate_inplace`, the Message API through `strategy_utils`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -21,8 +21,19 @@ from stamen.common.errors import AggregationError
 from stamen.common.legacy import FitRes, NDArrays, read_only_ndarrays
 
 from ..client_proxy import ClientProxy
+from .robust import krum_scores, mean_closest_to_median, median, pairwise_sq_distances, trimmed_mean
 
-__all__ = ["aggregate", "aggregate_inplace", "ordered", "weighted_average", "weighted_loss_avg"]
+__all__ = [
+    "aggregate",
+    "aggregate_bulyan",
+    "aggregate_inplace",
+    "aggregate_krum",
+    "aggregate_median",
+    "aggregate_trimmed_avg",
+    "ordered",
+    "weighted_average",
+    "weighted_loss_avg",
+]
 
 Weight = int | float
 
@@ -146,3 +157,66 @@ def _round(mean: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     if dtype.kind in "biu":
         mean = np.rint(mean)
     return mean.astype(dtype, copy=False)
+
+
+# Flower's functional names for the robust kernels (`flwr.server.strategy.aggregate`).
+
+
+def aggregate_median(results: list[tuple[NDArrays, int]]) -> NDArrays:
+    """The coordinate-wise median of the models; example counts are ignored."""
+    return median([arrays for arrays, _ in results])
+
+
+def aggregate_trimmed_avg(results: list[tuple[NDArrays, int]], proportiontocut: float) -> NDArrays:
+    """The coordinate-wise mean after cutting `proportiontocut` of the values off each tail."""
+    return trimmed_mean([arrays for arrays, _ in results], proportiontocut)
+
+
+def aggregate_krum(
+    results: list[tuple[NDArrays, int]], num_malicious: int, to_keep: int = 0
+) -> NDArrays:
+    """Krum: the model with the lowest score; MultiKrum (`to_keep` > 0): the weighted
+    average of the `to_keep` models with the lowest scores."""
+    scores = krum_scores(pairwise_sq_distances([arrays for arrays, _ in results]), num_malicious)
+    if to_keep > 0:
+        best = np.argsort(scores, kind="stable")[:to_keep]
+        return aggregate(results[int(i)] for i in best)
+    return [np.array(a) for a in results[int(np.argmin(scores))][0]]
+
+
+def aggregate_bulyan(
+    results: list[tuple[NDArrays, int]],
+    num_malicious: int,
+    aggregation_rule: Callable[..., NDArrays] = aggregate_krum,
+    **aggregation_rule_kwargs: Any,
+) -> NDArrays:
+    """Bulyan (El Mhamdi et al., 2018): select n - 2f models by repeated Krum, then per
+    coordinate average the n - 4f selected values closest to their median.
+
+    Krum is the only selection rule (as in Flower); its distances are computed once.
+    """
+    if aggregation_rule is not aggregate_krum:
+        raise ValueError(
+            "The given aggregation rule is not added as Byzantine resilient. "
+            "Please choose from Byzantine resilient rules (aggregate_krum)."
+        )
+    if aggregation_rule_kwargs.get("to_keep", 0) != 0:
+        raise ValueError("Bulyan selects single models: the Krum rule's to_keep must be 0")
+    num_clients = len(results)
+    if num_clients < 4 * num_malicious + 3:
+        raise ValueError(
+            "The Bulyan aggregation requires the number of clients to be greater or "
+            f"equal to 4 * num_malicious + 3 = {4 * num_malicious + 3}, got {num_clients}."
+        )
+    models = [arrays for arrays, _ in results]
+    distances = pairwise_sq_distances(models)
+    remaining = list(range(num_clients))
+    selected: list[int] = []
+    theta = num_clients - 2 * num_malicious
+    for _ in range(theta):
+        sub = distances[np.ix_(remaining, remaining)]
+        best = remaining[int(np.argmin(krum_scores(sub, num_malicious)))]
+        selected.append(best)
+        remaining.remove(best)
+    beta = theta - 2 * num_malicious
+    return mean_closest_to_median([models[i] for i in selected], beta)

@@ -21,8 +21,13 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from stamen.common.context import Context
-from stamen.common.legacy import Parameters, arrayrecord_to_parameters, parameters_to_arrayrecord
-from stamen.common.records import ConfigRecord
+from stamen.common.legacy import (
+    Parameters,
+    arrayrecord_to_parameters,
+    parameters_to_arrayrecord,
+    read_only_ndarrays,
+)
+from stamen.common.records import ArrayRecord, ConfigRecord
 
 from ..grid import Grid
 from ..legacy_context import LegacyContext
@@ -34,6 +39,7 @@ from ..loop import (
     RoundLoop,
     bind_client_manager,
 )
+from ..tracking import record_history, report_round
 
 __all__ = ["DefaultWorkflow", "Workflow", "default_evaluate_workflow", "default_fit_workflow"]
 
@@ -54,6 +60,7 @@ class DefaultWorkflow:
 
     def __call__(self, grid: Grid, context: Context) -> None:
         legacy = _legacy(context)
+        record_history(legacy.history)
         bind_client_manager(grid, legacy)
         loop = RoundLoop(grid, legacy)
         logger.info("[INIT]")
@@ -76,6 +83,8 @@ class DefaultWorkflow:
             legacy.history.add_round_time(server_round, took)
             logger.info("round %d took %.2fs", server_round, took)
             loop.checkpoint(server_round, _parameters(legacy))
+            report_round(legacy.history, server_round, legacy.run_id)
+        legacy.history.final_arrays = ArrayRecord(read_only_ndarrays(_parameters(legacy)))
         logger.info("")
         logger.info("[SUMMARY]")
         logger.info(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
+from stamen.server.tracking import report_result_round
 
 from .result import Result
 from .strategy_utils import log_strategy_start_info
@@ -113,6 +114,7 @@ class Strategy(ABC):
 
         arrays = initial_arrays
         for server_round in range(1, num_rounds + 1):
+            round_started = time.perf_counter()
             logger.info("")
             logger.info("[ROUND %s/%s]", server_round, num_rounds)
 
@@ -138,6 +140,8 @@ class Strategy(ABC):
                 logger.info("\t└──> MetricRecord: %s", metrics)
                 if metrics is not None:
                     result.evaluate_metrics_serverapp[server_round] = metrics
+            took = time.perf_counter() - round_started
+            report_result_round(result, server_round, took, _run_id(grid))
 
         logger.info("")
         logger.info("Strategy execution finished in %.2fs", time.time() - started)
@@ -148,3 +152,9 @@ class Strategy(ABC):
             logger.info("\t%s", line.strip("\n"))
         logger.info("")
         return result
+
+
+def _run_id(grid: Grid) -> int:
+    """The run the grid serves (0 for a grid that does not say, as some test grids)."""
+    run = getattr(grid, "run", None)
+    return int(getattr(run, "run_id", 0))

@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 from grpclib.client import Channel
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
@@ -34,6 +35,8 @@ __all__ = [
     "connect",
     "connection_failure",
     "explain_failure",
+    "is_wrong_api",
+    "wrong_api",
 ]
 
 CONNECTION_ERRORS = (OSError, StreamTerminatedError)
@@ -139,6 +142,38 @@ async def _speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+_CLIENTS = {
+    "Fleet": "SuperNodes connect to the Fleet API (port 9092 by default)",
+    "ServerAppIo": "ServerApp runners connect to the ServerAppIo API (port 9091 by default)",
+    "Control": "the stamen CLI connects to the Control API (port 9093 by default)",
+}
+
+
+def is_wrong_api(exc: GRPCError) -> bool:
+    """Whether `exc` says the server does not serve the API that was called: another of
+    the SuperLink's ports, or not a gRPC server of ours at all."""
+    return exc.status == Status.UNIMPLEMENTED or "content-type" in (exc.message or "")
+
+
+async def wrong_api(channel: Channel, api: str) -> ConfigError:
+    """The error for calling `api` at an address that serves something else, naming what
+    it serves when it is one of the SuperLink's APIs (asked through its health service)."""
+    where = _address(channel)
+    for other in _CLIENTS:
+        if other == api:
+            continue
+        try:
+            async with asyncio.timeout(3.0):
+                reply = await HealthStub(channel).Check(
+                    HealthCheckRequest(service=f"stamen.v1.{other}")
+                )
+        except (GRPCError, TimeoutError, *CONNECTION_ERRORS):
+            continue
+        if reply.status == HealthCheckResponse.SERVING:
+            return ConfigError(f"{where} is the {other} API; {_CLIENTS[api]}")
+    return ConfigError(f"{where} does not serve the {api} API; {_CLIENTS[api]}")
 
 
 def _address(channel: Channel) -> str:

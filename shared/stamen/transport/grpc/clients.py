@@ -13,7 +13,7 @@ its token, so a client cannot act as a node it did not register.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from grpclib.client import Channel
@@ -33,10 +33,10 @@ from stamen.common.errors import InvalidMessageError, UnavailableError
 from stamen.common.records import UserConfig
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
-from stamen.transport.types import Node, NodeRegistration, PushResult, Run
+from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 from ._streams import aclose
-from .channel import CONNECTION_ERRORS, explain_failure
+from .channel import CONNECTION_ERRORS, explain_failure, is_wrong_api, wrong_api
 from .errors import from_grpc
 
 __all__ = [
@@ -59,6 +59,9 @@ _PullObject = Callable[..., AsyncIterator[pb.ObjectChunk]]
 
 
 class _Client:
+    _api = ""
+    """The API the client calls (Fleet, ServerAppIo, Control), named in errors."""
+
     def __init__(
         self,
         channel: Channel,
@@ -75,6 +78,8 @@ class _Client:
         try:
             yield
         except GRPCError as exc:
+            if is_wrong_api(exc):
+                raise await wrong_api(self.channel, self._api) from exc
             raise from_grpc(exc) from exc
         except CONNECTION_ERRORS as exc:
             raise await explain_failure(self.channel, exc) from exc
@@ -136,6 +141,8 @@ class _Client:
 
 class GrpcFleetClient(_Client):
     """`FleetApi` over a channel to the SuperLink's Fleet API."""
+
+    _api = "Fleet"
 
     def __init__(
         self,
@@ -220,6 +227,8 @@ class GrpcFleetClient(_Client):
 
 class GrpcServerAppIoClient(_Client):
     """`ServerAppIoApi` over a channel to the SuperLink's ServerAppIo API."""
+
+    _api = "ServerAppIo"
 
     def __init__(
         self,
@@ -308,9 +317,23 @@ class GrpcServerAppIoClient(_Client):
             reply = await self._stub.pull_checkpoint(request, timeout=self.timeout)
         return [envelope_from_proto(message) for message in reply.messages]
 
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        request = pb.ReportRoundRequest(
+            run_id=run_id,
+            server_round=server_round,
+            seconds=seconds,
+            metrics=[pb.RoundMetric(name=name, value=value) for name, value in metrics.items()],
+        )
+        async with self._call():
+            await self._stub.report_round(request, timeout=self.timeout)
+
 
 class GrpcControlClient(_Client):
     """`ControlApi` over a channel to the SuperLink's Control API."""
+
+    _api = "Control"
 
     def __init__(self, channel: Channel, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(channel, timeout=timeout)
@@ -332,6 +355,42 @@ class GrpcControlClient(_Client):
                 pb.StopRunRequest(run_id=run_id), timeout=self.timeout
             )
             return _run(reply)
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        request = pb.SubmitRunRequest(bundle=bundle, run_config=user_config_to_proto(run_config))
+        async with self._call():
+            return _run(await self._stub.submit_run(request, timeout=self.stream_timeout))
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        request = pb.GetLogsRequest(run_id=run_id, offset=offset, timeout=timeout)
+        async with self._call():
+            reply = await self._stub.get_logs(request, timeout=self.timeout + max(timeout, 0.0))
+            if reply.run is None:
+                raise InvalidMessageError("GetLogs answered without a run")
+            return LogChunk(reply.text, reply.next_offset, run_from_proto(reply.run))
+
+    async def list_results(self, run_id: int) -> list[ResultFile]:
+        request = pb.ListResultsRequest(run_id=run_id)
+        async with self._call():
+            reply = await self._stub.list_results(request, timeout=self.timeout)
+            return [ResultFile(f.name, f.size, f.sha256) for f in reply.files]
+
+    async def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]:
+        stream = self._stub.pull_result(
+            pb.PullResultRequest(run_id=run_id, name=name), timeout=self.stream_timeout
+        )
+        received = 0
+        try:
+            async with self._call():
+                async for chunk in stream:
+                    if chunk.offset != received:
+                        raise InvalidMessageError(
+                            f"result {name!r}: chunk at offset {chunk.offset}, expected {received}"
+                        )
+                    received += len(chunk.data)
+                    yield chunk.data
+        finally:
+            await aclose(stream)
 
 
 def _push_result(reply: pb.PushMessagesResponse) -> PushResult:

@@ -245,6 +245,16 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             envelopes = await self._api.pull_checkpoint(_run_id(message.run_id))
             return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
 
+    async def report_round(self, message: pb.ReportRoundRequest) -> pb.ReportRoundResponse:
+        async with self._serving("ReportRound"):
+            await self._api.report_round(
+                _run_id(message.run_id),
+                message.server_round,
+                message.seconds,
+                {metric.name: metric.value for metric in message.metrics},
+            )
+        return pb.ReportRoundResponse()
+
 
 class ControlServicer(_Servicer, pb.ControlBase):
     """The Control API (what operators' tools call) over gRPC."""
@@ -271,6 +281,37 @@ class ControlServicer(_Servicer, pb.ControlBase):
         async with self._serving("StopRun"):
             run = await self._api.stop_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
+
+    async def submit_run(self, message: pb.SubmitRunRequest) -> pb.GetRunResponse:
+        async with self._serving("SubmitRun"):
+            run_config = user_config_from_proto(message.run_config)
+            run = await self._api.submit_run(message.bundle, run_config)
+            return pb.GetRunResponse(run=run_to_proto(run))
+
+    async def get_logs(self, message: pb.GetLogsRequest) -> pb.GetLogsResponse:
+        async with self._serving("GetLogs"):
+            chunk = await self._api.get_logs(
+                _run_id(message.run_id), message.offset, message.timeout
+            )
+            return pb.GetLogsResponse(
+                text=chunk.text, next_offset=chunk.next_offset, run=run_to_proto(chunk.run)
+            )
+
+    async def list_results(self, message: pb.ListResultsRequest) -> pb.ListResultsResponse:
+        async with self._serving("ListResults"):
+            files = await self._api.list_results(_run_id(message.run_id))
+            return pb.ListResultsResponse(
+                files=[pb.ResultFile(name=f.name, size=f.size, sha256=f.sha256) for f in files]
+            )
+
+    async def pull_result(self, message: pb.PullResultRequest) -> AsyncIterator[pb.ObjectChunk]:
+        async with self._serving("PullResult"):
+            files = {f.name: f for f in await self._api.list_results(_run_id(message.run_id))}
+            sha256 = files[message.name].sha256 if message.name in files else ""
+            chunks = self._api.pull_result(_run_id(message.run_id), message.name)
+            async with aclosing(_object_chunks(sha256, chunks)) as stream:
+                async for chunk in stream:
+                    yield chunk
 
 
 _MAX_ID = (1 << 63) - 1

@@ -11,7 +11,7 @@ as any other node is refused as the SuperLink refuses one without that node's to
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 
 from stamen.auth.tokens import NO_TOKEN
 from stamen.codec.envelope import Envelope
@@ -20,7 +20,7 @@ from stamen.common.records import UserConfig
 from stamen.transport.api import Chunk, ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.grpc._streams import aclose
 from stamen.transport.grpc.errors import as_over_grpc
-from stamen.transport.types import Node, NodeRegistration, PushResult, Run
+from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 __all__ = ["MemoryControl", "MemoryFleet", "MemoryServerAppIo"]
 
@@ -130,6 +130,12 @@ class MemoryServerAppIo:
         with as_over_grpc("ServerAppIo.PullCheckpoint"):
             return await self._handler.pull_checkpoint(run_id)
 
+    async def report_round(
+        self, run_id: int, server_round: int, seconds: float, metrics: Mapping[str, float]
+    ) -> None:
+        with as_over_grpc("ServerAppIo.ReportRound"):
+            await self._handler.report_round(run_id, server_round, seconds, dict(metrics))
+
 
 class MemoryControl:
     """`ControlApi` for in-process tools and tests."""
@@ -148,6 +154,21 @@ class MemoryControl:
     async def stop_run(self, run_id: int) -> Run:
         with as_over_grpc("Control.StopRun"):
             return await self._handler.stop_run(run_id)
+
+    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+        with as_over_grpc("Control.SubmitRun"):
+            return await self._handler.submit_run(bytes(bundle), dict(run_config))
+
+    async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
+        with as_over_grpc("Control.GetLogs"):
+            return await self._handler.get_logs(run_id, offset, timeout)
+
+    async def list_results(self, run_id: int) -> list[ResultFile]:
+        with as_over_grpc("Control.ListResults"):
+            return await self._handler.list_results(run_id)
+
+    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]:
+        return _streamed("Control.PullResult", self._handler.pull_result(run_id, name))
 
 
 async def _refused(method: str) -> AsyncIterator[Chunk]:

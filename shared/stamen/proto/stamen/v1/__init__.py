@@ -20,6 +20,8 @@ __all__ = (
     "Error",
     "FleetBase",
     "FleetStub",
+    "GetLogsRequest",
+    "GetLogsResponse",
     "GetNodesRequest",
     "GetNodesResponse",
     "GetRunRequest",
@@ -27,6 +29,8 @@ __all__ = (
     "HeartbeatRequest",
     "HeartbeatResponse",
     "ListNodeKeysRequest",
+    "ListResultsRequest",
+    "ListResultsResponse",
     "ListRunsRequest",
     "ListRunsResponse",
     "Message",
@@ -45,6 +49,7 @@ __all__ = (
     "PullMessagesResponse",
     "PullObjectRequest",
     "PullRepliesRequest",
+    "PullResultRequest",
     "PushInstructionsRequest",
     "PushMessagesRequest",
     "PushMessagesResponse",
@@ -55,12 +60,17 @@ __all__ = (
     "RegisterNodeResponse",
     "RenewRunLeaseRequest",
     "RenewRunLeaseResponse",
+    "ReportRoundRequest",
+    "ReportRoundResponse",
+    "ResultFile",
+    "RoundMetric",
     "Run",
     "ServerAppIoBase",
     "ServerAppIoStub",
     "SintList",
     "StopRunRequest",
     "StringList",
+    "SubmitRunRequest",
     "UnregisterNodeRequest",
     "UnregisterNodeResponse",
     "UpdateRunStatusRequest",
@@ -261,6 +271,42 @@ default_message_pool.register_message("stamen.v1", "Error", Error)
 
 
 @dataclass(eq=False, repr=False)
+class GetLogsRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    offset: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    """
+    bytes of the log the caller already has
+    """
+
+    timeout: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    seconds to wait for more while the run is not finished
+    """
+
+
+default_message_pool.register_message("stamen.v1", "GetLogsRequest", GetLogsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetLogsResponse(betterproto2.Message):
+    text: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    """
+    the log from offset (at most about 1 MiB)
+    """
+
+    next_offset: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+    run: "Run | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    the run as it is now: a finished run's log is complete
+    """
+
+
+default_message_pool.register_message("stamen.v1", "GetLogsResponse", GetLogsResponse)
+
+
+@dataclass(eq=False, repr=False)
 class GetNodesRequest(betterproto2.Message):
     run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
@@ -319,6 +365,22 @@ class ListNodeKeysRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "ListNodeKeysRequest", ListNodeKeysRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListResultsRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+
+default_message_pool.register_message("stamen.v1", "ListResultsRequest", ListResultsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListResultsResponse(betterproto2.Message):
+    files: "list[ResultFile]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("stamen.v1", "ListResultsResponse", ListResultsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -572,6 +634,16 @@ default_message_pool.register_message("stamen.v1", "PullRepliesRequest", PullRep
 
 
 @dataclass(eq=False, repr=False)
+class PullResultRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("stamen.v1", "PullResultRequest", PullResultRequest)
+
+
+@dataclass(eq=False, repr=False)
 class PushInstructionsRequest(betterproto2.Message):
     run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
@@ -706,6 +778,56 @@ default_message_pool.register_message("stamen.v1", "RenewRunLeaseResponse", Rene
 
 
 @dataclass(eq=False, repr=False)
+class ReportRoundRequest(betterproto2.Message):
+    run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    server_round: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    seconds: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    how long the round took; 0 when unknown
+    """
+
+    metrics: "list[RoundMetric]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("stamen.v1", "ReportRoundRequest", ReportRoundRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReportRoundResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("stamen.v1", "ReportRoundResponse", ReportRoundResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ResultFile(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    size: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+    sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("stamen.v1", "ResultFile", ResultFile)
+
+
+@dataclass(eq=False, repr=False)
+class RoundMetric(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    a tracker name: "loss/distributed", "evaluate/accuracy", ...
+    """
+
+    value: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+
+
+default_message_pool.register_message("stamen.v1", "RoundMetric", RoundMetric)
+
+
+@dataclass(eq=False, repr=False)
 class Run(betterproto2.Message):
     run_id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
@@ -741,6 +863,11 @@ class Run(betterproto2.Message):
 
     finished_at: "float" = betterproto2.field(10, betterproto2.TYPE_DOUBLE)
 
+    bundle: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    sha256 of the run's app bundle; "" for a run created by hand
+    """
+
 
 default_message_pool.register_message("stamen.v1", "Run", Run)
 
@@ -767,6 +894,24 @@ class StringList(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "StringList", StringList)
+
+
+@dataclass(eq=False, repr=False)
+class SubmitRunRequest(betterproto2.Message):
+    bundle: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    """
+    the app bundle: a zip named by its sha256 (stamen build)
+    """
+
+    run_config: "ConfigRecord | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    the app's defaults with the user's overrides applied
+    """
+
+
+default_message_pool.register_message("stamen.v1", "SubmitRunRequest", SubmitRunRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -866,6 +1011,91 @@ class ControlStub(betterproto2_grpclib.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+    async def submit_run(
+        self,
+        message: "SubmitRunRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "GetRunResponse":
+        """
+        Store an app bundle and start a run of it: the SuperLink launches its ServerApp.
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.Control/SubmitRun",
+            message,
+            GetRunResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_logs(
+        self,
+        message: "GetLogsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "GetLogsResponse":
+        """
+        The run's log from `offset`; waits up to `timeout` seconds for more while it runs.
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.Control/GetLogs",
+            message,
+            GetLogsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_results(
+        self,
+        message: "ListResultsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListResultsResponse":
+        """
+        The files a finished run left (history.json, metrics.csv, final_arrays.npz, ...).
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.Control/ListResults",
+            message,
+            ListResultsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def pull_result(
+        self,
+        message: "PullResultRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[ObjectChunk]":
+        """
+        One of them, in chunks; the first names it by its sha256 (object_id).
+        """
+
+        async for response in self._unary_stream(
+            "/stamen.v1.Control/PullResult",
+            message,
+            ObjectChunk,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
 
 
 class FleetStub(betterproto2_grpclib.ServiceStub):
@@ -1299,6 +1529,27 @@ class ServerAppIoStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def report_round(
+        self,
+        message: "ReportRoundRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ReportRoundResponse":
+        """
+        A round of the run ended: its duration and numeric metrics (for dashboards).
+        """
+
+        return await self._unary_unary(
+            "/stamen.v1.ServerAppIo/ReportRound",
+            message,
+            ReportRoundResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ControlBase(betterproto2_grpclib.ServiceBase):
     async def list_runs(self, message: "ListRunsRequest") -> "ListRunsResponse":
@@ -1312,6 +1563,35 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
     async def stop_run(self, message: "StopRunRequest") -> "GetRunResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def submit_run(self, message: "SubmitRunRequest") -> "GetRunResponse":
+        """
+        Store an app bundle and start a run of it: the SuperLink launches its ServerApp.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_logs(self, message: "GetLogsRequest") -> "GetLogsResponse":
+        """
+        The run's log from `offset`; waits up to `timeout` seconds for more while it runs.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_results(self, message: "ListResultsRequest") -> "ListResultsResponse":
+        """
+        The files a finished run left (history.json, metrics.csv, final_arrays.npz, ...).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def pull_result(self, message: "PullResultRequest") -> "AsyncIterator[ObjectChunk]":
+        """
+        One of them, in chunks; the first names it by its sha256 (object_id).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield ObjectChunk()
 
     async def __rpc_list_runs(
         self, stream: "grpclib.server.Stream[ListRunsRequest, ListRunsResponse]"
@@ -1337,6 +1617,41 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
         response = await self.stop_run(request)
         await stream.send_message(response)
 
+    async def __rpc_submit_run(
+        self, stream: "grpclib.server.Stream[SubmitRunRequest, GetRunResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.submit_run(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_logs(
+        self, stream: "grpclib.server.Stream[GetLogsRequest, GetLogsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_logs(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_results(
+        self, stream: "grpclib.server.Stream[ListResultsRequest, ListResultsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_results(request)
+        await stream.send_message(response)
+
+    async def __rpc_pull_result(
+        self, stream: "grpclib.server.Stream[PullResultRequest, ObjectChunk]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        await self._call_rpc_handler_server_stream(
+            self.pull_result,
+            stream,
+            request,
+        )
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stamen.v1.Control/ListRuns": grpclib.const.Handler(
@@ -1356,6 +1671,30 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 StopRunRequest,
                 GetRunResponse,
+            ),
+            "/stamen.v1.Control/SubmitRun": grpclib.const.Handler(
+                self.__rpc_submit_run,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SubmitRunRequest,
+                GetRunResponse,
+            ),
+            "/stamen.v1.Control/GetLogs": grpclib.const.Handler(
+                self.__rpc_get_logs,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetLogsRequest,
+                GetLogsResponse,
+            ),
+            "/stamen.v1.Control/ListResults": grpclib.const.Handler(
+                self.__rpc_list_results,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListResultsRequest,
+                ListResultsResponse,
+            ),
+            "/stamen.v1.Control/PullResult": grpclib.const.Handler(
+                self.__rpc_pull_result,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                PullResultRequest,
+                ObjectChunk,
             ),
         }
 
@@ -1644,6 +1983,13 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def report_round(self, message: "ReportRoundRequest") -> "ReportRoundResponse":
+        """
+        A round of the run ended: its duration and numeric metrics (for dashboards).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_run(
         self, stream: "grpclib.server.Stream[CreateRunRequest, CreateRunResponse]"
     ) -> None:
@@ -1734,6 +2080,14 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
         response = await self.pull_checkpoint(request)
         await stream.send_message(response)
 
+    async def __rpc_report_round(
+        self, stream: "grpclib.server.Stream[ReportRoundRequest, ReportRoundResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.report_round(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stamen.v1.ServerAppIo/CreateRun": grpclib.const.Handler(
@@ -1801,5 +2155,11 @@ class ServerAppIoBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 PullCheckpointRequest,
                 PullMessagesResponse,
+            ),
+            "/stamen.v1.ServerAppIo/ReportRound": grpclib.const.Handler(
+                self.__rpc_report_round,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ReportRoundRequest,
+                ReportRoundResponse,
             ),
         }

@@ -1,0 +1,86 @@
+"""What the Message-API DP wrappers share: delegation, reply checks, the aggregate's noise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+
+from stamen.common.message import Message
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.server.grid import Grid
+from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING, add_gaussian_noise, compute_stdv
+
+from ._models import to_arrayrecord
+from .strategy import Strategy
+
+__all__ = ["DifferentialPrivacyWrapper", "validate_replies"]
+
+logger = logging.getLogger(__name__)
+
+
+def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
+    """False (aggregation skipped) if any reply is an error: dropping a client's update
+    would change the sensitivity the noise was calibrated for. Warns on a count mismatch."""
+    errors = [message for message in replies if message.has_error()]
+    for message in errors:
+        logger.info(
+            "Received error in reply from node %d: %s",
+            message.metadata.src_node_id,
+            message.error,
+        )
+    if errors:
+        logger.info("aggregate_train: Some clients reported errors. Skipping aggregation.")
+        return False
+    logger.info("aggregate_train: Received %s results and %s failures", len(replies), 0)
+    if len(replies) != num_sampled_clients:
+        logger.warning(CLIENTS_DISCREPANCY_WARNING, len(replies), num_sampled_clients)
+    return True
+
+
+class DifferentialPrivacyWrapper(Strategy):
+    """Wraps `strategy`: evaluation is delegated; training adds clipping and noise."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        noise_multiplier: float,
+        num_sampled_clients: int,
+        seed: int | None,
+    ) -> None:
+        if noise_multiplier < 0:
+            raise ValueError("The noise multiplier should be a non-negative value.")
+        if num_sampled_clients <= 0:
+            raise ValueError("The number of sampled clients should be a positive value.")
+        self.strategy = strategy
+        self.noise_multiplier = noise_multiplier
+        self.num_sampled_clients = num_sampled_clients
+        self.clipping_norm = 0.0
+        self.rng = np.random.default_rng(seed)
+
+    def _add_noise(self, aggregated: ArrayRecord) -> ArrayRecord:
+        keys = list(aggregated.keys())
+        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
+        noisy = add_gaussian_noise([aggregated[key].numpy() for key in keys], stdv, self.rng)
+        logger.info("aggregate_fit: central DP noise with %.4f stdev added", stdv)
+        return to_arrayrecord(keys, noisy)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's evaluation instructions."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """The wrapped strategy's evaluation aggregate."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        """Log the DP settings, then the wrapped strategy's."""
+        logger.info("\t├──> DP settings:")
+        logger.info("\t│\t├── Noise multiplier: %s", self.noise_multiplier)
+        logger.info("\t│\t└── Clipping norm: %s", self.clipping_norm)
+        self.strategy.summary()

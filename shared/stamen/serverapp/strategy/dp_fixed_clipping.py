@@ -1,0 +1,167 @@
+"""Central DP with a fixed clipping norm, clipping on the server or on the clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from stamen.common.message import Message
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.server.grid import Grid
+from stamen.server.strategy.dp import KEY_CLIPPING_NORM, clip_update
+
+from ._models import to_arrayrecord
+from .dp_base import DifferentialPrivacyWrapper, validate_replies
+from .strategy import Strategy
+
+__all__ = [
+    "DifferentialPrivacyClientSideFixedClipping",
+    "DifferentialPrivacyServerSideFixedClipping",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class _FixedClipping(DifferentialPrivacyWrapper):
+    def __init__(
+        self,
+        strategy: Strategy,
+        noise_multiplier: float,
+        clipping_norm: float,
+        num_sampled_clients: int,
+        *,
+        accountant: object | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
+        if clipping_norm <= 0:
+            raise ValueError("The clipping norm should be a positive value.")
+        if accountant is not None:
+            raise ValueError(
+                "accountant: privacy accounting is not supported by Stamen yet; "
+                "leave it None (privacy_spent() then returns None, as in Flower)"
+            )
+        self.clipping_norm = clipping_norm
+        self.accountant = accountant
+
+    def privacy_spent(self) -> None:
+        """The privacy spent so far: None, as no accountant is attached."""
+        return None
+
+    def _aggregate(
+        self, server_round: int, replies: list[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        if arrays:
+            arrays = self._add_noise(arrays)
+        return arrays, metrics
+
+
+class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
+    """Central DP: the server clips each client's update to `clipping_norm`, lets
+    `strategy` aggregate, and adds Gaussian noise to the aggregate. A round with a failed
+    reply is not aggregated.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The strategy whose aggregate gets differential privacy (usually FedAvg).
+    noise_multiplier : float
+        z, the Gaussian noise multiplier (>= 0); 1.0 or more for strong privacy.
+    clipping_norm : float
+        C, the L2 norm every client's update is clipped to (> 0).
+    num_sampled_clients : int
+        m, the clients sampled each round; the noise's stddev is z C / m.
+    accountant : PrivacyAccountant, optional
+        Keyword only. Must be None: Stamen has no privacy accounting yet.
+    seed : int, optional
+        Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        noise_multiplier: float,
+        clipping_norm: float,
+        num_sampled_clients: int,
+        *,
+        accountant: object | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            strategy,
+            noise_multiplier,
+            clipping_norm,
+            num_sampled_clients,
+            accountant=accountant,
+            seed=seed,
+        )
+        self.current_arrays = ArrayRecord()
+
+    def __repr__(self) -> str:
+        return "Differential Privacy Strategy Wrapper (Server-Side Fixed Clipping)"
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's instructions; remembers the round's arrays."""
+        self.current_arrays = arrays
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Clip every update, aggregate with the wrapped strategy, add noise."""
+        received = list(replies)
+        if not validate_replies(received, self.num_sampled_clients):
+            return None, None
+        current = [array.numpy() for array in self.current_arrays.values()]
+        for message in received:
+            for name, record in list(message.content.array_records.items()):
+                keys = list(record.keys())
+                arrays = [record[key].numpy() for key in keys]
+                clipped, _ = clip_update(arrays, current, self.clipping_norm)
+                message.content[name] = to_arrayrecord(keys, clipped)
+            logger.info("aggregate_fit: parameters are clipped by value: %.4f.", self.clipping_norm)
+        return self._aggregate(server_round, received)
+
+
+class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
+    """Central DP with clipping on the clients: sends `clipping_norm` in each training
+    ConfigRecord (key "clipping_norm") for `fixedclipping_mod` to clip with, lets `strategy`
+    aggregate, and adds Gaussian noise. Use with `ClientApp(mods=[fixedclipping_mod])`.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        The strategy whose aggregate gets differential privacy (usually FedAvg).
+    noise_multiplier : float
+        z, the Gaussian noise multiplier (>= 0); 1.0 or more for strong privacy.
+    clipping_norm : float
+        C, the L2 norm every client's update is clipped to (> 0).
+    num_sampled_clients : int
+        m, the clients sampled each round; the noise's stddev is z C / m.
+    accountant : PrivacyAccountant, optional
+        Keyword only. Must be None: Stamen has no privacy accounting yet.
+    seed : int, optional
+        Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
+    """
+
+    def __repr__(self) -> str:
+        return "Differential Privacy Strategy Wrapper (Client-Side Fixed Clipping)"
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's instructions, with the clipping norm in the config."""
+        config[KEY_CLIPPING_NORM] = self.clipping_norm
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate the (client-clipped) replies with the wrapped strategy, add noise."""
+        received = list(replies)
+        if not validate_replies(received, self.num_sampled_clients):
+            return None, None
+        return self._aggregate(server_round, received)
