@@ -156,7 +156,7 @@ def test_without_app_the_pyproject_names_it(app_dir: Path) -> None:
         "--insecure", "--dir", str(app_dir), "--superlink", address, "--max-wait-time", "0.3"
     )
     assert result.exit_code == 1  # it loaded the app and went on to connect
-    assert "stayed unreachable" in error_line(result)
+    assert "gave up reaching the SuperLink" in error_line(result)
 
 
 def test_without_app_or_pyproject_says_what_to_pass(app_dir: Path) -> None:
