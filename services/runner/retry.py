@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
+from stamen.common.buffers import Buffer, byte_view
 from stamen.common.errors import TransientError
 from stamen.common.records import UserConfig
 from stamen.transport.api import ServerAppIoApi
@@ -32,7 +33,6 @@ __all__ = ["RetryingServerAppIo"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Chunk = bytes | bytearray | memoryview
 
 
 class _Streak:
@@ -119,14 +119,14 @@ class RetryingServerAppIo:
         )
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         call = partial(self._inner.push_object, run_id, object_id, total_size, chunks)
         if isinstance(chunks, AsyncIterator):
             return await call()  # a one-shot stream cannot be sent again
         return await self._retry("push_object", call)
 
-    async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         """The object's chunks; after a broken stream, a new one resumes where it broke."""
         streak = _Streak(self, "pull_object")
         received = 0
@@ -136,7 +136,7 @@ class RetryingServerAppIo:
             failure: TransientError | None = None
             try:
                 async for chunk in stream:
-                    view = memoryview(chunk).cast("B")
+                    view = byte_view(chunk)
                     if skip >= len(view):
                         skip -= len(view)
                         continue

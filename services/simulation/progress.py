@@ -26,8 +26,9 @@ from stamen.common.message import MessageType
 
 if TYPE_CHECKING:  # the CLI imports this module before the codec: keep start-up short
     from stamen.codec.envelope import Envelope
+    from stamen.common.buffers import Buffer
     from stamen.common.records import UserConfig
-    from stamen.transport.api import Chunk, ServerAppIoApi
+    from stamen.transport.api import ServerAppIoApi
     from stamen.transport.types import Node, PushResult, Run
 
 __all__ = [
@@ -91,11 +92,11 @@ class ObservedServerAppIo:
         return replies
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         return await self._inner.push_object(run_id, object_id, total_size, chunks)
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         return self._inner.pull_object(run_id, object_id)
 
     async def update_run_status(

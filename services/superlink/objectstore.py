@@ -14,7 +14,6 @@ killed process leaves either the whole object or nothing, and no object sits in 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import tempfile
@@ -22,8 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from stamen.codec.objects import CHUNK_SIZE, Buffer
-from stamen.common.errors import IntegrityError, ObjectNotFoundError
+from stamen.codec.objects import CHUNK_SIZE, ObjectDigest
+from stamen.common.buffers import Buffer, byte_view
+from stamen.common.errors import ObjectNotFoundError
 
 from .core import check_object_id
 from .storage import storage_fault
@@ -53,45 +53,9 @@ class ObjectStore(Protocol):
     def ids(self) -> set[str]: ...
 
 
-def _bytes_view(chunk: Buffer) -> memoryview:
-    view = memoryview(chunk)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
-class _Digest:
-    """Running size and hash of an object as its chunks arrive."""
-
-    __slots__ = ("_hash", "object_id", "received", "total_size")
-
-    def __init__(self, object_id: str, total_size: int) -> None:
-        check_object_id(object_id)
-        if total_size < 0:
-            raise IntegrityError(f"object {object_id}: negative size {total_size}")
-        self.object_id = object_id
-        self.total_size = total_size
-        self.received = 0
-        self._hash = hashlib.sha256()
-
-    def add(self, view: memoryview) -> None:
-        self.received += len(view)
-        if self.received > self.total_size:
-            raise IntegrityError(
-                f"object {self.object_id}: received {self.received} bytes, more than its "
-                f"{self.total_size}"
-            )
-        self._hash.update(view)
-
-    def verify(self) -> None:
-        if self.received != self.total_size:
-            raise IntegrityError(
-                f"object {self.object_id} is incomplete: expected {self.total_size} bytes, "
-                f"received {self.received}"
-            )
-        actual = self._hash.hexdigest()
-        if actual != self.object_id:
-            raise IntegrityError(
-                f"object {self.object_id} does not match its content: the bytes hash to {actual}"
-            )
+def _digest(object_id: str, total_size: int) -> ObjectDigest:
+    check_object_id(object_id)
+    return ObjectDigest(object_id, total_size)
 
 
 class MemoryObjectStore:
@@ -104,12 +68,12 @@ class MemoryObjectStore:
         return object_id in self._objects
 
     async def put(self, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]) -> bool:
-        digest = _Digest(object_id, total_size)
+        digest = _digest(object_id, total_size)
         if object_id in self._objects:
             return False
         data = bytearray()
         async for chunk in chunks:
-            view = _bytes_view(chunk)
+            view = byte_view(chunk)
             digest.add(view)
             data += view
         digest.verify()
@@ -160,7 +124,7 @@ class FileObjectStore:
         return object_id in self._ids
 
     async def put(self, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]) -> bool:
-        digest = _Digest(object_id, total_size)
+        digest = _digest(object_id, total_size)
         if object_id in self._ids:
             return False
         try:
@@ -172,7 +136,7 @@ class FileObjectStore:
             try:
                 with file:  # a full disk may show only when the file is flushed on close
                     async for chunk in chunks:
-                        view = _bytes_view(chunk)
+                        view = byte_view(chunk)
                         digest.add(view)
                         file.write(view)
             except OSError as exc:

@@ -30,9 +30,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
-from stamen.transport.api import Chunk, FleetApi, ServerAppIoApi
+from stamen.transport.api import FleetApi, ServerAppIoApi
 from stamen.transport.types import Node, NodeRegistration, PushResult, Run, RunStatus
 
 from .router import RouterEvents
@@ -117,12 +118,14 @@ class SuperLinkMetrics(RouterEvents):
             child = self._rpc_children[method] = self.rpc.labels(method)
         return _Timed(child)
 
-    async def counted_in(self, chunks: AsyncIterable[Chunk]) -> AsyncIterator[Chunk]:
+    async def counted_in(self, chunks: AsyncIterable[Buffer]) -> AsyncIterator[Buffer]:
         async for chunk in chunks:
             self.received.inc(memoryview(chunk).nbytes)
             yield chunk
 
-    async def counted_out(self, method: str, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    async def counted_out(
+        self, method: str, chunks: AsyncIterator[Buffer]
+    ) -> AsyncIterator[Buffer]:
         with self.timed(method):
             async with aclosing(chunks) as stream:  # type: ignore[type-var]
                 async for chunk in stream:
@@ -224,13 +227,13 @@ class InstrumentedFleet:
         return result
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         with self._m.timed("Fleet.PushObject"):
             counted = self._m.counted_in(chunks)
             return await self._inner.push_object(node_id, object_id, total_size, counted)
 
-    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]:
         return self._m.counted_out("Fleet.PullObject", self._inner.pull_object(node_id, object_id))
 
     async def get_run(self, node_id: int, run_id: int) -> Run:
@@ -273,13 +276,13 @@ class InstrumentedServerAppIo:
         return found
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         with self._m.timed("ServerAppIo.PushObject"):
             counted = self._m.counted_in(chunks)
             return await self._inner.push_object(run_id, object_id, total_size, counted)
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         method = "ServerAppIo.PullObject"
         return self._m.counted_out(method, self._inner.pull_object(run_id, object_id))
 

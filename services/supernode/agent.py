@@ -41,10 +41,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
-from stamen.client.task import AppExecutor, AppTask, Buffer
+from stamen.client.task import AppExecutor, AppTask
 from stamen.codec import collect_object
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
+from stamen.common.buffers import Buffer
 from stamen.common.clock import SYSTEM_CLOCK, Clock
 from stamen.common.context import Context
 from stamen.common.errors import (

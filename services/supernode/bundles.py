@@ -19,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from stamen.client.task import AppResult, AppTask, Buffer
+from stamen.client.task import AppResult, AppTask
+from stamen.common.buffers import Buffer
 from stamen.common.bundle import unpack_bundle
 from stamen.common.errors import AppLoadError
 from stamen.common.project import read_project

@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TypeVar
 
-from stamen.client.task import Buffer
 from stamen.codec import encode_message, iter_chunks
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.errors import AppLoadError, StamenError, WorkerDiedError
 from stamen.common.message import Error, ErrorCode, Message, Metadata
 

@@ -14,6 +14,7 @@ from stamen.codec.objects import (
     MAX_MESSAGE_SIZE,
     Buffer,
     ObjectAssembler,
+    ObjectDigest,
     check_object,
     collect_object,
     iter_chunks,
@@ -156,3 +157,24 @@ async def test_collect_object_detects_a_short_stream() -> None:
 
 async def test_collect_empty_object() -> None:
     assert await collect_object(_sha(b""), _stream(iter_chunks(b""))) == b""
+
+
+def test_digest_checks_size_and_hash_as_chunks_arrive() -> None:
+    data = b"0123456789"
+    digest = ObjectDigest(object_id(data), len(data))
+    digest.add(memoryview(data[:4]))
+    with pytest.raises(IntegrityError, match="incomplete: expected 10 bytes, received 4"):
+        digest.verify()
+    digest.add(memoryview(data[4:]))
+    digest.verify()
+    with pytest.raises(IntegrityError, match="received 11 bytes, more than its 10"):
+        digest.add(memoryview(b"x"))
+
+
+def test_digest_rejects_bytes_that_do_not_match_the_id() -> None:
+    digest = ObjectDigest(object_id(b"right"), 5)
+    digest.add(memoryview(b"wrong"))
+    with pytest.raises(IntegrityError, match="does not match its content"):
+        digest.verify()
+    with pytest.raises(IntegrityError, match="negative size -1"):
+        ObjectDigest("ab", -1)

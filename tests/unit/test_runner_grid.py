@@ -16,13 +16,14 @@ from serverapp_nodes import fake_nodes
 from stamen.codec import encode_message, object_id
 from stamen.codec import message as codec_message
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.clock import FakeClock
 from stamen.common.errors import RunNotRunningError
 from stamen.common.message import ErrorCode, Message, MessageType
 from stamen.common.records import ArrayRecord, MetricRecord, RecordDict
 from stamen.runner.grid import ServerAppIoGrid
 from stamen.superlink.superlink import SuperLink, open_superlink
-from stamen.transport.api import Chunk, ServerAppIoApi
+from stamen.transport.api import ServerAppIoApi
 from stamen.transport.memory.apis import MemoryFleet, MemoryServerAppIo
 from stamen.transport.types import PushResult
 
@@ -47,7 +48,7 @@ class CountingServerAppIo:
         self.pushed_objects.append(object_id)
         return await self._inner.push_object(run_id, object_id, total_size, chunks)
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         self.pulled_objects.append(object_id)
         return self._inner.pull_object(run_id, object_id)
 

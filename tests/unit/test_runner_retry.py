@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 import pytest
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -15,7 +16,6 @@ from stamen.common.errors import (
 )
 from stamen.common.records import UserConfig
 from stamen.runner.retry import RetryingServerAppIo
-from stamen.transport.api import Chunk
 from stamen.transport.types import Node, PushResult, Run
 
 OBJECT = bytes(range(256)) * 40  # 10,240 bytes
@@ -59,14 +59,14 @@ class FlakyServerAppIo:
         return []
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         received = b"".join([bytes(chunk) async for chunk in chunks])
         self.pushed.append(received)
         self._maybe_fail("push_object")
         return True
 
-    async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    async def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         """Streams OBJECT in 1,000-byte chunks; a failing call breaks after the first 3."""
         self.calls.append("pull_object")
         for index, start in enumerate(range(0, len(OBJECT), 1000)):

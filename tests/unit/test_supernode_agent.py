@@ -22,6 +22,7 @@ from stamen.client import ClientApp, NumPyClient
 from stamen.client.task import AppResult, AppTask
 from stamen.codec import Envelope, collect_object, decode_message, encode_message, iter_chunks
 from stamen.common.backoff import Backoff
+from stamen.common.buffers import Buffer
 from stamen.common.clock import FakeClock
 from stamen.common.context import Context
 from stamen.common.errors import (
@@ -47,7 +48,7 @@ from stamen.common.records import MetricRecord, RecordDict, UserConfig
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
-from stamen.transport.api import Chunk, FleetApi, ServerAppIoApi
+from stamen.transport.api import FleetApi, ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
 from stamen.transport.types import NodeRegistration, PushResult, Run, RunStatus
 
@@ -104,7 +105,7 @@ class ServerSide:
         return decode_message(envelope, objects)
 
 
-async def _aiter(chunks: Any) -> AsyncIterator[Chunk]:
+async def _aiter(chunks: Any) -> AsyncIterator[Buffer]:
     for chunk in chunks:
         yield chunk
 
@@ -208,12 +209,12 @@ class Wrapped:
         return await self.inner.push_messages(node_id, envelopes)
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         await self._enter("push_object")
         return await self.inner.push_object(node_id, object_id, total_size, chunks)
 
-    async def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    async def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]:
         await self._enter("pull_object")
         self.pulled_objects[object_id] += 1
         async for chunk in self.inner.pull_object(node_id, object_id):

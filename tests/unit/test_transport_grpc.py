@@ -22,6 +22,7 @@ from grpclib.protocol import Connection
 from hyperframe.frame import DataFrame
 from stamen.auth.signing import NODE_TOKEN_HEADER
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.errors import (
     ConfigError,
     MessageTooLargeError,
@@ -33,7 +34,6 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Metadata
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.api import Chunk
 from stamen.transport.grpc import h2patch
 from stamen.transport.grpc.channel import check_health, connect
 from stamen.transport.grpc.clients import GrpcFleetClient
@@ -74,14 +74,14 @@ class FakeFleet:
         return PushResult(tuple(e.message_id for e in envelopes))
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         if object_id == "known":
             return False  # deduplicated: leaves the chunks unread
         self.pushed = [bytes(chunk) async for chunk in chunks]
         return True
 
-    async def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    async def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]:
         self._check(node_id)
         yield b"abc"
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.context import Context
 from stamen.common.records import RecordDict
 
 __all__ = ["AppExecutor", "AppResult", "AppTask", "Buffer"]
-
-Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)

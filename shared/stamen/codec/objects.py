@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterable, Iterator
-from typing import TypeAlias
 
+from stamen.common.buffers import Buffer, byte_view
 from stamen.common.errors import IntegrityError
 
 __all__ = [
@@ -18,13 +18,12 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "Buffer",
     "ObjectAssembler",
+    "ObjectDigest",
     "check_object",
     "collect_object",
     "iter_chunks",
     "object_id",
 ]
-
-Buffer: TypeAlias = bytes | bytearray | memoryview
 
 CHUNK_SIZE = 1 << 20
 """Bytes per object chunk: streams of ~1 MiB chunks move fastest over grpclib."""
@@ -33,31 +32,22 @@ MAX_MESSAGE_SIZE = 16 << 20
 """The largest gRPC message the transports send or accept (RESOURCE_EXHAUSTED above)."""
 
 
-def _byte_view(data: Buffer) -> memoryview:
-    """`data` as a flat unsigned-byte view in C order, copying only non-contiguous views."""
-    view = memoryview(data)
-    if view.format == "B" and view.ndim == 1:
-        return view
-    if not view.c_contiguous:
-        return memoryview(view.tobytes())
-    if view.nbytes == 0:
-        # memoryview.cast refuses shapes with a zero in them.
-        return memoryview(b"")
-    return view.cast("B")
-
-
 def object_id(data: Buffer) -> str:
     """The object id of `data`: sha256 hex over its bytes in C order."""
-    return hashlib.sha256(_byte_view(data)).hexdigest()
+    return hashlib.sha256(byte_view(data)).hexdigest()
 
 
 def check_object(expected_id: str, data: Buffer) -> None:
     """Raise IntegrityError unless `data` hashes to `expected_id`."""
     actual = object_id(data)
     if actual != expected_id:
-        raise IntegrityError(
-            f"object {expected_id} does not match its content: the bytes hash to {actual}"
-        )
+        raise _mismatch(expected_id, actual)
+
+
+def _mismatch(expected_id: str, actual: str) -> IntegrityError:
+    return IntegrityError(
+        f"object {expected_id} does not match its content: the bytes hash to {actual}"
+    )
 
 
 def iter_chunks(data: Buffer, chunk_size: int = CHUNK_SIZE) -> Iterator[memoryview]:
@@ -65,12 +55,52 @@ def iter_chunks(data: Buffer, chunk_size: int = CHUNK_SIZE) -> Iterator[memoryvi
     never empty, so the receiver always learns the object's id)."""
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    view = _byte_view(data)
+    view = byte_view(data)
     if not view:
         yield view
         return
     for start in range(0, len(view), chunk_size):
         yield view[start : start + chunk_size]
+
+
+class ObjectDigest:
+    """The running size and hash of one object as its chunks arrive, checked against the
+    size the sender announced and the id (its sha256) at the end. Every receiver of
+    objects (the SuperLink's store, a node or grid collecting a stream) checks with it.
+
+    The caller bounds `total_size` (it comes from the sender) before building one.
+    """
+
+    __slots__ = ("_hash", "object_id", "received", "total_size")
+
+    def __init__(self, object_id: str, total_size: int) -> None:
+        if total_size < 0:
+            raise IntegrityError(f"object {object_id}: negative size {total_size}")
+        self.object_id = object_id
+        self.total_size = total_size
+        self.received = 0
+        self._hash = hashlib.sha256()
+
+    def add(self, view: memoryview) -> None:
+        """Count and hash the next chunk (a flat byte view, see `byte_view`)."""
+        end = self.received + len(view)
+        if end > self.total_size:
+            raise IntegrityError(
+                f"object {self.object_id}: received {end} bytes, more than its {self.total_size}"
+            )
+        self._hash.update(view)
+        self.received = end
+
+    def verify(self) -> None:
+        """Raise IntegrityError unless exactly `total_size` bytes hashing to the id came."""
+        if self.received != self.total_size:
+            raise IntegrityError(
+                f"object {self.object_id} is incomplete: expected {self.total_size} bytes, "
+                f"received {self.received}"
+            )
+        actual = self._hash.hexdigest()
+        if actual != self.object_id:
+            raise _mismatch(self.object_id, actual)
 
 
 class ObjectAssembler:
@@ -79,44 +109,33 @@ class ObjectAssembler:
     The caller bounds `total_size` (it comes from the sender) before building one.
     """
 
-    __slots__ = ("_buffer", "_received", "object_id", "total_size")
+    __slots__ = ("_buffer", "_digest", "object_id", "total_size")
 
     def __init__(self, object_id: str, total_size: int) -> None:
-        if total_size < 0:
-            raise IntegrityError(f"object {object_id}: negative size {total_size}")
+        self._digest = ObjectDigest(object_id, total_size)
         self.object_id = object_id
         self.total_size = total_size
         self._buffer = bytearray(total_size)
-        self._received = 0
 
     @property
     def received(self) -> int:
-        return self._received
+        return self._digest.received
 
     def add(self, chunk: Buffer, offset: int | None = None) -> None:
         """Append the next chunk; `offset`, when the sender gives one, must be where it goes."""
-        view = _byte_view(chunk)
-        if offset is not None and offset != self._received:
+        view = byte_view(chunk)
+        start = self._digest.received
+        if offset is not None and offset != start:
             raise IntegrityError(
                 f"object {self.object_id}: chunk at offset {offset}, expected offset "
-                f"{self._received} (chunks out of order or missing)"
+                f"{start} (chunks out of order or missing)"
             )
-        end = self._received + len(view)
-        if end > self.total_size:
-            raise IntegrityError(
-                f"object {self.object_id}: received {end} bytes, more than its {self.total_size}"
-            )
-        self._buffer[self._received : end] = view
-        self._received = end
+        self._digest.add(view)
+        self._buffer[start : self._digest.received] = view
 
     def result(self) -> bytearray:
         """The whole object, after checking its size and hash."""
-        if self._received != self.total_size:
-            raise IntegrityError(
-                f"object {self.object_id} is incomplete: expected {self.total_size} bytes, "
-                f"received {self._received}"
-            )
-        check_object(self.object_id, self._buffer)
+        self._digest.verify()
         return self._buffer
 
 
@@ -131,6 +150,6 @@ async def collect_object(
         return assembler.result()
     buffer = bytearray()
     async for chunk in chunks:
-        buffer += _byte_view(chunk)
+        buffer += byte_view(chunk)
     check_object(object_id, buffer)
     return buffer

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, cast, overload
 import numpy as np
 import numpy.typing as npt
 
+from .buffers import Buffer
+
 if TYPE_CHECKING:
     import torch
 
@@ -39,7 +41,6 @@ __all__ = [
     "array_from_numpy",
 ]
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
 MetricScalar: TypeAlias = int | float
 MetricScalarList: TypeAlias = list[int] | list[float]
 MetricValue: TypeAlias = MetricScalar | MetricScalarList

@@ -14,14 +14,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
 from typing import Any
 
+from .buffers import Buffer
+
 __all__ = ["INTERVAL", "THRESHOLD", "TransferProgress", "tracked"]
 
 THRESHOLD = 64 << 20
 """Bytes a transfer must reach before it reports progress."""
 INTERVAL = 5.0
 """Seconds between two progress lines of one transfer."""
-
-_Chunk = bytes | bytearray | memoryview
 
 
 def _size(n: float) -> str:
@@ -91,8 +91,8 @@ class TransferProgress:
 
 
 async def tracked(
-    chunks: AsyncIterable[_Chunk], progress: TransferProgress
-) -> AsyncGenerator[_Chunk, None]:
+    chunks: AsyncIterable[Buffer], progress: TransferProgress
+) -> AsyncGenerator[Buffer, None]:
     """`chunks`, counted by `progress` as they pass (done when they end)."""
     async for chunk in chunks:
         yield chunk

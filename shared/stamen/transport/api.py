@@ -16,13 +16,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.records import UserConfig
 
 from .types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 __all__ = ["ControlApi", "FleetApi", "NodeKeysApi", "ServerAppIoApi"]
-
-Chunk = bytes | bytearray | memoryview
 
 
 class FleetApi(Protocol):
@@ -41,10 +40,10 @@ class FleetApi(Protocol):
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult: ...
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool: ...
 
-    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]: ...
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]: ...
 
     async def get_run(self, node_id: int, run_id: int) -> Run: ...
 
@@ -65,10 +64,10 @@ class ServerAppIoApi(Protocol):
     ) -> list[Envelope]: ...
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool: ...
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]: ...
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]: ...
 
     async def update_run_status(
         self, run_id: int, status: str, sub_status: str = "", details: str = ""
@@ -111,7 +110,7 @@ class ControlApi(Protocol):
 
     async def list_results(self, run_id: int) -> list[ResultFile]: ...
 
-    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]: ...
+    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Buffer]: ...
 
 
 class NodeKeysApi(Protocol):

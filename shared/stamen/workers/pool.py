@@ -35,12 +35,13 @@ from typing import Any
 
 from grpclib.const import Status
 
-from stamen.client.task import AppResult, AppTask, Buffer
+from stamen.client.task import AppResult, AppTask
+from stamen.common.buffers import Buffer, byte_view
 from stamen.common.errors import AppLoadError, StamenError
 
 from .launcher import ContextLease, StartMethod, default_start_method, fork_blocker, fork_context
 from .resources import plan_workers, usable_cpus, visible_gpus
-from .shm import INLINE_LIMIT, CachedSegment, SegmentCache, byte_view, sweep
+from .shm import INLINE_LIMIT, CachedSegment, SegmentCache, sweep
 from .slot import Outcome, Slot, Started, WorkerSetup, start_worker
 from .worker import Job, Packed
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stamen.client.task import Buffer
+from stamen.common.buffers import Buffer, byte_view
 
 __all__ = [
     "INLINE_LIMIT",
@@ -39,7 +39,6 @@ __all__ = [
     "ReplyReader",
     "SegmentCache",
     "SharedRef",
-    "byte_view",
     "copy_to_segment",
     "create_segment",
     "sweep",
@@ -63,12 +62,6 @@ class SharedRef:
     name: str
     size: int
     offset: int = 0
-
-
-def byte_view(data: Buffer) -> memoryview:
-    """`data` as a flat view of unsigned bytes (no copy)."""
-    view = memoryview(data)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def create_segment(name: str, size: int) -> SharedMemory:

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
-from stamen.client.task import AppResult, Buffer
+from stamen.client.task import AppResult
+from stamen.common.buffers import Buffer
 from stamen.common.errors import ClientAppError, StamenError, WorkerDiedError
 
 from .launcher import Context

@@ -29,8 +29,9 @@ from multiprocessing.connection import Connection
 
 from stamen.client import ClientApp
 from stamen.client.runtime import run_task
-from stamen.client.task import AppTask, Buffer
+from stamen.client.task import AppTask
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.context import Context
 from stamen.common.errors import AppLoadError
 from stamen.common.loading import load_app

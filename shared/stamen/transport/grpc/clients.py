@@ -29,10 +29,10 @@ from stamen.codec.proto import (
     run_from_proto,
     user_config_to_proto,
 )
+from stamen.common.buffers import Buffer
 from stamen.common.errors import InvalidMessageError, UnavailableError
 from stamen.common.records import UserConfig
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.api import Chunk
 from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
 
 from ._streams import aclose
@@ -94,7 +94,7 @@ class _Client:
         self,
         push: _PushObject,
         first: pb.ObjectChunk,
-        chunks: AsyncIterable[Chunk],
+        chunks: AsyncIterable[Buffer],
         metadata: dict[str, str] | None = None,
     ) -> bool:
         """Stream `chunks`; `first` (naming the object and its sender) carries the first."""
@@ -120,7 +120,7 @@ class _Client:
         pull: _PullObject,
         request: pb.PullObjectRequest,
         metadata: dict[str, str] | None = None,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Buffer]:
         stream = pull(request, timeout=self.stream_timeout, metadata=metadata)
         received = 0
         try:
@@ -204,14 +204,14 @@ class GrpcFleetClient(_Client):
         return _push_result(reply)
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         first = pb.ObjectChunk(object_id=object_id, total_size=total_size, node_id=node_id)
         return await self._push_object(
             self._stub.push_object, first, chunks, metadata=self._as(node_id)
         )
 
-    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]:
         request = pb.PullObjectRequest(object_id=object_id, node_id=node_id)
         return self._pull_object(self._stub.pull_object, request, metadata=self._as(node_id))
 
@@ -281,12 +281,12 @@ class GrpcServerAppIoClient(_Client):
             return [envelope_from_proto(message) for message in reply.messages]
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         first = pb.ObjectChunk(object_id=object_id, total_size=total_size, run_id=run_id)
         return await self._push_object(self._stub.push_object, first, chunks)
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         request = pb.PullObjectRequest(object_id=object_id, run_id=run_id)
         return self._pull_object(self._stub.pull_object, request)
 
@@ -375,7 +375,7 @@ class GrpcControlClient(_Client):
             reply = await self._stub.list_results(request, timeout=self.timeout)
             return [ResultFile(f.name, f.size, f.sha256) for f in reply.files]
 
-    async def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]:
+    async def pull_result(self, run_id: int, name: str) -> AsyncIterator[Buffer]:
         stream = self._stub.pull_result(
             pb.PullResultRequest(run_id=run_id, name=name), timeout=self.stream_timeout
         )

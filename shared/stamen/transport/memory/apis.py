@@ -15,9 +15,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 
 from stamen.auth.tokens import NO_TOKEN
 from stamen.codec.envelope import Envelope
+from stamen.common.buffers import Buffer
 from stamen.common.errors import UnauthenticatedError
 from stamen.common.records import UserConfig
-from stamen.transport.api import Chunk, ControlApi, FleetApi, ServerAppIoApi
+from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.grpc._streams import aclose
 from stamen.transport.grpc.errors import as_over_grpc
 from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
@@ -60,12 +61,12 @@ class MemoryFleet:
             return await self._handler.push_messages(self._as(node_id), envelopes)
 
     async def push_object(
-        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         with as_over_grpc("Fleet.PushObject"):
             return await self._handler.push_object(self._as(node_id), object_id, total_size, chunks)
 
-    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, node_id: int, object_id: str) -> AsyncIterator[Buffer]:
         if node_id not in self._registered:
             return _refused("Fleet.PullObject")
         return _streamed("Fleet.PullObject", self._handler.pull_object(node_id, object_id))
@@ -104,12 +105,12 @@ class MemoryServerAppIo:
             return await self._handler.pull_messages(run_id, message_ids, timeout)
 
     async def push_object(
-        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Chunk]
+        self, run_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
     ) -> bool:
         with as_over_grpc("ServerAppIo.PushObject"):
             return await self._handler.push_object(run_id, object_id, total_size, chunks)
 
-    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Chunk]:
+    def pull_object(self, run_id: int, object_id: str) -> AsyncIterator[Buffer]:
         return _streamed("ServerAppIo.PullObject", self._handler.pull_object(run_id, object_id))
 
     async def update_run_status(
@@ -167,17 +168,17 @@ class MemoryControl:
         with as_over_grpc("Control.ListResults"):
             return await self._handler.list_results(run_id)
 
-    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Chunk]:
+    def pull_result(self, run_id: int, name: str) -> AsyncIterator[Buffer]:
         return _streamed("Control.PullResult", self._handler.pull_result(run_id, name))
 
 
-async def _refused(method: str) -> AsyncIterator[Chunk]:
+async def _refused(method: str) -> AsyncIterator[Buffer]:
     with as_over_grpc(method):
         raise UnauthenticatedError(NO_TOKEN)
     yield b""  # pragma: no cover - makes this an async generator
 
 
-async def _streamed(method: str, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+async def _streamed(method: str, chunks: AsyncIterator[Buffer]) -> AsyncIterator[Buffer]:
     try:
         with as_over_grpc(method):
             async for chunk in chunks:
