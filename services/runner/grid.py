@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -24,22 +22,21 @@ from stamen.codec import (
     ArrayMemo,
     Buffer,
     check_object,
-    collect_object,
     decode_message,
     encode_message,
     iter_chunks,
 )
+from stamen.codec.cache import ObjectCache
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import (
     IntegrityError,
-    InvalidMessageError,
     RunNotRunningError,
     UnavailableError,
 )
 from stamen.common.message import Message, MessageType
 from stamen.common.records import RecordDict
-from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import ServerAppIoApi
+from stamen.transport.objects import fetch_object, push_missing
 from stamen.transport.types import CHECKPOINT_PREFIX, Node, PushResult, Run, RunStatus
 
 from .screening import ReplyLimits, screen_reply
@@ -83,7 +80,7 @@ class ServerAppIoGrid:
         self._loop = loop
         self._poll_timeout = poll_timeout
         self._call_timeout = call_timeout
-        self._cache = _ObjectCache(cache_bytes)
+        self._cache = ObjectCache(cache_bytes)
         self._sent: dict[str, Buffer] = {}  # the objects of the latest push
         self._lock = threading.Lock()
         self._inflight: set[concurrent.futures.Future[Any]] = set()
@@ -237,14 +234,12 @@ class ServerAppIoGrid:
     async def _push(self, envelopes: Sequence[Envelope], objects: dict[str, Buffer]) -> PushResult:
         run_id = self._run.run_id
         result = await self._io.push_messages(run_id, envelopes)
-        for object_id in result.missing_object_ids:
-            data = objects.get(object_id)
-            if data is None:
-                raise InvalidMessageError(
-                    f"the SuperLink asked for object {object_id}, which no pushed message names"
-                )
-            chunks = _Chunks(object_id, data)
-            await self._io.push_object(run_id, object_id, memoryview(data).nbytes, chunks)
+        await push_missing(
+            partial(self._io.push_object, run_id),
+            result.missing_object_ids,
+            objects,
+            carrier="no pushed message names",
+        )
         return result
 
     async def _pull(self, message_ids: Sequence[str], timeout: float) -> list[Wire]:
@@ -267,11 +262,12 @@ class ServerAppIoGrid:
     async def _push_checkpoint(self, envelope: Envelope, objects: dict[str, Buffer]) -> None:
         run_id = self._run.run_id
         result = await self._io.push_checkpoint(run_id, envelope)
-        for object_id in result.missing_object_ids:
-            data = objects[object_id]
-            await self._io.push_object(
-                run_id, object_id, memoryview(data).nbytes, _Chunks(object_id, data)
-            )
+        await push_missing(
+            partial(self._io.push_object, run_id),
+            result.missing_object_ids,
+            objects,
+            carrier="the checkpoint does not carry",
+        )
 
     async def _pull_checkpoint(self, run_id: int) -> list[Wire]:
         wires: list[Wire] = []
@@ -292,20 +288,12 @@ class ServerAppIoGrid:
             data = bytearray().join(iter_chunks(sent))
             try:
                 check_object(object_id, data)
-                return self._cache.put(object_id, data)
+                return self._cache.put(object_id, memoryview(data).toreadonly())
             except IntegrityError:
                 logger.debug("object %s changed since it was pushed: pulling it", object_id)
-        stream = self._io.pull_object(self._run.run_id if run_id is None else run_id, object_id)
-        what = f"object {object_id[:12]} from the SuperLink"
-        progress = TransferProgress(("downloading", "downloaded"), what, None, logger)
-        try:
-            async with contextlib.aclosing(tracked(stream, progress)) as counted:
-                data = await collect_object(object_id, counted)
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        return self._cache.put(object_id, data)
+        pull = partial(self._io.pull_object, self._run.run_id if run_id is None else run_id)
+        data = await fetch_object(pull, object_id)
+        return self._cache.put(object_id, memoryview(data).toreadonly())
 
 
 class _RunCheckpoints:
@@ -332,56 +320,3 @@ class _RunCheckpoints:
         message.metadata.message_id = CHECKPOINT_PREFIX + message.metadata.message_id
         envelope, objects = encode_message(message)
         grid._call("push_checkpoint", partial(grid._push_checkpoint, envelope, objects))
-
-
-class _Chunks:
-    """An object's chunks as an async iterable that can be iterated again (for retries);
-    a large one logs its progress."""
-
-    __slots__ = ("_data", "_object_id")
-
-    def __init__(self, object_id: str, data: Buffer) -> None:
-        self._object_id = object_id
-        self._data = data
-
-    def __aiter__(self) -> AsyncIterator[memoryview]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[memoryview]:
-        what = f"object {self._object_id[:12]} to the SuperLink"
-        size = memoryview(self._data).nbytes
-        progress = TransferProgress(("uploading", "uploaded"), what, size, logger)
-        for chunk in iter_chunks(self._data):
-            yield chunk
-            progress.advance(chunk.nbytes)
-        progress.done()
-
-
-class _ObjectCache:
-    """Recently pulled objects, least recently used out first, at most `max_bytes`.
-
-    Every hand-out is a read-only view: replies that share an object share its memory, so
-    none of them may change it in place.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._entries: OrderedDict[str, memoryview] = OrderedDict()
-
-    def get(self, object_id: str) -> memoryview | None:
-        view = self._entries.get(object_id)
-        if view is not None:
-            self._entries.move_to_end(object_id)
-        return view
-
-    def put(self, object_id: str, data: bytearray) -> memoryview:
-        view = memoryview(data).toreadonly()
-        if view.nbytes > self._max_bytes:
-            return view
-        self._entries[object_id] = view
-        self._bytes += view.nbytes
-        while self._bytes > self._max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.nbytes
-        return view

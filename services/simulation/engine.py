@@ -44,8 +44,8 @@ from stamen.superlink.memorystate import MemoryLinkState
 from stamen.superlink.objectstore import MemoryObjectStore
 from stamen.superlink.superlink import SuperLink
 from stamen.superlink.web import observed_link
+from stamen.supernode import ObjectCache
 from stamen.supernode.agent import SuperNodeAgent
-from stamen.supernode.cache import ObjectCache
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
 from stamen.workers import WorkerPool

@@ -8,10 +8,10 @@ simulation. The executors here run the app in a warm worker process
 `stamen-supernode` command.
 """
 
+from stamen.codec.cache import ObjectCache
 from stamen.common.backoff import Backoff, Outage
 
 from .agent import SuperNodeAgent
-from .cache import ObjectCache
 from .executor import ThreadExecutor, WorkerProcessExecutor
 
 __all__ = [

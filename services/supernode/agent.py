@@ -39,17 +39,17 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar, TypeVarTuple
 
 from stamen.client.task import AppExecutor, AppTask
-from stamen.codec import collect_object
+from stamen.codec.cache import ObjectCache
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.buffers import Buffer
 from stamen.common.clock import SYSTEM_CLOCK, Clock
 from stamen.common.context import Context
 from stamen.common.errors import (
-    InvalidMessageError,
     NodeNotFoundError,
     StamenError,
     TransientError,
@@ -57,12 +57,11 @@ from stamen.common.errors import (
 )
 from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
-from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import FleetApi
+from stamen.transport.objects import fetch_object, push_missing
 from stamen.transport.types import Run, RunStatus
 
-from .cache import ObjectCache
-from .replies import Reply, aiter_chunks, error_code, error_reply, extending
+from .replies import Reply, error_code, error_reply
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -456,42 +455,20 @@ class SuperNodeAgent:
 
     async def _pull_object(self, node_id: int, object_id: str) -> Buffer:
         """Fetch one object, verified against its id; each chunk must come in time."""
-        idle = self._request_timeout
-        try:
-            async with asyncio.timeout(idle) as scope:
-                stream = extending(self._fleet.pull_object(node_id, object_id), scope, idle)
-                what = f"object {object_id[:12]} from the SuperLink"
-                progress = TransferProgress(("downloading", "downloaded"), what, None, logger)
-                async with contextlib.aclosing(tracked(stream, progress)) as counted:
-                    return await collect_object(object_id, counted)
-        except TimeoutError:
-            raise UnavailableError(
-                f"the SuperLink sent no part of object {object_id} for {idle:g}s"
-            ) from None
+        pull = partial(self._fleet.pull_object, node_id)
+        return await fetch_object(pull, object_id, idle=self._request_timeout)
 
     async def _push_reply(self, node_id: int, reply: Reply) -> None:
         """Push the reply, then the objects the SuperLink does not have yet."""
         envelope, objects = reply
         result = await self._bounded(self._fleet.push_messages(node_id, [envelope]), "PushMessages")
-        for object_id in result.missing_object_ids:
-            data = objects.get(object_id)
-            if data is None:
-                raise InvalidMessageError(
-                    f"the SuperLink asked for object {object_id}, which reply "
-                    f"{envelope.message_id} does not carry"
-                )
-            idle = self._request_timeout
-            try:
-                async with asyncio.timeout(idle) as scope:
-                    chunks = extending(aiter_chunks(data), scope, idle)
-                    async with contextlib.aclosing(chunks):
-                        await self._fleet.push_object(
-                            node_id, object_id, memoryview(data).nbytes, chunks
-                        )
-            except TimeoutError:
-                raise UnavailableError(
-                    f"the SuperLink took more than {idle:g}s over a part of object {object_id}"
-                ) from None
+        await push_missing(
+            partial(self._fleet.push_object, node_id),
+            result.missing_object_ids,
+            objects,
+            carrier=f"reply {envelope.message_id} does not carry",
+            idle=self._request_timeout,
+        )
 
     async def _bounded(self, call: Awaitable[T], name: str) -> T:
         try:

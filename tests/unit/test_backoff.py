@@ -1,4 +1,4 @@
-"""The SuperNode's sans-IO parts: reconnection backoff and the object cache."""
+"""Backoff and Outage: when the SuperNode and the runner retry reaching the SuperLink."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 import pytest
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.errors import UnavailableError
-from stamen.supernode.cache import ObjectCache
 
 
 def test_backoff_grows_to_its_maximum_with_jitter_below_each_ceiling() -> None:
@@ -59,32 +58,3 @@ def test_zero_max_retries_gives_up_at_the_first_failure() -> None:
     outage = Outage(Backoff(), started_at=0.0, max_retries=0)
     with pytest.raises(UnavailableError, match="after 0 retries"):
         outage.next_delay(0.0, "down")
-
-
-def test_cache_evicts_least_recently_used_by_bytes() -> None:
-    cache = ObjectCache(max_bytes=10)
-    cache.put("a", b"1234")
-    cache.put("b", b"5678")
-    assert cache.get("a") == b"1234"  # a is now the most recently used
-    cache.put("c", b"90ab")  # 12 bytes: b goes
-    assert "b" not in cache
-    assert "a" in cache
-    assert "c" in cache
-    assert cache.nbytes == 8
-    assert cache.get("b") is None
-
-
-def test_cache_does_not_keep_an_object_larger_than_its_budget() -> None:
-    cache = ObjectCache(max_bytes=4)
-    cache.put("small", b"12")
-    cache.put("big", memoryview(bytearray(5)))
-    assert len(cache) == 0
-    assert cache.nbytes == 0
-
-
-def test_cache_replacing_an_object_counts_its_bytes_once() -> None:
-    cache = ObjectCache(max_bytes=100)
-    cache.put("a", b"12345")
-    cache.put("a", b"12345")
-    assert cache.nbytes == 5
-    assert len(cache) == 1
