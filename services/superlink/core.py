@@ -32,8 +32,7 @@ from stamen.common.message import (
     Error,
     Message,
     MessageType,
-    Metadata,
-    new_message_id,
+    reply_metadata,
 )
 from stamen.transport.types import Run, RunStatus
 
@@ -283,21 +282,11 @@ def deliverable(
 
 def error_reply(instruction: Envelope, error: Error, now: float) -> StoredMessage:
     """The reply the SuperLink writes for a node when the node cannot: it answers the
-    instruction as if from its destination, and lives one instruction TTL from now."""
-    ins = instruction.metadata
-    metadata = Metadata(
-        run_id=ins.run_id,
-        message_id=new_message_id(),
-        src_node_id=ins.dst_node_id,
-        dst_node_id=ins.src_node_id,
-        reply_to_message_id=ins.message_id,
-        group_id=ins.group_id,
-        message_type=ins.message_type,
-        ttl=ins.ttl,
-        created_at=now,
-    )
+    instruction as if from its destination (`reply_metadata`'s TTL rule), and is kept for
+    the ServerApp one instruction TTL from now, as a node's reply would be."""
+    metadata = reply_metadata(instruction.metadata, now)
     envelope, _ = encode_message(Message(error=error, metadata=metadata))
-    return StoredMessage(envelope, expires_at=now + ins.ttl)
+    return StoredMessage(envelope, expires_at=now + instruction.metadata.ttl)
 
 
 @dataclass(frozen=True, slots=True)

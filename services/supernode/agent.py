@@ -304,9 +304,8 @@ class SuperNodeAgent:
                 extra={"run_id": meta.run_id, "node_id": self._node_id},
             )
         if self._stopping:
-            reply = error_reply(
-                meta, ErrorCode.NODE_UNAVAILABLE, f"node {self._node_id} is shutting down"
-            )
+            reason = f"node {self._node_id} is shutting down"
+            reply = error_reply(meta, ErrorCode.NODE_UNAVAILABLE, reason, self._clock.time())
         else:
             reply = await self._serve_instruction(envelope)
         try:
@@ -347,7 +346,8 @@ class SuperNodeAgent:
             raise  # gave up reconnecting
         except StamenError as exc:  # the run or an object is gone, or failed its hash check
             logger.error("cannot serve message %s: %s", meta.message_id, exc)
-            return error_reply(meta, ErrorCode.UNKNOWN, f"node {self._node_id}: {exc}")
+            reason = f"node {self._node_id}: {exc}"
+            return error_reply(meta, ErrorCode.UNKNOWN, reason, self._clock.time())
         task = AppTask(envelope=envelope, objects=objects, context=context)
         loop = asyncio.get_running_loop()
         expires = loop.time() + meta.created_at + meta.ttl - self._clock.time() + EXPIRY_SLACK
@@ -374,10 +374,11 @@ class SuperNodeAgent:
             )
             reason = f"node {self._node_id} cancelled the ClientApp's task: {reason}"
             logger.warning("%s: message %s", reason, meta.message_id)
-            return error_reply(meta, code, reason)
+            return error_reply(meta, code, reason, self._clock.time())
         except StamenError as exc:
             logger.error("message %s: %s", meta.message_id, exc)
-            return error_reply(meta, error_code(exc), f"node {self._node_id}: {exc}")
+            reason = f"node {self._node_id}: {exc}"
+            return error_reply(meta, error_code(exc), reason, self._clock.time())
         context.state = result.state
         return result.envelope, result.objects
 

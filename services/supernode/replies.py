@@ -12,7 +12,7 @@ from stamen.codec import encode_message
 from stamen.codec.envelope import Envelope
 from stamen.common.buffers import Buffer
 from stamen.common.errors import AppLoadError, StamenError, WorkerDiedError
-from stamen.common.message import Error, ErrorCode, Message, Metadata
+from stamen.common.message import Error, ErrorCode, Message, Metadata, reply_metadata
 
 __all__ = ["Reply", "error_code", "error_reply"]
 
@@ -27,7 +27,9 @@ def error_code(exc: StamenError) -> int:
     return ErrorCode.UNKNOWN
 
 
-def error_reply(instruction: Metadata, code: int, reason: str) -> Reply:
-    """An error reply to an instruction known only by its metadata."""
-    instruction_message = Message(error=Error(ErrorCode.UNKNOWN), metadata=instruction)
-    return encode_message(instruction_message.create_error_reply(Error(code, reason)))
+def error_reply(instruction: Metadata, code: int, reason: str, now: float) -> Reply:
+    """An error reply, made at `now` (unix seconds), to an instruction known only by its
+    metadata."""
+    return encode_message(
+        Message(error=Error(code, reason), metadata=reply_metadata(instruction, now))
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "MessageType",
     "Metadata",
     "new_message_id",
+    "reply_metadata",
 ]
 
 DEFAULT_TTL = 43200.0
@@ -181,7 +182,7 @@ class Message:
                     "a reply takes its destination, type and group from reply_to: "
                     "give only content (or error), reply_to and ttl"
                 )
-            self.metadata = _reply_metadata(reply_to.metadata, ttl)
+            self.metadata = reply_metadata(reply_to.metadata, time.time(), ttl)
         else:
             if dst_node_id is None or message_type is None:
                 raise TypeError("an instruction needs dst_node_id and message_type")
@@ -238,17 +239,22 @@ def _once(name: str, keyword: Any, positional: Any) -> Any:
     return positional
 
 
-def _reply_metadata(instruction: Metadata, ttl: float | None) -> Metadata:
-    now = time.time()
-    # What is left of the instruction's lifetime: a reply never outlives it.
+def reply_metadata(instruction: Metadata, now: float, ttl: float | None = None) -> Metadata:
+    """The metadata of a reply to `instruction`, created at `now` (unix seconds), with a
+    fresh message id. Every reply, normal or error, from a ClientApp, a node or the
+    SuperLink, is addressed this way.
+
+    The TTL follows Flower's rule: a reply never outlives its instruction. Without
+    `ttl` it lives what is left of the instruction's lifetime (`created_at + ttl - now`,
+    zero once it has expired); a given `ttl` is capped at that.
+    """
     left = max(instruction.created_at + instruction.ttl - now, 0.0)
-    ttl = left if ttl is None else min(float(ttl), left)
     return replace(
         instruction,
         message_id=new_message_id(),
         src_node_id=instruction.dst_node_id,
         dst_node_id=instruction.src_node_id,
         reply_to_message_id=instruction.message_id,
-        ttl=float(ttl),
+        ttl=left if ttl is None else min(float(ttl), left),
         created_at=now,
     )
