@@ -23,6 +23,7 @@ from typing import TypeVar
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.buffers import Buffer, byte_view
+from stamen.common.clock import SYSTEM_CLOCK, Clock
 from stamen.common.errors import TransientError
 from stamen.common.records import UserConfig
 from stamen.transport.api import ServerAppIoApi
@@ -45,11 +46,11 @@ class _Streak:
 
     async def wait(self, error: TransientError) -> None:
         """Wait before the next try; raises UnavailableError once the outage is too long."""
-        loop = asyncio.get_running_loop()
+        now = self._retrying.clock.now()
         if self._outage is None:
             logger.warning("the SuperLink failed %s: %s; retrying with backoff", self._what, error)
-            self._outage = self._retrying.outage(loop.time())
-        delay = self._outage.next_delay(loop.time(), f"{self._what}: {error}")
+            self._outage = self._retrying.outage(now)
+        delay = self._outage.next_delay(now, f"{self._what}: {error}")
         logger.debug("retrying %s in %.2fs (retry %d)", self._what, delay, self._outage.retries)
         await asyncio.sleep(delay)
 
@@ -58,14 +59,15 @@ class _Streak:
             logger.info(
                 "the SuperLink answers %s again after %.1fs",
                 self._what,
-                asyncio.get_running_loop().time() - self._outage.started_at,
+                self._retrying.clock.now() - self._outage.started_at,
             )
             self._outage = None
 
 
 class RetryingServerAppIo:
     """A ServerAppIoApi that retries the calls of `inner` while the SuperLink fails
-    transiently: for at most `max_wait_time` seconds in a row (None: without end)."""
+    transiently: for at most `max_wait_time` seconds in a row (None: without end),
+    measured on `clock` (the waits are the shared `Backoff`'s, jittered by `rng`)."""
 
     def __init__(
         self,
@@ -74,14 +76,21 @@ class RetryingServerAppIo:
         max_wait_time: float | None = None,
         initial_delay: float = 0.25,
         max_delay: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
     ) -> None:
         self._inner = inner
+        self.clock = clock
+        self._rng = rng
         self._max_wait_time = max_wait_time
         self._backoff = Backoff(initial=initial_delay, maximum=max_delay)
 
     def outage(self, now: float) -> Outage:
         return Outage(
-            self._backoff, started_at=now, max_wait_time=self._max_wait_time, rng=random.Random()
+            self._backoff,
+            started_at=now,
+            max_wait_time=self._max_wait_time,
+            rng=self._rng or random.Random(),
         )
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:

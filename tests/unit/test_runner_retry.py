@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 import pytest
 from stamen.codec.envelope import Envelope
 from stamen.common.buffers import Buffer
+from stamen.common.clock import FakeClock
 from stamen.common.errors import (
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -193,3 +194,20 @@ async def test_other_calls_pass_through() -> None:
     assert (await io.push_messages(4, [])).message_ids == ()
     assert await io.pull_messages(4, ["m"], 0.0) == []
     assert inner.calls == ["create_run", "push_messages", "pull_messages"]
+
+
+async def test_an_outage_is_measured_on_the_injected_clock() -> None:
+    clock = FakeClock()
+
+    class Slow(FlakyServerAppIo):
+        def _maybe_fail(self, name: str) -> None:
+            clock.advance(4.0)  # each failed call takes 4 virtual seconds
+            super()._maybe_fail(name)
+
+    inner = Slow(failures=10**6)
+    io = RetryingServerAppIo(
+        inner, max_wait_time=10.0, initial_delay=0.001, max_delay=0.001, clock=clock
+    )
+    with pytest.raises(UnavailableError, match=r"after 3 retries over 12\.0s"):
+        await io.get_run(9)
+    assert len(inner.calls) == 4
