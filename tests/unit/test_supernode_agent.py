@@ -652,7 +652,7 @@ class HangsOnce(ThreadExecutor):
 async def test_a_task_whose_instruction_expired_is_cancelled_and_the_node_pulls_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("stamen.supernode.agent.EXPIRY_SLACK", 0.0)
+    monkeypatch.setattr("stamen.supernode.core.EXPIRY_SLACK", 0.0)
     async with superlink() as link:
         server = await start_run(link, {"lr": 0.1})
         executor = HangsOnce()
