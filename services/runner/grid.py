@@ -234,12 +234,7 @@ class ServerAppIoGrid:
     async def _push(self, envelopes: Sequence[Envelope], objects: dict[str, Buffer]) -> PushResult:
         run_id = self._run.run_id
         result = await self._io.push_messages(run_id, envelopes)
-        await push_missing(
-            partial(self._io.push_object, run_id),
-            result.missing_object_ids,
-            objects,
-            carrier="no pushed message names",
-        )
+        await self._push_missing(result, objects, "no pushed message names")
         return result
 
     async def _pull(self, message_ids: Sequence[str], timeout: float) -> list[Wire]:
@@ -262,12 +257,13 @@ class ServerAppIoGrid:
     async def _push_checkpoint(self, envelope: Envelope, objects: dict[str, Buffer]) -> None:
         run_id = self._run.run_id
         result = await self._io.push_checkpoint(run_id, envelope)
-        await push_missing(
-            partial(self._io.push_object, run_id),
-            result.missing_object_ids,
-            objects,
-            carrier="the checkpoint does not carry",
-        )
+        await self._push_missing(result, objects, "the checkpoint does not carry")
+
+    async def _push_missing(
+        self, result: PushResult, objects: dict[str, Buffer], carrier: str
+    ) -> None:
+        push = partial(self._io.push_object, self._run.run_id)
+        await push_missing(push, result.missing_object_ids, objects, carrier=carrier)
 
     async def _pull_checkpoint(self, run_id: int) -> list[Wire]:
         wires: list[Wire] = []
