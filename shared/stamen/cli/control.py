@@ -7,6 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from stamen.common.backoff import Backoff, Outage
 from stamen.common.cli import run as run_loop
 from stamen.common.errors import UnavailableError
 from stamen.transport.grpc.channel import connect
@@ -22,6 +23,8 @@ LOG_WAIT = 10.0
 
 RETRIES = 5
 """Times following a log retries a SuperLink that cannot be reached, backing off."""
+LOG_BACKOFF = Backoff(initial=1.0, maximum=5.0)
+"""The waits between those retries: about 15 s in all, a SuperLink's restart."""
 
 T = TypeVar("T")
 
@@ -49,17 +52,21 @@ async def print_logs(client: GrpcControlClient, run_id: int, *, follow: bool) ->
     """Write the run's log to stdout; with `follow`, until the run has finished and its
     log is complete. The run as it was last seen."""
     offset = 0
-    failures = 0
+    outage: Outage | None = None  # the SuperLink may be restarting
     while True:
         try:
             chunk = await client.get_logs(run_id, offset, LOG_WAIT if follow else 0.0)
-        except UnavailableError:
-            failures += 1
-            if failures > RETRIES:
-                raise
-            await asyncio.sleep(failures)  # back off: the SuperLink may be restarting
+        except UnavailableError as exc:
+            now = asyncio.get_running_loop().time()
+            if outage is None:
+                outage = Outage(LOG_BACKOFF, started_at=now, max_retries=RETRIES)
+            try:
+                delay = outage.next_delay(now, str(exc))
+            except UnavailableError as gave_up:
+                raise gave_up from exc
+            await asyncio.sleep(delay)
             continue
-        failures = 0
+        outage = None
         if chunk.text:
             sys.stdout.buffer.write(chunk.text)
             sys.stdout.buffer.flush()
