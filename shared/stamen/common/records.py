@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar, cast, overload
 import numpy as np
 import numpy.typing as npt
 
-from .buffers import Buffer
+from .buffers import Buffer, byte_view
 
 if TYPE_CHECKING:
     import torch
@@ -166,7 +166,7 @@ class Array:
         return (
             self.dtype == other.dtype
             and self.shape == other.shape
-            and memoryview(self.data).cast("B") == memoryview(other.data).cast("B")
+            and byte_view(self.data) == byte_view(other.data)
         )
 
     __hash__ = None  # type: ignore[assignment]
