@@ -9,8 +9,8 @@ Virtual nodes should share one `object_cache`: each agent's own cache keeps copi
 the models it fetched.
 
 Idle cost: the SuperLink counts a node waiting in a long poll as alive, so an idle agent
-is one coroutine frame in that poll: no heartbeat task, no task group, no events (10,000
-virtual nodes in one process). Heartbeats run only while an instruction is in hand, from
+is a few coroutine frames in that poll: no heartbeat task, no task group, no events
+(10,000 virtual nodes in one process). Heartbeats run only while an instruction is in hand, from
 one heartbeat interval after the poll returned until the reply is pushed, so they stay on
 time however long the ClientApp trains.
 
