@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/stamen/v1/*.proto)
 
-.PHONY: install test lint typecheck unit protos demo bench chaos certs keys clean golden browser image image-torch compose-check
+.PHONY: install test lint lint-imports typecheck unit protos demo bench chaos certs keys clean golden browser image image-torch compose-check
 
 install: $(STAMP)
 
@@ -20,6 +20,19 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check shared services tests examples benchmarks
 	$(BIN)/ruff format --check shared services tests examples benchmarks
+	$(MAKE) --no-print-directory lint-imports
+
+# The import contracts in pyproject.toml. import-linter finds a package by walking its
+# folder, and the editable install maps services/<name> to stamen.<name> with an import
+# hook it cannot see; so it reads a tree of links laid out as the installed package is.
+IMPORTS_TREE := build/importlint
+lint-imports: $(STAMP)
+	rm -rf $(IMPORTS_TREE) && mkdir -p $(IMPORTS_TREE)/stamen
+	ln -s $(CURDIR)/shared/stamen/* $(IMPORTS_TREE)/stamen/
+	for s in superlink supernode runner simulation; do \
+		ln -s $(CURDIR)/services/$$s $(IMPORTS_TREE)/stamen/$$s; done
+	cd $(IMPORTS_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports \
+		$(CURDIR)/pyproject.toml --no-cache
 
 # mypy cannot follow the editable install's import hook that maps services/<name> to
 # stamen.<name>, so it checks a tree of links laid out as the installed package is.
