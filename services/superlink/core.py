@@ -35,7 +35,7 @@ from stamen.common.message import (
     Metadata,
     new_message_id,
 )
-from stamen.transport.types import Run, RunStatus
+from stamen.common.run import Run, RunStatus
 
 from .linkstate import StoredMessage
 

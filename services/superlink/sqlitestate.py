@@ -24,7 +24,8 @@ from stamen.common.errors import (
     RunNotFoundError,
 )
 from stamen.common.message import Metadata
-from stamen.transport.types import Node, Run
+from stamen.common.node import Node
+from stamen.common.run import Run
 
 from .linkstate import ObjectRef, StoredMessage
 from .storage import INTEGRITY_CHECK_BUDGET, GuardedConnection, check_integrity

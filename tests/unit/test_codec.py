@@ -33,6 +33,7 @@ from stamen.codec import (
 )
 from stamen.common.errors import ConfigError, IntegrityError, InvalidMessageError
 from stamen.common.message import Error, Message, Metadata
+from stamen.common.node import Node
 from stamen.common.records import (
     Array,
     ArrayRecord,
@@ -41,8 +42,8 @@ from stamen.common.records import (
     RecordDict,
     UserConfig,
 )
+from stamen.common.run import Run, RunStatus
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.types import Node, Run, RunStatus
 
 # --- strategies -------------------------------------------------------------------------
 

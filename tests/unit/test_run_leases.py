@@ -13,6 +13,7 @@ from grpclib.testing import ChannelFor
 from stamen.common.clock import FakeClock
 from stamen.common.context import Context
 from stamen.common.errors import RunLeaseHeldError, RunNotRunningError, StamenError
+from stamen.common.run import RunStatus
 from stamen.runner.runner import run_serverapp
 from stamen.server import Grid, History
 from stamen.superlink import MemoryLinkState
@@ -22,7 +23,6 @@ from stamen.superlink.superlink import SuperLink
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 from stamen.transport.grpc.servicers import ServerAppIoServicer
 from stamen.transport.memory import MemoryServerAppIo
-from stamen.transport.types import RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from stamen.common.context import Context
 from stamen.common.errors import UnavailableError
+from stamen.common.node import Node
+from stamen.common.run import Run, RunStatus
 from stamen.runner import cli
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.runner.runner import run_serverapp
@@ -26,7 +28,6 @@ from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
-from stamen.transport.types import Node, Run, RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 

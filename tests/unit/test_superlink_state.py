@@ -17,8 +17,9 @@ from stamen.common.errors import (
     StorageFaultError,
 )
 from stamen.common.message import Metadata
+from stamen.common.node import Node
+from stamen.common.run import Run, RunStatus
 from stamen.superlink import LinkState, MemoryLinkState, SqliteLinkState, StoredMessage
-from stamen.transport.types import Node, Run, RunStatus
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 

@@ -17,6 +17,7 @@ import betterproto2
 
 from stamen.common.errors import ConfigError, InvalidMessageError
 from stamen.common.message import Error, Metadata
+from stamen.common.node import Node
 from stamen.common.records import (
     ConfigRecord,
     ConfigValue,
@@ -25,8 +26,8 @@ from stamen.common.records import (
     UserConfig,
     UserConfigValue,
 )
+from stamen.common.run import Run
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.types import Node, Run
 
 from .envelope import Envelope
 

@@ -39,9 +39,9 @@ from stamen.common.errors import (
     RunNotFoundError,
     UnauthenticatedError,
 )
+from stamen.common.push import PushResult
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
-from stamen.transport.types import PushResult
 
 from ._streams import aclose
 from .drain import Drain

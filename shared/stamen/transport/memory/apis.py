@@ -16,11 +16,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from stamen.auth.tokens import NO_TOKEN
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import UnauthenticatedError
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 from stamen.transport.api import Chunk, ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.grpc._streams import aclose
 from stamen.transport.grpc.errors import as_over_grpc
-from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
+from stamen.transport.types import LogChunk, NodeRegistration, ResultFile
 
 __all__ = ["MemoryControl", "MemoryFleet", "MemoryServerAppIo"]
 
