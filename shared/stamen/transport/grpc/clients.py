@@ -36,9 +36,9 @@ from stamen.common.records import UserConfig
 from stamen.common.run import Run
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
+from stamen.transport.streams import aclose
 from stamen.transport.types import LogChunk, NodeRegistration, ResultFile
 
-from ._streams import aclose
 from .channel import CONNECTION_ERRORS, explain_failure, is_wrong_api, wrong_api
 from .errors import from_grpc
 

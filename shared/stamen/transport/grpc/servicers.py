@@ -42,8 +42,8 @@ from stamen.common.errors import (
 from stamen.common.push import PushResult
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
+from stamen.transport.streams import aclose
 
-from ._streams import aclose
 from .drain import Drain
 from .errors import grpc_errors
 from .guard import current_caller, guard
