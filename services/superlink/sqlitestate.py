@@ -25,7 +25,7 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Metadata
 from stamen.common.node import Node
-from stamen.common.run import Run
+from stamen.common.run import Run, RunStatus
 
 from .linkstate import ObjectRef, StoredMessage
 from .storage import INTEGRITY_CHECK_BUDGET, GuardedConnection, check_integrity
@@ -179,7 +179,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         server_app=row[1],
         client_app=row[2],
         run_config=json.loads(row[3]),
-        status=row[4],
+        status=RunStatus(row[4]),
         sub_status=row[5],
         details=row[6],
         created_at=row[7],

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .records import UserConfig
 
 __all__ = ["Run", "RunStatus"]
 
 
-class RunStatus:
-    """A run's lifecycle: pending -> running -> finished (completed | failed | stopped)."""
+class RunStatus(StrEnum):
+    """A run's lifecycle: pending -> running -> finished (completed | failed | stopped).
+
+    Each is the string it stands for, as stored (SQLite) and sent (protobuf): `status`
+    takes one of the first three, `sub_status` one of the last three once finished.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -26,7 +31,7 @@ class Run:
     server_app: str = ""
     client_app: str = ""
     run_config: UserConfig = field(default_factory=dict)
-    status: str = RunStatus.PENDING
+    status: RunStatus = RunStatus.PENDING
     sub_status: str = ""
     details: str = ""
     created_at: float = 0.0
