@@ -116,9 +116,10 @@ def _typed(fields: Mapping[str, FieldValue], types: Mapping[str, type[FieldValue
 class as_over_wire:
     """Raise what the block raises as a caller over gRPC would receive it.
 
-    The memory transport runs handler calls in this. A class, not a generator: it holds
-    one open through every long-poll, and 10,000 idle virtual nodes each hold one (a
-    generator-based one cost ~7 MiB there).
+    The memory transport runs handler calls in this; `grpc_errors` is the same block on
+    a gRPC server, raising the `GRPCError` that carries the failure. A class, not a
+    generator: it is held open through every long-poll, and 10,000 idle virtual nodes
+    each hold one (a generator-based one cost ~7 MiB there).
     """
 
     __slots__ = ("method",)
@@ -132,6 +133,12 @@ class as_over_wire:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> Literal[False]:
-        if exc is None or not isinstance(exc, Exception):
+        if exc is None or not isinstance(exc, Exception) or self._passes(exc):
             return False  # CancelledError and other BaseExceptions pass through untouched
-        raise raised(failure(self.method, exc)) from exc
+        raise self._converted(failure(self.method, exc)) from exc
+
+    def _passes(self, exc: Exception) -> bool:
+        return False
+
+    def _converted(self, sent: Failure) -> Exception:
+        return raised(sent)

@@ -10,8 +10,7 @@ status without readable details (another server, a proxy) arrives as its status'
 from __future__ import annotations
 
 import json
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from grpclib.const import Status
 from grpclib.encoding.base import StatusDetailsCodecBase
@@ -19,7 +18,7 @@ from grpclib.exceptions import GRPCError
 
 from stamen.common.errors import StamenError
 from stamen.common.status import StatusCode
-from stamen.transport.errors import Failure, failure, failure_of, raised
+from stamen.transport.errors import Failure, as_over_wire, failure_of, raised
 
 __all__ = ["FailureCodec", "as_grpc", "from_grpc", "grpc_errors"]
 
@@ -42,26 +41,17 @@ def from_grpc(exc: GRPCError) -> StamenError:
     return raised(Failure(status, exc.message or "", details.error, details.fields))
 
 
-class grpc_errors:
-    """Server side: raise what the handler raised as the `GRPCError` the table names.
+class grpc_errors(as_over_wire):
+    """Server side: raise what the handler raised as the `GRPCError` the table names
+    (one that is a `GRPCError` already passes through)."""
 
-    A class, not a generator, as `as_over_wire`: servers hold one open per long-poll.
-    """
+    __slots__ = ()
 
-    __slots__ = ("method",)
+    def _passes(self, exc: Exception) -> bool:
+        return isinstance(exc, GRPCError)
 
-    def __init__(self, method: str) -> None:
-        self.method = method
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        if exc is None or isinstance(exc, GRPCError) or not isinstance(exc, Exception):
-            return False  # CancelledError and other BaseExceptions pass through untouched
-        raise _grpc(failure(self.method, exc)) from exc
+    def _converted(self, sent: Failure) -> Exception:
+        return _grpc(sent)
 
 
 class FailureCodec(StatusDetailsCodecBase):
