@@ -27,6 +27,7 @@ from stamen.common.status import StatusCode
 from stamen.transport.api import ControlApi
 from stamen.transport.errors import Failure, raised
 from stamen.transport.grpc import ControlServicer, FailureCodec, GrpcControlClient, from_grpc
+from stamen.transport.grpc.richstatus import ErrorInfo, RpcStatus
 from stamen.transport.memory import MemoryControl
 
 
@@ -100,14 +101,38 @@ async def test_other_errors_arrive_as_their_status_class_with_the_same_message(
     assert str(caught.value) == str(error)
 
 
-def test_the_codec_round_trips_a_failure_through_bytes() -> None:
+def test_the_codec_writes_grpcs_rich_status_with_the_fields_as_text() -> None:
     codec = FailureCodec()
     sent = Failure(StatusCode.FAILED_PRECONDITION, "m", "RunLeaseHeldError", {"run_id": 3})
     data = codec.encode(Status.FAILED_PRECONDITION, "m", sent)
-    assert codec.decode(Status.FAILED_PRECONDITION, "m", data) == sent
+    rich = RpcStatus.FromString(data)
+    assert (rich.code, rich.message) == (Status.FAILED_PRECONDITION.value, "m")
+    info = ErrorInfo()
+    assert rich.details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "RunLeaseHeldError",
+        "stamen",
+        {"run_id": "3"},
+    )
+    received = codec.decode(Status.FAILED_PRECONDITION, "m", data)
+    assert received == Failure(sent.status, "m", "RunLeaseHeldError", {"run_id": "3"})
 
 
-@pytest.mark.parametrize("data", [b"\x08\x05", b"[1, 2]", b'{"error": 5, "fields": {}}'])
+def _rich(info: object) -> bytes:
+    rich = RpcStatus(code=5, message="m")
+    rich.details.add().Pack(info)
+    return bytes(rich.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xff",  # not a protobuf message
+        bytes(RpcStatus(code=5, message="m").SerializeToString()),  # no details
+        _rich(ErrorInfo(reason="NOT_FOUND", domain="example.com")),  # another domain's
+    ],
+    ids=["garbage", "no-details", "other-domain"],
+)
 def test_details_another_server_wrote_are_ignored(data: bytes) -> None:
     assert FailureCodec().decode(Status.NOT_FOUND, "m", data) is None
 
@@ -119,8 +144,8 @@ def test_the_codec_refuses_details_that_are_not_a_failure() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"node_id": "7"}, {"node_id": True}, {"node_id": 7.5}],
-    ids=["missing", "text", "bool", "float"],
+    [{}, {"node_id": "seven"}, {"node_id": True}, {"node_id": 7.5}, {"node_id": "7.5"}],
+    ids=["missing", "not-a-number", "bool", "float", "float-text"],
 )
 def test_a_failure_whose_fields_do_not_fit_its_error_arrives_as_its_status_class(
     fields: dict[str, int | float | str],

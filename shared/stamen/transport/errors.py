@@ -99,18 +99,25 @@ def raised(received: Failure) -> StamenError:
     """Client side: the Stamen error a caller sees for a failure it received."""
     message = received.message or received.status.name.lower().replace("_", " ")
     cls, types = _REBUILT.get(received.error, (None, {}))
-    if cls is not None and cls.status == received.status and _typed(received.fields, types):
-        return cls.rebuild(message, {name: received.fields[name] for name in types})
+    if cls is not None and cls.status == received.status:
+        fields = {name: _typed(received.fields.get(name), kind) for name, kind in types.items()}
+        if None not in fields.values():
+            return cls.rebuild(message, fields)
     return _BY_STATUS.get(received.status, StamenError)(message)
 
 
-def _typed(fields: Mapping[str, FieldValue], types: Mapping[str, type[FieldValue]]) -> bool:
-    # An int is a float too (JSON writes 3.0 as 3); a bool is no int here.
-    return all(
-        isinstance(fields.get(name), int | float if kind is float else kind)
-        and not isinstance(fields.get(name), bool)
-        for name, kind in types.items()
-    )
+def _typed(value: FieldValue | None, kind: type[FieldValue]) -> FieldValue | None:
+    """`value` as `kind`, from itself or from its text (gRPC sends fields as text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str) and kind is not str:
+        try:
+            return kind(value)
+        except ValueError:
+            return None
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value if isinstance(value, kind) else None
 
 
 class as_over_wire:

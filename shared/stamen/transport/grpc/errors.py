@@ -1,17 +1,18 @@
 """The error table (`stamen.transport.errors`) over gRPC: a `Failure` in the status details.
 
 Server side: `grpc_errors()` raises what a handler raised as `GRPCError(status, message,
-failure)`, and `FailureCodec` writes the failure's name and typed fields to the trailing
-`grpc-status-details-bin` header, as JSON. Client side: the channel's `FailureCodec`
-reads them back and `from_grpc()` turns the status into the class the table names. A
-status without readable details (another server, a proxy) arrives as its status's class.
+failure)`, and `FailureCodec` writes the failure's name and fields to the trailing
+`grpc-status-details-bin` header, in gRPC's rich error model. Client side: the channel's
+`FailureCodec` reads them back and `from_grpc()` turns the status into the class the
+table names. A status without readable details (another server, a proxy) arrives as its
+status's class.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Final
 
+from google.protobuf.message import DecodeError
 from grpclib.const import Status
 from grpclib.encoding.base import StatusDetailsCodecBase
 from grpclib.exceptions import GRPCError
@@ -20,7 +21,12 @@ from stamen.common.errors import StamenError
 from stamen.common.status import StatusCode
 from stamen.transport.errors import Failure, as_over_wire, failure_of, raised
 
-__all__ = ["FailureCodec", "as_grpc", "from_grpc", "grpc_errors"]
+from .richstatus import ErrorInfo, RpcStatus
+
+__all__ = ["DOMAIN", "FailureCodec", "as_grpc", "from_grpc", "grpc_errors"]
+
+DOMAIN: Final = "stamen"
+"""The `ErrorInfo.domain` of the failures Stamen sends."""
 
 
 def as_grpc(error: StamenError) -> GRPCError:
@@ -55,22 +61,25 @@ class grpc_errors(as_over_wire):
 
 
 class FailureCodec(StatusDetailsCodecBase):
-    """A `Failure`'s name and fields as JSON in the status details; servers and channels
-    both use it."""
+    """A `Failure` as gRPC's rich status: a `google.rpc.Status` whose one detail is a
+    `google.rpc.ErrorInfo` (reason: the error's name, domain "stamen", metadata: its
+    fields as text, typed again by the table). Servers and channels both use it."""
 
     def encode(self, status: Status, message: str | None, details: Any) -> bytes:
         if not isinstance(details, Failure):
             raise TypeError(f"status details must be a Failure, not {type(details).__name__}")
-        return json.dumps({"error": details.error, "fields": dict(details.fields)}).encode()
+        rich = RpcStatus(code=status.value, message=message or "")
+        fields = {name: str(value) for name, value in details.fields.items()}
+        rich.details.add().Pack(ErrorInfo(reason=details.error, domain=DOMAIN, metadata=fields))
+        return bytes(rich.SerializeToString())
 
     def decode(self, status: Status, message: str | None, data: bytes) -> Failure | None:
         try:
-            sent = json.loads(data)
-        except ValueError:
-            return None  # details this codec did not write: the status alone counts
-        if not isinstance(sent, dict):
-            return None
-        error, fields = sent.get("error"), sent.get("fields")
-        if not isinstance(error, str) or not isinstance(fields, dict):
-            return None
-        return Failure(StatusCode(status.value), message or "", error, fields)
+            rich = RpcStatus.FromString(data)
+        except DecodeError:
+            return None  # not a rich status: the status alone counts
+        info = ErrorInfo()
+        for detail in rich.details:
+            if detail.Unpack(info) and info.domain == DOMAIN:
+                return Failure(StatusCode(status.value), message or "", info.reason, info.metadata)
+        return None
