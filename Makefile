@@ -30,7 +30,7 @@ lint-imports: $(STAMP)
 	rm -rf $(IMPORTS_TREE) && mkdir -p $(IMPORTS_TREE)/stamen
 	ln -s $(CURDIR)/shared/stamen/* $(IMPORTS_TREE)/stamen/
 	for s in superlink supernode runner simulation; do \
-		ln -s $(CURDIR)/services/$$s $(IMPORTS_TREE)/stamen/$$s; done
+		ln -sfn $(CURDIR)/services/$$s $(IMPORTS_TREE)/stamen/$$s; done
 	cd $(IMPORTS_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports \
 		$(CURDIR)/pyproject.toml --no-cache
 
