@@ -81,5 +81,7 @@ class FailureCodec(StatusDetailsCodecBase):
         info = ErrorInfo()
         for detail in rich.details:
             if detail.Unpack(info) and info.domain == DOMAIN:
-                return Failure(StatusCode(status.value), message or "", info.reason, info.metadata)
+                return Failure(
+                    StatusCode(status.value), message or "", info.reason, dict(info.metadata)
+                )
         return None
