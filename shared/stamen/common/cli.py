@@ -69,6 +69,9 @@ class ServiceCommand(click.Command):
             "context_settings", {"help_option_names": ["-h", "--help"], "max_content_width": 100}
         )
         super().__init__(*args, **kwargs)
+        for param in self.params:  # listed once, in the section, not beside each option
+            if isinstance(param, click.Option):
+                param.show_envvar = False
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
