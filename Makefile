@@ -34,15 +34,14 @@ lint-imports: $(STAMP)
 	cd $(IMPORTS_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports \
 		$(CURDIR)/pyproject.toml --no-cache
 
-# mypy cannot follow the editable install's import hook that maps services/<name> to
-# stamen.<name>, so it checks a tree of links laid out as the installed package is.
-TYPECHECK_TREE := build/typecheck
+# The editable install is a static path (shared/, where shared/stamen/<service> link to
+# services/<service>), so mypy finds stamen as a user's mypy does. Each example is checked
+# as a user's app, with examples/mypy.ini (mypy's defaults), from its own directory.
+EXAMPLES := $(wildcard examples/*/)
 typecheck: $(STAMP)
-	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/stamen
-	ln -s $(CURDIR)/shared/stamen/* $(TYPECHECK_TREE)/stamen/
-	for s in superlink supernode runner simulation; do \
-		ln -s $(CURDIR)/services/$$s $(TYPECHECK_TREE)/stamen/$$s; done
-	cd $(TYPECHECK_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p stamen
+	$(BIN)/mypy -p stamen
+	for d in $(EXAMPLES); do (cd $$d && $(CURDIR)/$(BIN)/mypy --cache-dir $(CURDIR)/.mypy_cache/examples \
+		--config-file $(CURDIR)/examples/mypy.ini .) || exit 1; done
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
