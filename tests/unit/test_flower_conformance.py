@@ -36,7 +36,6 @@ PENDING: dict[str, str] = {
     "stamen.serverapp.PrivacySpent": "issue 12",
     "stamen.serverapp.RdpAccountant": "issue 12",
     "stamen.serverapp.SamplingMethod": "issue 12",
-    "stamen.serverapp.strategy.strategy_utils.aggregate_bagging": "issue 12",
 }
 
 CASES = [

@@ -29,10 +29,12 @@ from stamen.server.client_manager import DEFAULT_WAIT_TIMEOUT
 from stamen.server.client_proxy import order_key
 from stamen.server.grid import Grid
 from stamen.server.strategy.aggregate import weighted_average
+from stamen.server.strategy.xgb import aggregate_bagging
 
 __all__ = [
     "NodeOrder",
     "aggregate_arrayrecords",
+    "aggregate_bagging",
     "aggregate_metricrecords",
     "config_to_str",
     "log_strategy_start_info",
