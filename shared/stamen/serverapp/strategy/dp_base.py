@@ -20,9 +20,12 @@ __all__ = ["DifferentialPrivacyWrapper", "validate_replies"]
 logger = logging.getLogger(__name__)
 
 
-def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
+def validate_replies(
+    replies: list[Message], num_sampled_clients: int, strict: bool = False
+) -> bool:
     """False (aggregation skipped) if any reply is an error: dropping a client's update
-    would change the sensitivity the noise was calibrated for. Warns on a count mismatch."""
+    would change the sensitivity the noise was calibrated for. Warns on a count mismatch,
+    which also skips aggregation when `strict` (an accountant counts on that number)."""
     errors = [message for message in replies if message.has_error()]
     for message in errors:
         logger.info(
@@ -36,6 +39,7 @@ def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
     logger.info("aggregate_train: Received %s results and %s failures", len(replies), 0)
     if len(replies) != num_sampled_clients:
         logger.warning(CLIENTS_DISCREPANCY_WARNING, len(replies), num_sampled_clients)
+        return not strict
     return True
 
 
@@ -83,4 +87,8 @@ class DifferentialPrivacyWrapper(Strategy):
         logger.info("\t├──> DP settings:")
         logger.info("\t│\t├── Noise multiplier: %s", self.noise_multiplier)
         logger.info("\t│\t└── Clipping norm: %s", self.clipping_norm)
+        self._summary_privacy()
         self.strategy.summary()
+
+    def _summary_privacy(self) -> None:
+        """Log the privacy spent, where a subclass accounts for it."""
