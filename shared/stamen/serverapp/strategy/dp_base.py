@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import numpy as np
-
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
-from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING, add_gaussian_noise, compute_stdv
+from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING
+from stamen.server.strategy.dp_core import CentralDP
 
 from ._models import to_arrayrecord
 from .strategy import Strategy
@@ -43,7 +42,7 @@ def validate_replies(
     return True
 
 
-class DifferentialPrivacyWrapper(Strategy):
+class DifferentialPrivacyWrapper(CentralDP, Strategy):
     """Wraps `strategy`: evaluation is delegated; training adds clipping and noise."""
 
     def __init__(
@@ -53,22 +52,12 @@ class DifferentialPrivacyWrapper(Strategy):
         num_sampled_clients: int,
         seed: int | None,
     ) -> None:
-        if noise_multiplier < 0:
-            raise ValueError("The noise multiplier should be a non-negative value.")
-        if num_sampled_clients <= 0:
-            raise ValueError("The number of sampled clients should be a positive value.")
+        super().__init__(noise_multiplier, num_sampled_clients, seed)
         self.strategy = strategy
-        self.noise_multiplier = noise_multiplier
-        self.num_sampled_clients = num_sampled_clients
-        self.clipping_norm = 0.0
-        self.rng = np.random.default_rng(seed)
 
     def _add_noise(self, aggregated: ArrayRecord) -> ArrayRecord:
         keys = list(aggregated.keys())
-        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
-        noisy = add_gaussian_noise([aggregated[key].numpy() for key in keys], stdv, self.rng)
-        logger.info("aggregate_fit: central DP noise with %.4f stdev added", stdv)
-        return to_arrayrecord(keys, noisy)
+        return to_arrayrecord(keys, self._noised([aggregated[key].numpy() for key in keys]))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

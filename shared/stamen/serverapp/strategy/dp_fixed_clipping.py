@@ -36,10 +36,8 @@ class _FixedClipping(DifferentialPrivacyWrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
-        if clipping_norm <= 0:
-            raise ValueError("The clipping norm should be a positive value.")
+        self._fix_clipping_norm(clipping_norm)
         self.ledger = PrivacyLedger(accountant, strategy, noise_multiplier, num_sampled_clients)
-        self.clipping_norm = clipping_norm
         self.accountant = accountant
 
     def privacy_spent(self) -> PrivacySpent | None:
