@@ -138,7 +138,7 @@ class FedOpt(FedOptArguments, FedAvg):
             self.current_weights = parameters_to_ndarrays(aggregated)
             return aggregated, metrics
         self.current_weights = self.optimizer.step(
-            self.current_weights, parameters_to_ndarrays(aggregated), server_round
+            self.current_weights, parameters_to_ndarrays(aggregated), server_round, in_place=True
         )
         return ndarrays_to_parameters(self.current_weights), metrics
 

@@ -161,8 +161,9 @@ class FedOpt(FedOptArguments, FedAvg):
         keys = list(current)
         new = self.optimizer.step(
             [current[key] for key in keys],
-            [aggregated[key].numpy() for key in keys],
+            [aggregated[key].numpy() for key in keys],  # FedAvg's fresh arrays: reused
             server_round,
+            in_place=True,
         )
         return ArrayRecord(
             {key: Array(array) for key, array in zip(keys, new, strict=True)}
