@@ -190,7 +190,7 @@ def test_weighted_average_is_order_independent_and_bounded(rows, rnd) -> None:
 def test_weighted_average_allocates_only_the_result() -> None:
     """Sums run a block at a time: no float64 buffer the size of the model (numpy's
     allocations are traced by tracemalloc)."""
-    size = 1 << 20
+    size = 1 << 22
     replies = [(f"r{i}", [np.full(size, i, np.float32)], i + 1) for i in range(3)]
     tracemalloc.start()
     try:
@@ -198,5 +198,6 @@ def test_weighted_average_allocates_only_the_result() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert average.nbytes <= peak < average.nbytes + (1 << 20)
+    # The result, plus block buffers well below the float64 sum (twice the result).
+    assert average.nbytes <= peak < 1.5 * average.nbytes
     np.testing.assert_allclose(average, (0 * 1 + 1 * 2 + 2 * 3) / 6)

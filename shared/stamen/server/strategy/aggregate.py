@@ -132,16 +132,18 @@ def _average_blocks(
         block, step = total[: stop - start], product[: stop - start]
         block.fill(0)
         for flat, count in zip(flats, counts, strict=True):
-            np.multiply(flat[start:stop], count, out=step, dtype=work)
-            np.add(block, step, out=block)
+            # Cast, then scale: faster than one multiply that casts on the fly.
+            np.copyto(step, flat[start:stop])
+            step *= count
+            block += step
         np.divide(block, weight, out=block)
         if out.dtype.kind in "biu":
             np.rint(block, out=block)
         out[start:stop] = block
 
 
-_BLOCK = 1 << 15
-"""Elements per step of `_average_blocks`: its float64 buffers stay in the CPU cache."""
+_BLOCK = 1 << 17
+"""Elements per step of `_average_blocks`: its two 1 MiB float64 buffers stay in cache."""
 
 
 def _accumulator(dtype: np.dtype[Any]) -> np.dtype[Any]:
