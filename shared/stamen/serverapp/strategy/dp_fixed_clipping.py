@@ -71,7 +71,7 @@ class _FixedClipping(DifferentialPrivacyWrapper):
         return arrays, metrics
 
     def _clip(self, replies: list[Message]) -> None:
-        """Clip the replies' updates in place (the clients clipped them already)."""
+        """Clip the replies' updates where the server clips; here the clients did."""
 
 
 class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
