@@ -70,7 +70,7 @@ FLOWER_VENV := benchmarks/.venv-flower
 $(FLOWER_VENV)/.installed:
 	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
 	$(FLOWER_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr[simulation]==1.42.0' scikit-learn psutil
+	$(FLOWER_VENV)/bin/python -m pip install --quiet 'flwr[simulation,dp]==1.42.0' scikit-learn psutil
 	touch $@
 
 golden: $(FLOWER_VENV)/.installed
