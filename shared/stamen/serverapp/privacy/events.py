@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from grpclib.const import Status
-
 from stamen.common.errors import StamenError
+from stamen.common.status import StatusCode
 
 __all__ = [
     "GaussianPrivacyEvent",
@@ -148,7 +147,7 @@ class PrivacyAccountant(Protocol):
 class PrivacyBudgetExhausted(StamenError):
     """The next private release would spend more than the configured `max_epsilon`."""
 
-    status = Status.FAILED_PRECONDITION
+    status = StatusCode.FAILED_PRECONDITION
 
 
 def check_probability(name: str, value: float) -> None:
