@@ -34,10 +34,13 @@ from stamen.common.errors import (
     UnavailableError,
 )
 from stamen.common.message import Message, MessageType
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import RecordDict
+from stamen.common.run import Run, RunStatus
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.objects import fetch_object, push_missing
-from stamen.transport.types import CHECKPOINT_PREFIX, Node, PushResult, Run, RunStatus
+from stamen.transport.types import CHECKPOINT_PREFIX
 
 from .screening import ReplyLimits, screen_reply
 

@@ -55,9 +55,9 @@ from stamen.common.context import Context
 from stamen.common.errors import NodeNotFoundError, StamenError, TransientError, UnavailableError
 from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 from stamen.transport.api import FleetApi
 from stamen.transport.objects import fetch_object, push_missing
-from stamen.transport.types import Run
 
 from .core import DEFAULT_GRACE_PERIOD, NodeCore, RegisterAgain, Stopping
 from .replies import Reply, error_code, error_reply

@@ -32,7 +32,7 @@ from stamen.common.context import Context
 from stamen.common.errors import NodeNotFoundError, StamenError, UnavailableError
 from stamen.common.message import ErrorCode, Metadata
 from stamen.common.records import UserConfig
-from stamen.transport.types import Run, RunStatus
+from stamen.common.run import Run, RunStatus
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",

@@ -6,7 +6,8 @@ import pytest
 from stamen.cli import control
 from stamen.common.backoff import Backoff
 from stamen.common.errors import UnavailableError
-from stamen.transport.types import LogChunk, Run, RunStatus
+from stamen.common.run import Run, RunStatus
+from stamen.transport.types import LogChunk
 
 
 class FlakyLogs:

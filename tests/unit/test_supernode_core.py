@@ -8,6 +8,7 @@ import pytest
 from stamen.common.backoff import Backoff
 from stamen.common.errors import NodeNotFoundError, UnavailableError
 from stamen.common.message import ErrorCode, Metadata
+from stamen.common.run import Run, RunStatus
 from stamen.supernode.core import (
     EXPIRY_SLACK,
     MAX_ANSWERED,
@@ -18,7 +19,6 @@ from stamen.supernode.core import (
     Retry,
     Stopping,
 )
-from stamen.transport.types import Run, RunStatus
 
 
 def core(
