@@ -22,17 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check shared services tests examples benchmarks
 	$(MAKE) --no-print-directory lint-imports
 
-# The import contracts in pyproject.toml. import-linter finds a package by walking its
-# folder, and the editable install maps services/<name> to stamen.<name> with an import
-# hook it cannot see; so it reads a tree of links laid out as the installed package is.
-IMPORTS_TREE := build/importlint
+# The import contracts in pyproject.toml. import-linter walks the package's folders:
+# shared/stamen, whose <service> links lead to services/<service>.
 lint-imports: $(STAMP)
-	rm -rf $(IMPORTS_TREE) && mkdir -p $(IMPORTS_TREE)/stamen
-	ln -s $(CURDIR)/shared/stamen/* $(IMPORTS_TREE)/stamen/
-	for s in superlink supernode runner simulation; do \
-		ln -sfn $(CURDIR)/services/$$s $(IMPORTS_TREE)/stamen/$$s; done
-	cd $(IMPORTS_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports \
-		$(CURDIR)/pyproject.toml --no-cache
+	$(BIN)/lint-imports pyproject.toml --no-cache
 
 # The editable install is a static path (shared/, where shared/stamen/<service> link to
 # services/<service>), so mypy finds stamen as a user's mypy does. Each example is checked
