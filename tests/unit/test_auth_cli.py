@@ -258,7 +258,10 @@ def test_a_superlink_that_does_not_start_leaves_no_secret(
     monkeypatch.setattr(superlink_cli, "setup_logging", lambda *args, **kwargs: None)
     database = tmp_path / "state.db"
     missing = [str(tmp_path / name) for name in ("ca.crt", "server.pem", "server.key")]
-    code, output = superlink("--certificates", *missing, "--database", str(database))
+    code, output = superlink(
+        "--certificates", *missing, "--database", str(database),
+        "--allow-unauthenticated-operators",
+    )  # fmt: skip
     assert code == 2
     assert "cannot read certificate file" in output
     assert not Path(f"{database}.secret").exists()
