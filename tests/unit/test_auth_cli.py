@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -162,19 +161,6 @@ async def test_serve_with_node_and_operator_auth(
     assert (tmp_path / "state.db.secret").stat().st_mode & 0o777 == 0o600
     assert "SuperNode authentication on: 1 allowed key" in caplog.text
     assert "Control and ServerAppIo require an operator token" in caplog.text
-
-
-@pytest.fixture
-def certs_dir(tmp_path: Path) -> Path:
-    root = Path(__file__).resolve().parents[2]
-    directory = tmp_path / "certs"
-    subprocess.run(
-        ["bash", str(root / "scripts" / "make-certs.sh"), str(directory)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return directory
 
 
 async def test_insecure_serving_says_it_is_open(caplog: pytest.LogCaptureFixture) -> None:
