@@ -183,8 +183,8 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
-    token = operator_token(settings.operator_token_file)
-    if token is not None:
+    token = None if settings.insecure else operator_token(settings.operator_token_file)
+    if token is not None:  # never in the clear: an insecure SuperLink checks no tokens
         use_operator_token(channel, token)
     serverappio = RetryingServerAppIo(
         GrpcServerAppIoClient(channel), max_wait_time=settings.max_wait_time

@@ -53,5 +53,10 @@ class ServerAppSettings(BaseModel):
             )
         if self.root_certificates is not None:
             client_context(self.root_certificates)  # unreadable or not PEM: ConfigError now
-        operator_token(self.operator_token_file)  # the same, for the token (file or env)
+        token = operator_token(self.operator_token_file)  # the same, for the token
+        if self.insecure and self.operator_token_file is not None and token:
+            raise ConfigError(
+                "--operator-token-file needs TLS (--root-certificates): over --insecure the "
+                "token would travel in the clear"
+            )
         return self

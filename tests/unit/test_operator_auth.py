@@ -22,6 +22,7 @@ from grpclib.client import Channel
 from pydantic import ValidationError
 from stamen.auth.tokens import LaunchTokens, hash_token
 from stamen.common.errors import ConfigError, UnauthenticatedError
+from stamen.runner import cli as runner_cli
 from stamen.superlink import cli as superlink_cli
 from stamen.superlink.auth import Credentials
 from stamen.superlink.launcher import RunnerLauncher
@@ -222,3 +223,17 @@ def test_a_client_token_comes_from_its_file_or_the_environment(
     monkeypatch.setenv(OPERATOR_TOKEN_ENV, "two words")
     with pytest.raises(ConfigError, match=r"\$STAMEN_OPERATOR_TOKEN holds no operator token"):
         operator_token(None)
+
+
+def test_the_runner_sends_no_token_file_in_the_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_cli, "setup_logging", lambda *args, **kwargs: None)
+    (tmp_path / "operator.token").write_text("a-token\n")
+    result = CliRunner().invoke(
+        runner_cli.main,
+        ["x:app", "--insecure", "--operator-token-file", str(tmp_path / "operator.token")],
+    )
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "--operator-token-file needs TLS" in line
