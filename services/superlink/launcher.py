@@ -124,15 +124,15 @@ class RunnerLauncher:
         # The SuperLink's own STAMEN_* settings are not the runner's.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STAMEN_")}
         env["PYTHONUNBUFFERED"] = "1"
-        token = None if self._tokens is None else self._tokens.issue(f"runner of run {run_id}")
-        if token is not None:
-            env[OPERATOR_TOKEN_ENV] = token
-        try:
+        tokens = self._tokens
+        if tokens is None:
             await self._watch(run_id, app_dir, env, on_exit)
+            return
+        token = tokens.issue(f"runner of run {run_id}")
+        try:
+            await self._watch(run_id, app_dir, {**env, OPERATOR_TOKEN_ENV: token}, on_exit)
         finally:
-            if token is not None:
-                assert self._tokens is not None
-                self._tokens.revoke(token)
+            tokens.revoke(token)
 
     async def _watch(
         self, run_id: int, app_dir: Path, env: dict[str, str], on_exit: ExitFn
