@@ -6,8 +6,9 @@ deployment of the README end to end.
   holding an operator token; a SuperNode whose key is not listed exits 2 at once with a
   one-line hint; an attacker holding only the CA certificate can neither join, nor list
   nodes or runs, nor stop a run.
-- With authentication off (the seed's commands): an attacker still cannot pull, answer,
-  heartbeat for or unregister another node, and the victim's run completes.
+- With node authentication off (and the operator APIs opened explicitly,
+  `--allow-unauthenticated-operators`): an attacker still cannot pull, answer, heartbeat
+  for or unregister another node, and the victim's run completes.
 """
 
 from __future__ import annotations
