@@ -7,8 +7,9 @@ every service's command as a local process with the same flags and files, the wa
 that must be healthy passes its own healthcheck), with the repository root as the
 working directory (the image's WORKDIR holds the examples and scripts), each named
 volume a directory under tmp_path, and each container address (`0.0.0.0:PORT`,
-`superlink:PORT`) a free port on 127.0.0.1. The ServerApp must exit 0 and every
-long-running service must stop cleanly on SIGTERM.
+`superlink:PORT`) a free port on 127.0.0.1. The ServerApp must exit 0 (with the operator
+token the SuperLink made), the SuperLink must refuse the `stamen` CLI without that token,
+and every long-running service must stop cleanly on SIGTERM.
 
 Here every process runs as one user, so the files' owners and modes are checked against
 a model of the containers instead: each service runs as its `user:` or the Dockerfile's
