@@ -54,6 +54,9 @@ class SuperLinkSettings(BaseModel):
     auth_list_public_keys: Path | None = None
     auth_operator_tokens: Path | None = None
     """A file of `NAME:SHA256` lines: Control and ServerAppIo then require a bearer token."""
+    allow_unauthenticated_operators: bool = False
+    """TLS without operator tokens: Control and ServerAppIo open to whoever reaches them.
+    Local development only; without it a TLS SuperLink refuses to start with no tokens."""
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> SuperLinkSettings:
@@ -70,7 +73,29 @@ class SuperLinkSettings(BaseModel):
                 "--auth-operator-tokens needs TLS (--certificates): over --insecure the "
                 "tokens would travel in the clear"
             )
+        _operators_authenticated(self)
         return self
+
+
+def _operators_authenticated(settings: SuperLinkSettings) -> None:
+    """With TLS, Control and ServerAppIo need operator tokens unless explicitly opened."""
+    if settings.allow_unauthenticated_operators:
+        if settings.auth_operator_tokens is not None:
+            raise ValueError(
+                "--allow-unauthenticated-operators and --auth-operator-tokens exclude each "
+                "other: pass one"
+            )
+        if settings.insecure:
+            raise ValueError(
+                "--allow-unauthenticated-operators goes with --certificates: --insecure "
+                "already leaves Control and ServerAppIo open"
+            )
+    elif settings.certificates is not None and settings.auth_operator_tokens is None:
+        raise ValueError(
+            "with TLS, Control and ServerAppIo require operator credentials: pass "
+            "--auth-operator-tokens FILE (`make keys` makes one), or "
+            "--allow-unauthenticated-operators for local development"
+        )
 
 
 def describe(error: ValidationError) -> str:

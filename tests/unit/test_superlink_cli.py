@@ -96,12 +96,14 @@ def test_bad_input_is_one_line_and_exit_code_2(
 def test_an_unreadable_certificate_file_is_named(tmp_path: Path, no_log_setup: None) -> None:
     missing = tmp_path / "server.pem"
     ca, key = tmp_path / "ca.crt", tmp_path / "server.key"
-    code, output = invoke("--certificates", str(ca), str(missing), str(key))
+    open_operators = "--allow-unauthenticated-operators"
+    code, output = invoke("--certificates", str(ca), str(missing), str(key), open_operators)
     assert code == 2
     assert f"cannot read certificate file {ca}" in output  # the first one it reads
     code, output = invoke(
-        "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(missing), "--ssl-keyfile", str(key)
-    )
+        "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(missing), "--ssl-keyfile", str(key),
+        open_operators,
+    )  # fmt: skip
     assert (code, f"{ca}" in output) == (2, True)
 
 
