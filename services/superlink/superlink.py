@@ -166,6 +166,7 @@ def open_superlink(
     database: str,
     *,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    run_lease: float = DEFAULT_RUN_LEASE,
     clock: Clock | None = None,
 ) -> SuperLink:
     """A SuperLink over ":memory:" state, or over the SQLite file `database` with its
@@ -176,6 +177,7 @@ def open_superlink(
             MemoryObjectStore(),
             clock=clock,
             heartbeat_interval=heartbeat_interval,
+            run_lease=run_lease,
             files=RunFiles(),
         )
     try:
@@ -186,7 +188,12 @@ def open_superlink(
         store = FileObjectStore(f"{database}.objects")
         files = RunFiles(f"{database}.runs")
         link = SuperLink(
-            state, store, clock=clock, heartbeat_interval=heartbeat_interval, files=files
+            state,
+            store,
+            clock=clock,
+            heartbeat_interval=heartbeat_interval,
+            run_lease=run_lease,
+            files=files,
         )
     except OSError as exc:
         state.close()
