@@ -2,7 +2,9 @@
 
 Every request from a node counts as a sign of life. A node sees only instructions
 addressed to it, for running runs, once their objects are stored; it may answer only
-those, once each, and push only the objects its unanswered-for replies name.
+those, once each, and push only the objects its unanswered-for replies name. Handing an
+instruction out is a lease until the node answers it (`deliveries`): one whose pull
+response was lost is handed out again.
 """
 
 from __future__ import annotations
@@ -78,21 +80,27 @@ class FleetHandler:
         deadline = router.pull_deadline(timeout)
         router.liveness.pull_started(node_id, router.clock.now())
         try:
-            found = self._deliverable(node_id)
+            found, lapse = self._deliverable(node_id)
             while not found and not router.closing and loop.time() < deadline:
-                await router.node_waiters.wait(node_id, deadline)
+                # Woken by new work, or when an instruction handed out earlier is due again.
+                until = deadline if lapse is None else min(deadline, loop.time() + lapse)
+                await router.node_waiters.wait(node_id, until)
                 self._state.get_node(node_id)  # NodeNotFoundError once it unregistered
-                found = self._deliverable(node_id)
+                found, lapse = self._deliverable(node_id)
         finally:
             router.liveness.pull_ended(node_id, router.clock.now())
         if found:
-            self._state.mark_delivered(m.message_id for m in found)
+            ids = [m.message_id for m in found]
+            router.deliveries.handed(ids, router.clock.now())
+            self._state.mark_delivered(ids)
         return [m.envelope for m in found]
 
-    def _deliverable(self, node_id: int) -> list[StoredMessage]:
-        pending = [m for m in self._state.instructions_for_node(node_id) if not m.delivered]
+    def _deliverable(self, node_id: int) -> tuple[list[StoredMessage], float | None]:
+        """What the node gets now, and in how many seconds an instruction it was handed
+        but has not answered is due again (None: none is)."""
+        pending = self._state.instructions_for_node(node_id)
         if not pending:
-            return []
+            return [], None
         answered = self._state.find_replies(m.message_id for m in pending)
         statuses: dict[int, str] = {}
 
@@ -104,13 +112,18 @@ class FleetHandler:
                     statuses[run_id] = ""
             return statuses[run_id] == RunStatus.RUNNING
 
-        return deliverable(
+        deliveries, now = self._router.deliveries, self._router.clock.now()
+        found = deliverable(
             pending,
             answered=answered.keys(),
+            leased=lambda message_id: deliveries.leased(message_id, now),
             running=running,
             complete=self._router.complete,
             now=self._router.clock.time(),
         )
+        unanswered = (m.message_id for m in pending if m.message_id not in answered)
+        lapse = deliveries.next_lapse(unanswered, now)
+        return found, None if lapse is None else lapse - now
 
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
         router = self._router

@@ -43,6 +43,7 @@ from .core import (
     plan_expiry,
     settle,
 )
+from .deliveries import DEFAULT_DELIVERY_LEASE, Deliveries
 from .linkstate import LinkState, StoredMessage
 from .objectstore import ObjectStore
 from .rounds import RoundBook
@@ -79,12 +80,18 @@ class Router:
     """Shared by the three handlers of one SuperLink; used from its event loop only."""
 
     def __init__(
-        self, state: LinkState, store: ObjectStore, clock: Clock, heartbeat_interval: float
+        self,
+        state: LinkState,
+        store: ObjectStore,
+        clock: Clock,
+        heartbeat_interval: float,
+        delivery_lease: float = DEFAULT_DELIVERY_LEASE,
     ) -> None:
         self.state = state
         self.store = store
         self.clock = clock
         self.liveness = Liveness(heartbeat_interval)
+        self.deliveries = Deliveries(delivery_lease)
         self.rounds = RoundBook()
         self.events = RouterEvents()
         self.node_waiters: Waiters[int] = Waiters()
@@ -176,6 +183,7 @@ class Router:
         if not message_ids:
             return
         self._arrivals.forget(message_ids)
+        self.deliveries.forget(message_ids)
         for object_id in self.state.delete_messages(message_ids):
             self.store.delete(object_id)
 
