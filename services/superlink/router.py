@@ -44,6 +44,7 @@ from .core import (
     settle,
 )
 from .deliveries import DEFAULT_DELIVERY_LEASE, Deliveries
+from .late import LateAnswers
 from .linkstate import LinkState, StoredMessage
 from .objectstore import ObjectStore
 from .rounds import RoundBook
@@ -92,6 +93,7 @@ class Router:
         self.clock = clock
         self.liveness = Liveness(heartbeat_interval)
         self.deliveries = Deliveries(delivery_lease)
+        self.late = LateAnswers()
         self.rounds = RoundBook()
         self.events = RouterEvents()
         self.node_waiters: Waiters[int] = Waiters()
@@ -197,19 +199,24 @@ class Router:
         replies = self.state.find_replies(m.message_id for m in instructions)
         self._settle(settle(instructions, replies, self.complete), error_for)
 
-    def _settle(self, settlement: Settlement, error_for: Callable[[StoredMessage], Error]) -> None:
+    def _settle(
+        self, settlement: Settlement, error_for: Callable[[StoredMessage], Error]
+    ) -> list[StoredMessage]:
+        """Carry out `settlement`; the error replies it wrote."""
         self.release(settlement.discard)
         now = self.clock.time()
         errors = [error_for(m) for m in settlement.fail]
-        self.add(
-            [error_reply(m.envelope, e, now) for m, e in zip(settlement.fail, errors, strict=True)]
-        )
+        written = [
+            error_reply(m.envelope, e, now) for m, e in zip(settlement.fail, errors, strict=True)
+        ]
+        self.add(written)
         codes: dict[int, int] = {}
         for instruction, error in zip(settlement.fail, errors, strict=True):
             logger.debug("message %s: error reply (%s)", instruction.message_id, error)
             codes[error.code] = codes.get(error.code, 0) + 1
         for code, count in codes.items():
             self.events.error_replies(code, count)
+        return written
 
     def deliver_replies(self, replies: Sequence[StoredMessage]) -> None:
         """Replies went to the ServerApp side: their instructions are done; replies without
@@ -290,7 +297,9 @@ class Router:
         if expired:
             replies = self.state.find_replies(m.message_id for m in expired if not m.is_reply)
             plan = plan_expiry(expired, replies, self.complete)
-            self._settle(plan, _expired_error)
+            for answer in self._settle(plan, _expired_error):
+                meta = answer.envelope.metadata
+                self.late.expired(meta.reply_to_message_id, meta.src_node_id, meta.message_id)
 
 
 def _expired_error(instruction: StoredMessage) -> Error:
