@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 
 import numpy as np
 
 from stamen.common.message import Message
-from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.server.grid import Grid
 from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING, add_gaussian_noise, compute_stdv
 
@@ -39,6 +40,10 @@ def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
     return True
 
 
+_DP = "dp"
+_INNER = "inner."
+
+
 class DifferentialPrivacyWrapper(Strategy):
     """Wraps `strategy`: evaluation is delegated; training adds clipping and noise."""
 
@@ -58,6 +63,29 @@ class DifferentialPrivacyWrapper(Strategy):
         self.num_sampled_clients = num_sampled_clients
         self.clipping_norm = 0.0
         self.rng = np.random.default_rng(seed)
+
+    def _checkpoint_state(self) -> RecordDict:
+        """The clipping norm, the noise generator's state, and the wrapped strategy's own
+        state (under "inner.")."""
+        noise = json.dumps(self.rng.bit_generator.state)
+        state = RecordDict(
+            {_DP: ConfigRecord({"clipping-norm": self.clipping_norm, "noise-generator": noise})}
+        )
+        for key, value in self.strategy._checkpoint_state().items():
+            state[_INNER + key] = value
+        return state
+
+    def _restore_state(self, state: RecordDict) -> None:
+        if _DP not in state:
+            super()._restore_state(state)  # nothing, or not this strategy's
+            return
+        saved = state.config_records[_DP]
+        self.clipping_norm = float(saved["clipping-norm"])  # type: ignore[arg-type]
+        self.rng.bit_generator.state = json.loads(str(saved["noise-generator"]))
+        inner = RecordDict(
+            {k.removeprefix(_INNER): v for k, v in state.items() if k.startswith(_INNER)}
+        )
+        self.strategy._restore_state(inner)
 
     def _add_noise(self, aggregated: ArrayRecord) -> ArrayRecord:
         keys = list(aggregated.keys())
