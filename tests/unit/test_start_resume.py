@@ -22,7 +22,12 @@ from stamen.clientapp import ClientApp
 from stamen.common.errors import InvalidMessageError, ServerAppError
 from stamen.runner.runner import run_serverapp
 from stamen.serverapp import Grid, ServerApp
-from stamen.serverapp.strategy import FedAdam, FedAvg, Result
+from stamen.serverapp.strategy import (
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    FedAdam,
+    FedAvg,
+    Result,
+)
 from stamen.serverapp.strategy._checkpoint import decode_start_state, encode_start_state
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
@@ -181,3 +186,29 @@ async def test_starts_failure_policy_is_the_run_configs() -> None:
         run = await link.serverappio.get_run(raised.value.run_id)
         assert "round 1 (train)" in run.details
         assert "partition 1 is broken" in run.details
+
+
+def test_a_dp_wrapper_checkpoints_its_clipping_noise_and_wrapped_strategy() -> None:
+    def wrapper() -> DifferentialPrivacyServerSideAdaptiveClipping:
+        return DifferentialPrivacyServerSideAdaptiveClipping(
+            FedAdam(), noise_multiplier=0.1, num_sampled_clients=4, seed=7
+        )
+
+    saved = wrapper()
+    saved.clipping_norm = 0.37
+    saved.rng.random(5)  # the generator moved on
+    inner = saved.strategy
+    assert isinstance(inner, FedAdam)
+    assert inner.optimizer is not None
+    inner.optimizer.m_t = [np.full(3, 0.5)]
+    inner.optimizer.v_t = [np.full(3, 0.25)]
+    state = saved._checkpoint_state()
+
+    restored = wrapper()
+    restored._restore_state(state)
+    assert restored.clipping_norm == 0.37
+    assert restored.rng.random() == saved.rng.random()
+    assert isinstance(restored.strategy, FedAdam)
+    assert restored.strategy.optimizer is not None
+    assert restored.strategy.optimizer.m_t is not None
+    assert restored.strategy.optimizer.m_t[0].tolist() == [0.5, 0.5, 0.5]
