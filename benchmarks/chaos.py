@@ -201,7 +201,11 @@ class Deployment:
             time.sleep(rng.uniform(2.0, 6.0))
             self.disk.free()
         elif fault == "stuck-client":
-            (self.work / "stuck").touch()  # the next fit takes it and hangs
+            flag = self.work / "stuck"
+            flag.touch()  # the next fit takes it and hangs
+            deadline = time.monotonic() + 60
+            while flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         else:
             raise ValueError(fault)
 
@@ -254,6 +258,8 @@ def disturbed_run(
                 run_id = run_id_of(runner)
             else:
                 deployment.inject(fault, rng)
+                if fault == "stuck-client":  # recovery counts from the moment a fit hangs
+                    before, started = lines(out), time.monotonic()
             while lines(out) <= before and runner.popen.poll() is None:
                 if time.monotonic() > deadline:
                     break
