@@ -197,8 +197,13 @@ class Deployment:
         elif fault == "network-stall":
             self.proxy.stall(rng.uniform(1.0, 4.0))
         elif fault == "full-disk" and self.disk is not None:
+            full = r"SuperLink storage is full"
+            seen = len(self.superlink.matches(full))
             self.disk.fill()
-            time.sleep(rng.uniform(2.0, 6.0))
+            deadline = time.monotonic() + 10  # until a write fails (some fit in the WAL)
+            while len(self.superlink.matches(full)) == seen and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(rng.uniform(1.0, 4.0))
             self.disk.free()
         elif fault == "stuck-client":
             flag = self.work / "stuck"
@@ -412,7 +417,7 @@ def write_report(
         "accept_failures=False and a 30 s round timeout. Recovery: from the fault to the "
         "next completed round (a killed runner waits for its lease, 30 s, to lapse; a stuck "
         "client holds its round until the round timeout). full-disk: the SuperLink's state "
-        "on a 64 MiB tmpfs, filled for 2-6 s, then freed. stuck-client: one ClientApp's fit "
+        "on a 64 MiB tmpfs, filled until a write fails (at most 10 s) and 1-4 s more, then freed. stuck-client: one ClientApp's fit "
         "never returns. A run with two faults counts in both rows. Not injected here, "
         "tested in `make test` instead: a read-only disk, a corrupt database "
         "(`tests/unit/test_storage_faults.py`).",

@@ -41,6 +41,11 @@ BUSY_RETRIES = 3
 """Times a statement that found the database busy or locked is tried again (each try
 already waits the connection's lock timeout) before it fails as UNAVAILABLE."""
 
+RECOVERY_QUIET = 5.0
+"""Seconds without a failed write before a write that goes through ends a storage outage.
+On a full disk some writes still fit (in pages the file has already), so writes fail and
+succeed by turns: the outage is logged once, not as ending and beginning with each."""
+
 INTEGRITY_CHECK_BUDGET = 10.0
 """Seconds `PRAGMA quick_check` may take at start-up; a larger file is checked for that
 long and then served (SQLite still detects a bad page when it reads one)."""
@@ -95,12 +100,13 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 class GuardedConnection:
     """A SQLite connection whose failures are named storage faults (see `storage_fault`)."""
 
-    __slots__ = ("_db", "_failing", "location")
+    __slots__ = ("_db", "_failed_at", "_failing", "location")
 
     def __init__(self, db: sqlite3.Connection, location: str) -> None:
         self._db = db
         self.location = location
         self._failing: StamenError | None = None  # the write outage in progress
+        self._failed_at = 0.0  # monotonic time of its latest failed write
 
     @property
     def in_transaction(self) -> bool:
@@ -138,13 +144,17 @@ class GuardedConnection:
         named = storage_fault(exc, self.location)
         if named is None:
             return exc
-        if self._failing is None and _writes(sql):
+        if _writes(sql):
+            if self._failing is None:
+                logger.warning("%s", named)
             self._failing = named
-            logger.warning("%s", named)
+            self._failed_at = time.monotonic()
         return named
 
     def _succeeded(self, sql: str) -> None:
-        if self._failing is not None and _writes(sql):
+        if self._failing is None or not _writes(sql):
+            return
+        if time.monotonic() - self._failed_at >= RECOVERY_QUIET:
             logger.info("SuperLink storage %s takes writes again", self.location)
             self._failing = None
 

@@ -79,8 +79,9 @@ def instruction(run_id: int, size: int) -> StoredMessage:
 
 
 def test_a_full_database_says_so_keeps_serving_reads_and_recovers(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("stamen.superlink.storage.RECOVERY_QUIET", 0.0)
     caplog.set_level(logging.INFO, logger="stamen.superlink.storage")
     state = SqliteLinkState(tmp_path / "state.db")
     try:
@@ -107,6 +108,31 @@ def test_a_full_database_says_so_keeps_serving_reads_and_recovers(
     logged = [r.getMessage() for r in caplog.records]
     assert len([m for m in logged if m.startswith("SuperLink storage is full")]) == 1
     assert any("takes writes again" in m for m in logged)
+
+
+def test_writes_that_fail_and_succeed_by_turns_are_one_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk, writes that fit in pages the file has go through between failures:
+    until writes go through for RECOVERY_QUIET seconds, the outage goes on."""
+    monkeypatch.setattr("stamen.superlink.storage.RECOVERY_QUIET", 1e9)
+    caplog.set_level(logging.INFO, logger="stamen.superlink.storage")
+    state = SqliteLinkState(tmp_path / "state.db")
+    try:
+        state.add_messages([instruction(1, 100)])
+        (pages,) = state._db.execute("PRAGMA page_count").fetchone()
+        for _ in range(3):
+            state._db.execute(f"PRAGMA max_page_count={pages}")
+            with pytest.raises(StorageFullError):
+                state.add_messages([instruction(1, 20_000)])
+            state._db.execute("PRAGMA max_page_count=1000000")
+            state.add_messages([instruction(1, 100)])
+            (pages,) = state._db.execute("PRAGMA page_count").fetchone()
+    finally:
+        state.close()
+    logged = [r.getMessage() for r in caplog.records]
+    assert len([m for m in logged if m.startswith("SuperLink storage is full")]) == 1
+    assert not any("takes writes again" in m for m in logged)
 
 
 def test_a_read_only_database_is_unavailable_not_internal(tmp_path: Path) -> None:
