@@ -417,8 +417,8 @@ def write_report(
         "accept_failures=False and a 30 s round timeout. Recovery: from the fault to the "
         "next completed round (a killed runner waits for its lease, 30 s, to lapse; a stuck "
         "client holds its round until the round timeout). full-disk: the SuperLink's state "
-        "on a 64 MiB tmpfs, filled until a write fails (at most 10 s) and 1-4 s more, then freed. stuck-client: one ClientApp's fit "
-        "never returns. A run with two faults counts in both rows. Not injected here, "
+        "on a 64 MiB tmpfs, filled until a write fails (at most 10 s) and 1-4 s more, then "
+        "freed. stuck-client: one ClientApp's fit never returns. A run with two faults counts in both rows. Not injected here, "
         "tested in `make test` instead: a read-only disk, a corrupt database "
         "(`tests/unit/test_storage_faults.py`).",
         "",
