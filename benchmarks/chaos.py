@@ -418,8 +418,9 @@ def write_report(
         "next completed round (a killed runner waits for its lease, 30 s, to lapse; a stuck "
         "client holds its round until the round timeout). full-disk: the SuperLink's state "
         "on a 64 MiB tmpfs, filled until a write fails (at most 10 s) and 1-4 s more, then "
-        "freed. stuck-client: one ClientApp's fit never returns. A run with two faults counts in both rows. Not injected here, "
-        "tested in `make test` instead: a read-only disk, a corrupt database "
+        "freed. stuck-client: one ClientApp's fit never returns. A run with two faults "
+        "counts in both rows. Not injected here, tested in `make test` instead: a read-only "
+        "disk, a corrupt database "
         "(`tests/unit/test_storage_faults.py`).",
         "",
         f"**{len(outcomes)} disturbed runs, {injected} faults injected, "
