@@ -31,6 +31,7 @@ __all__ = [
     "BUSY_RETRIES",
     "INTEGRITY_CHECK_BUDGET",
     "GuardedConnection",
+    "WriteOutage",
     "check_integrity",
     "storage_fault",
 ]
@@ -97,16 +98,38 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+class WriteOutage:
+    """Logs a storage location's write outage once when it begins and once when it ends
+    (writes went through for RECOVERY_QUIET seconds)."""
+
+    __slots__ = ("_failed_at", "_failing", "location")
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._failing = False
+        self._failed_at = 0.0  # monotonic time of the latest failed write
+
+    def failed(self, named: StamenError) -> None:
+        if not self._failing:
+            logger.warning("%s", named)
+        self._failing = True
+        self._failed_at = time.monotonic()
+
+    def succeeded(self) -> None:
+        if self._failing and time.monotonic() - self._failed_at >= RECOVERY_QUIET:
+            logger.info("SuperLink storage %s takes writes again", self.location)
+            self._failing = False
+
+
 class GuardedConnection:
     """A SQLite connection whose failures are named storage faults (see `storage_fault`)."""
 
-    __slots__ = ("_db", "_failed_at", "_failing", "location")
+    __slots__ = ("_db", "_outage", "location")
 
     def __init__(self, db: sqlite3.Connection, location: str) -> None:
         self._db = db
         self.location = location
-        self._failing: StamenError | None = None  # the write outage in progress
-        self._failed_at = 0.0  # monotonic time of its latest failed write
+        self._outage = WriteOutage(location)
 
     @property
     def in_transaction(self) -> bool:
@@ -145,18 +168,12 @@ class GuardedConnection:
         if named is None:
             return exc
         if _writes(sql):
-            if self._failing is None:
-                logger.warning("%s", named)
-            self._failing = named
-            self._failed_at = time.monotonic()
+            self._outage.failed(named)
         return named
 
     def _succeeded(self, sql: str) -> None:
-        if self._failing is None or not _writes(sql):
-            return
-        if time.monotonic() - self._failed_at >= RECOVERY_QUIET:
-            logger.info("SuperLink storage %s takes writes again", self.location)
-            self._failing = None
+        if _writes(sql):
+            self._outage.succeeded()
 
 
 def _writes(sql: str) -> bool:
