@@ -407,10 +407,11 @@ def write_report(
     injected = sum(len(o.faults) for o in outcomes)
     lost = [o for o in outcomes if not o.identical]
     reasons = sorted({r for o in outcomes for r in o.failed_reasons})
+    command = " ".join(["python -m benchmarks.chaos", *sys.argv[1:]])
     text = [
         "# Chaos: no single fault stops a federation",
         "",
-        f"`make chaos` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {seed}, "
+        f"`{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {seed}, "
         f"{seconds / 60:.1f} min; {platform.node()}, {psutil.cpu_count()} CPUs, "
         f"Python {platform.python_version()}): a SuperLink (SQLite), three SuperNodes behind "
         f"a TCP proxy and the runner on 127.0.0.1; FedAvg over {ROUNDS} rounds with "
