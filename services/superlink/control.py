@@ -17,7 +17,8 @@ from typing import Protocol
 
 from stamen.common.errors import RunNotRunningError, UnavailableError
 from stamen.common.records import UserConfig
-from stamen.transport.types import LogChunk, ResultFile, Run, RunStatus
+from stamen.common.run import Run, RunStatus
+from stamen.transport.types import LogChunk, ResultFile
 
 from .core import new_id, transition_run
 from .router import Router

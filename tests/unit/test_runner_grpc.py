@@ -1,11 +1,10 @@
-"""The runner over gRPC against an in-process SuperLink on 127.0.0.1: a SIGTERM stops the
-run (exit 143), and a run outlives a SuperLink restart (SQLite state, same address)."""
+"""The runner over gRPC against an in-process SuperLink on 127.0.0.1: `stop` (the first
+signal's effect) stops the run, marked stopped, and a run outlives a SuperLink restart
+(SQLite state, same address)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -16,6 +15,8 @@ from typing import Any
 import pytest
 from stamen.common.context import Context
 from stamen.common.errors import UnavailableError
+from stamen.common.node import Node
+from stamen.common.run import Run, RunStatus
 from stamen.runner import cli
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.runner.runner import run_serverapp
@@ -26,7 +27,6 @@ from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
-from stamen.transport.types import Node, Run, RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -68,7 +68,7 @@ async def get_run(address: str, run_id: int) -> Run:
         channel.close()
 
 
-async def test_sigterm_marks_the_run_stopped_and_exits_143() -> None:
+async def test_stop_marks_the_run_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
     run_ids: list[int] = []
 
@@ -80,11 +80,14 @@ async def test_sigterm_marks_the_run_stopped_and_exits_143() -> None:
             threading.Event().wait(0.01)
 
     async with running_superlink() as listening:
+        monkeypatch.setattr(cli, "load_app", lambda *_args: app)
         settings = ServerAppSettings(app="server:app", server=listening.serverappio, insecure=True)
-        serving = asyncio.create_task(cli._serve(settings, app))  # type: ignore[arg-type]
+        ready, stop = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(cli.serve(settings, ready=ready, stop=stop))
         assert await asyncio.to_thread(started.wait, 10)
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert await asyncio.wait_for(serving, 10) == 128 + signal.SIGTERM
+        assert ready.is_set()
+        stop.set()
+        assert await asyncio.wait_for(serving, 10) is None
 
         run = await get_run(listening.serverappio, run_ids[0])
     assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.STOPPED)

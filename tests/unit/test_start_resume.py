@@ -20,6 +20,7 @@ import pytest
 from stamen.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from stamen.clientapp import ClientApp
 from stamen.common.errors import InvalidMessageError, ServerAppError
+from stamen.common.run import RunStatus
 from stamen.runner.runner import run_serverapp
 from stamen.serverapp import Grid, ServerApp
 from stamen.serverapp.strategy import (
@@ -33,7 +34,6 @@ from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import RunStatus
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,9 +21,9 @@ from stamen.common.errors import (
     RunNotRunningError,
 )
 from stamen.common.message import Error, ErrorCode
+from stamen.common.run import RunStatus
 from stamen.superlink import SuperLink, open_superlink
 from stamen.superlink.core import error_reply
-from stamen.transport.types import RunStatus
 from superlink_support import (
     HEARTBEAT,
     Setup,

@@ -19,11 +19,11 @@ from stamen.common.errors import (
     PermissionDeniedError,
     UnavailableError,
 )
+from stamen.common.run import RunStatus
 from stamen.superlink import SuperLink
 from stamen.superlink.control import ExitFn
 from stamen.superlink.superlink import open_superlink
 from stamen.transport.memory.apis import MemoryControl
-from stamen.transport.types import RunStatus
 
 PYPROJECT = """
 [project]
