@@ -32,6 +32,7 @@ from stamen.common.options import log_options, metrics_address_option
 from stamen.common.signals import serve_until_signalled
 
 from .auth import Credentials
+from .leases import DEFAULT_RUN_LEASE
 from .serve import serve
 from .settings import Certificates, SuperLinkSettings, describe
 
@@ -137,6 +138,18 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     show_envvar=True,
     help="Seconds between a SuperNode's heartbeats; a node that misses its deadline is "
     "offline and the messages waiting for it get error replies.",
+)
+@click.option(
+    "--run-lease",
+    type=float,
+    default=DEFAULT_RUN_LEASE,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="STAMEN_RUN_LEASE",
+    show_envvar=True,
+    help="Seconds a ServerApp runner's lease on its run lasts unrenewed (runners renew "
+    "every third of it): the run of a runner silent that long is marked failed "
+    "(`stamen-serverapp --resume RUN_ID` continues it).",
 )
 @click.option(
     "--grace-period",

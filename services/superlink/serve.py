@@ -75,7 +75,9 @@ async def serve(
         fleet_auth, operator_auth = credentials.fleet(), credentials.operators
         async with (
             open_superlink(
-                settings.database, heartbeat_interval=settings.heartbeat_interval
+                settings.database,
+                heartbeat_interval=settings.heartbeat_interval,
+                run_lease=settings.run_lease,
             ) as link,
             observed(link, settings, authorize=dashboard_check(operator_auth)) as (
                 fleet,

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
 from stamen.common.logging import LogFormat
 
+from .leases import DEFAULT_RUN_LEASE
+
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
 
 
@@ -41,6 +43,8 @@ class SuperLinkSettings(BaseModel):
     database: str = "stamen-superlink.db"
     """An SQLite file that keeps state across restarts; ":memory:" keeps nothing."""
     heartbeat_interval: float = Field(default=5.0, gt=0)
+    run_lease: float = Field(default=DEFAULT_RUN_LEASE, gt=0)
+    """Seconds a ServerApp runner's hold on its run lasts unrenewed (see `leases`)."""
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
