@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText
 from stamen.common.logging import LogFormat
-from stamen.transport.grpc.guard import read_operator_token
+from stamen.transport.grpc.guard import operator_token
 from stamen.transport.grpc.tls import client_context
 
 __all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
@@ -53,6 +53,10 @@ class ServerAppSettings(BaseModel):
             )
         if self.root_certificates is not None:
             client_context(self.root_certificates)  # unreadable or not PEM: ConfigError now
-        if self.operator_token_file is not None:
-            read_operator_token(self.operator_token_file)  # the same, for the token
+        token = operator_token(self.operator_token_file)  # the same, for the token
+        if self.insecure and self.operator_token_file is not None and token:
+            raise ConfigError(
+                "--operator-token-file needs TLS (--root-certificates): over --insecure the "
+                "token would travel in the clear"
+            )
         return self

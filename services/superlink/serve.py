@@ -75,13 +75,15 @@ async def serve(
         fleet_auth, operator_auth = credentials.fleet(), credentials.operators
         async with (
             open_superlink(
-                settings.database, heartbeat_interval=settings.heartbeat_interval
+                settings.database,
+                heartbeat_interval=settings.heartbeat_interval,
+                run_lease=settings.run_lease,
             ) as link,
             observed(link, settings, authorize=dashboard_check(operator_auth)) as (
                 fleet,
                 serverappio,
             ),
-            _launcher(link, settings, socket_address(serverappio_socket)) as launcher,
+            _launcher(link, settings, socket_address(serverappio_socket), credentials) as launcher,
         ):
             link.control.launcher = launcher
             drain = Drain()
@@ -90,7 +92,7 @@ async def serve(
                 for servicer, sock in (
                     (FleetServicer(fleet, drain, fleet_auth), fleet_socket),
                     (
-                        ServerAppIoServicer(serverappio, drain, operator_auth),
+                        ServerAppIoServicer(serverappio, drain, credentials.serverappio),
                         serverappio_socket,
                     ),
                     (ControlServicer(link.control, drain, operator_auth), control_socket),
@@ -120,8 +122,11 @@ async def serve(
     logger.info("SuperLink stopped")
 
 
-def _launcher(link: SuperLink, settings: SuperLinkSettings, serverappio: str) -> RunnerLauncher:
-    """Runner processes for submitted runs, which reach ServerAppIo on the loopback."""
+def _launcher(
+    link: SuperLink, settings: SuperLinkSettings, serverappio: str, credentials: Credentials
+) -> RunnerLauncher:
+    """Runner processes for submitted runs, which reach ServerAppIo on the loopback (each
+    with a launch token of its own when operators need tokens)."""
     host, port = split_address(serverappio)
     loopback = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
     certificates = settings.certificates
@@ -130,6 +135,7 @@ def _launcher(link: SuperLink, settings: SuperLinkSettings, serverappio: str) ->
         link.files,
         f"{loopback}:{port}",
         root_certificates=None if certificates is None else certificates.ca,
+        tokens=None if credentials.operators.tokens is None else credentials.launched,
     )
 
 

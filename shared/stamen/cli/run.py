@@ -23,8 +23,8 @@ from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.clients import GrpcControlClient
 
 from .app import Failed, handled
-from .control import call, describe_status, print_logs
-from .federation import Federation, resolve_federation
+from .control import call, describe_status, print_logs, token_option
+from .federation import Federation, resolve_federation, with_operator_token
 from .keys import sign_option, signed
 
 __all__ = ["run", "simulation_command"]
@@ -42,6 +42,7 @@ __all__ = ["run", "simulation_command"]
 @click.option("--stream", is_flag=True, help="Follow the run's log to its end (deployment).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @sign_option
+@token_option
 @handled
 def run(
     app_dir: Path,
@@ -50,6 +51,7 @@ def run(
     stream: bool,
     fmt: str,
     sign_key: Path | None,
+    operator_token_file: Path | None,
 ) -> None:
     """Run the app in APP_DIR on FEDERATION (default: the pyproject's default one)."""
     overrides = " ".join(run_config)
@@ -60,6 +62,7 @@ def run(
         if code:
             raise Failed("", code)  # the simulation printed its own error line
         return
+    target = with_operator_token(target, operator_token_file)
     bundle = signed(build_bundle(app_dir), sign_key)
 
     async def submit(client: GrpcControlClient) -> Run:
