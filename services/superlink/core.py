@@ -204,12 +204,15 @@ def check_reference(field: str, value: str) -> None:
         )
 
 
-def _check_common(envelope: Envelope) -> None:
+def _check_common(envelope: Envelope, *, reply: bool = False) -> None:
+    """A reply's TTL may be zero: it lives what is left of its instruction's
+    (`reply_metadata`), nothing when it answers one that expired (a late answer)."""
     md = envelope.metadata
     if not md.message_id:
         raise InvalidMessageError("message has no message id")
-    if not (math.isfinite(md.ttl) and md.ttl > 0):
-        raise InvalidMessageError(f"message {md.message_id}: ttl must be positive, got {md.ttl}")
+    if not (math.isfinite(md.ttl) and (md.ttl >= 0 if reply else md.ttl > 0)):
+        least = "not be negative" if reply else "be positive"
+        raise InvalidMessageError(f"message {md.message_id}: ttl must {least}, got {md.ttl}")
     for object_id in envelope.object_ids:
         check_object_id(object_id)
 
@@ -242,7 +245,7 @@ def check_instruction(envelope: Envelope, run_id: int) -> None:
 def check_reply(envelope: Envelope, node_id: int, instruction: Envelope) -> None:
     """A reply node `node_id` may push to `instruction`."""
     md, ins = envelope.metadata, instruction.metadata
-    _check_common(envelope)
+    _check_common(envelope, reply=True)
     if ins.dst_node_id != node_id:
         raise PermissionDeniedError(
             f"node {node_id} cannot answer message {ins.message_id}: it was sent to node "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 from stamen.codec import decode_message, encode_message
+from stamen.common.errors import InvalidMessageError
 from stamen.common.message import Error, ErrorCode, Message, Metadata, reply_metadata
 from stamen.common.records import RecordDict
-from stamen.superlink.core import error_reply
+from stamen.superlink.core import check_reply, error_reply
 
 INSTRUCTION = Metadata(
     run_id=3,
@@ -44,3 +48,13 @@ def test_the_superlinks_error_reply_follows_the_same_rule() -> None:
     assert reply.metadata.reply_to_message_id == "ins"
     assert reply.error.code == ErrorCode.NODE_UNAVAILABLE
     assert stored.expires_at == 1_080.0  # kept for the ServerApp one instruction TTL
+
+
+def test_a_late_reply_with_nothing_left_of_its_ttl_is_still_a_valid_reply() -> None:
+    envelope, _ = encode_message(Message(RecordDict(), metadata=INSTRUCTION))
+    late = error_reply(envelope, Error(ErrorCode.MESSAGE_EXPIRED, "late"), now=2_000.0).envelope
+    assert late.metadata.ttl == 0.0
+    check_reply(late, 42, envelope)
+    negative = replace(late, metadata=replace(late.metadata, ttl=-1.0))
+    with pytest.raises(InvalidMessageError, match=r"ttl must not be negative, got -1\.0"):
+        check_reply(negative, 42, envelope)
