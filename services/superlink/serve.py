@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 
 from grpclib.server import Server
@@ -81,7 +82,12 @@ async def serve(
                 fleet,
                 serverappio,
             ),
-            _launcher(link, settings, socket_address(serverappio_socket)) as launcher,
+            _launcher(
+                link,
+                settings,
+                socket_address(serverappio_socket),
+                socket_address(fleet_socket),
+            ) as launcher,
         ):
             link.control.launcher = launcher
             drain = Drain()
@@ -120,16 +126,25 @@ async def serve(
     logger.info("SuperLink stopped")
 
 
-def _launcher(link: SuperLink, settings: SuperLinkSettings, serverappio: str) -> RunnerLauncher:
-    """Runner processes for submitted runs, which reach ServerAppIo on the loopback."""
+def _launcher(
+    link: SuperLink, settings: SuperLinkSettings, serverappio: str, fleet: str
+) -> RunnerLauncher:
+    """Runner processes for submitted runs, which reach ServerAppIo on the loopback and
+    tell SuperNodes to use the Fleet API on this machine's name when it listens on all."""
     host, port = split_address(serverappio)
     loopback = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    fleet_host, fleet_port = split_address(fleet)
+    if fleet_host in ("0.0.0.0", "::", ""):
+        fleet_host = socket.gethostname()
+    elif ":" in fleet_host:
+        fleet_host = f"[{fleet_host}]"
     certificates = settings.certificates
     assert link.files is not None  # open_superlink always keeps run files
     return RunnerLauncher(
         link.files,
         f"{loopback}:{port}",
         root_certificates=None if certificates is None else certificates.ca,
+        fleet_address=f"{fleet_host}:{fleet_port}",
     )
 
 

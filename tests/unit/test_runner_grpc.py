@@ -1,9 +1,11 @@
 """The runner over gRPC against an in-process SuperLink on 127.0.0.1: a SIGTERM stops the
-run (exit 143), and a run outlives a SuperLink restart (SQLite state, same address)."""
+run (exit 143), a run outlives a SuperLink restart (SQLite state, same address), a run
+waiting for nodes names the Fleet API and gives up, and --save-final-arrays."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -13,14 +15,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from stamen.common.context import Context
-from stamen.common.errors import UnavailableError
+from stamen.common.errors import ServerAppError, StamenError, UnavailableError
+from stamen.common.records import ArrayRecord
 from stamen.runner import cli
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.runner.runner import run_serverapp
 from stamen.runner.settings import ServerAppSettings
-from stamen.server import Grid, History
+from stamen.server import (
+    Grid,
+    History,
+    ServerApp,
+    ServerAppComponents,
+    ServerConfig,
+)
+from stamen.server.strategy import FedAvg
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi
@@ -150,3 +161,75 @@ async def test_a_run_outlives_a_superlink_restart(tmp_path: Path) -> None:
 
     assert nodes_seen == [[], []]
     assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.COMPLETED)
+
+
+def needs_two_nodes(_context: Context) -> ServerAppComponents:
+    strategy = FedAvg(min_available_clients=2, min_fit_clients=2)
+    return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=1))
+
+
+async def test_waiting_for_nodes_names_the_fleet_api_and_times_out(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="stamen")
+    app = ServerApp(server_fn=needs_two_nodes)
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            node_wait_timeout=0.3,
+            fleet_address=listening.fleet,
+        )
+        with pytest.raises(ServerAppError) as info:
+            await cli._serve(settings, app)
+        run = await get_run(listening.serverappio, info.value.run_id)
+
+    assert "only 0 of the 2 nodes needed are online after waiting 0.3s" in str(info.value)
+    assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.FAILED)
+    assert (
+        f"waiting for nodes: 0 of 2 online (start SuperNodes with --superlink "
+        f"{listening.fleet}, the Fleet API)" in caplog.text
+    )
+
+
+def test_the_fleet_address_defaults_to_the_superlinks_host() -> None:
+    settings = ServerAppSettings(app="server:app", server="10.0.0.5:9091", insecure=True)
+    assert settings.nodes_connect_to == "10.0.0.5:9092"
+    settings = ServerAppSettings(app="server:app", server="[::1]:9091", insecure=True)
+    assert settings.nodes_connect_to == "[::1]:9092"
+
+
+async def test_save_final_arrays_writes_the_final_model(tmp_path: Path) -> None:
+    def app(grid: Grid, context: Context) -> History:
+        history = History()
+        history.final_arrays = ArrayRecord([np.arange(3.0), np.ones((2, 2))])
+        return history
+
+    path = tmp_path / "model.npz"
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            save_final_arrays=path,
+        )
+        assert await cli._serve(settings, app) == 0  # type: ignore[arg-type]
+
+    with np.load(path) as saved:
+        np.testing.assert_array_equal(saved["0"], np.arange(3.0))
+        np.testing.assert_array_equal(saved["1"], np.ones((2, 2)))
+
+
+async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(tmp_path: Path) -> None:
+    def app(grid: Grid, context: Context) -> History:
+        return History()  # a loop that did not know its model
+
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            save_final_arrays=tmp_path / "model.npz",
+        )
+        with pytest.raises(StamenError, match="--save-final-arrays: the run left no final arrays"):
+            await cli._serve(settings, app)  # type: ignore[arg-type]
+    assert not (tmp_path / "model.npz").exists()
