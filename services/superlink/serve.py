@@ -90,6 +90,7 @@ async def serve(
             ) as launcher,
         ):
             link.control.launcher = launcher
+            link.control.max_bundle_size = int(settings.max_bundle_size * 2**20)
             drain = Drain()
             servers: list[Server] = []
             try:
