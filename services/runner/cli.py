@@ -31,6 +31,7 @@ from stamen.common.project import open_project
 from stamen.server import ServerApp
 from stamen.server.history import History
 from stamen.server.results import save_final_arrays, write_results
+from stamen.server.summary import summary_table
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 from stamen.transport.grpc.guard import read_operator_token, use_operator_token
@@ -220,6 +221,9 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
             resume=settings.resume,
             fleet_address=settings.nodes_connect_to,
         )
+        table = summary_table(history)
+        if table:  # on stdout: the run's log, for a run the SuperLink launched
+            click.echo(table)
         if settings.output_dir is not None:
             _write_results(history, settings.output_dir)
         if settings.save_final_arrays is not None:

@@ -46,7 +46,6 @@ from stamen.workers.resources import plan_workers, usable_cpus
 from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
-from .summary import summary_table
 
 if TYPE_CHECKING:
     from stamen.server.history import History
@@ -228,6 +227,8 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
     except _Stopped as exc:
         ctx.exit(_fail(f"stopped by {exc.signal.name}", 128 + exc.signal.value))
+    from stamen.server.summary import summary_table  # imported by the run already
+
     table = summary_table(history)
     if table:
         click.echo(table)

@@ -1,6 +1,7 @@
 """The runner over gRPC against an in-process SuperLink on 127.0.0.1: a SIGTERM stops the
 run (exit 143), a run outlives a SuperLink restart (SQLite state, same address), a run
-waiting for nodes names the Fleet API and gives up, and --save-final-arrays."""
+waiting for nodes names the Fleet API and gives up, --save-final-arrays, and the round
+table the runner prints at the end."""
 
 from __future__ import annotations
 
@@ -198,9 +199,11 @@ def test_the_fleet_address_defaults_to_the_superlinks_host() -> None:
     assert settings.nodes_connect_to == "[::1]:9092"
 
 
-async def test_save_final_arrays_writes_the_final_model(tmp_path: Path) -> None:
+async def test_save_final_arrays_writes_the_final_model(tmp_path: Path, capsys) -> None:
     def app(grid: Grid, context: Context) -> History:
         history = History()
+        history.add_loss_distributed(1, 0.5)
+        history.add_failures(1, 2)
         history.final_arrays = ArrayRecord([np.arange(3.0), np.ones((2, 2))])
         return history
 
@@ -217,6 +220,8 @@ async def test_save_final_arrays_writes_the_final_model(tmp_path: Path) -> None:
     with np.load(path) as saved:
         np.testing.assert_array_equal(saved["0"], np.arange(3.0))
         np.testing.assert_array_equal(saved["1"], np.ones((2, 2)))
+    # the round table on stdout (a launched run's log), with its failures column
+    assert capsys.readouterr().out.splitlines() == ["round  loss  failures", "1      0.5   2"]
 
 
 async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from stamen.codec.envelope import Envelope
 from stamen.common.message import MessageType, Metadata
 from stamen.server.history import History
+from stamen.server.summary import summary_table
 from stamen.simulation.cli import simulation
 from stamen.simulation.progress import RoundProgress, StatusLine, stderr_above
-from stamen.simulation.summary import summary_table
 
 _ids = itertools.count(1)
 

@@ -1,4 +1,5 @@
-"""The table printed when a simulation ends: one row per round, built from its History.
+"""The table printed when a run ends (`stamen-simulation`, `stamen-serverapp`): one row
+per round, built from its History.
 
     round  loss    accuracy  train_loss  failures  seconds
     1      0.8164  0.7614    1.107       0         0.31
