@@ -22,6 +22,8 @@ from stamen.common.errors import (
 from stamen.common.records import UserConfig
 from stamen.superlink import SuperLink
 from stamen.superlink.control import ExitFn
+from stamen.superlink.launcher import RunnerLauncher
+from stamen.superlink.runfiles import RunFiles
 from stamen.superlink.superlink import open_superlink
 from stamen.transport.memory.apis import MemoryControl
 from stamen.transport.types import Run, RunStatus
@@ -215,3 +217,11 @@ def _zip(files: dict[str, str]) -> bytes:
         for name, text in files.items():
             archive.writestr(name, text)
     return buffer.getvalue()
+
+
+def test_a_launched_runner_is_told_where_nodes_connect(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path / "runs")
+    launcher = RunnerLauncher(files, "127.0.0.1:9091", fleet_address="link.example:9092")
+    command = launcher.command(7, tmp_path / "app")
+    assert command[command.index("--fleet-address") + 1] == "link.example:9092"
+    assert "--fleet-address" not in RunnerLauncher(files, "127.0.0.1:9091").command(7, tmp_path)
