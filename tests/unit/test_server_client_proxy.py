@@ -94,3 +94,10 @@ def test_cid_is_the_partition_id_else_the_node_id() -> None:
 )
 def test_a_node_is_named_by_its_config(node_config: dict, label: str) -> None:
     assert node_label(7, node_config) == label
+
+
+def test_a_reason_that_names_the_node_is_not_named_twice() -> None:
+    _, client = proxy()
+    assert client.labelled("node 42 went offline") == "node 42 (partition-id=0) went offline"
+    assert client.labelled("no reply") == "node 42 (partition-id=0): no reply"
+    assert client.labelled("node 421 went offline").startswith("node 42 (partition-id=0): ")

@@ -111,6 +111,14 @@ class ClientProxy:
         """The node as failure lines name it: `node_label`."""
         return node_label(self.node_id, self.node_config)
 
+    def labelled(self, reason: str) -> str:
+        """`reason` as a failure line of this node: "node 7 (partition-id=1): ...", and
+        "node 7 (partition-id=1) went offline" for a reason that names the node already."""
+        named = f"node {self.node_id} "
+        if reason.startswith(named):
+            return f"{self.label} {reason.removeprefix(named)}"
+        return f"{self.label}: {reason}"
+
     @property
     def order_key(self) -> tuple[int, int, int]:
         """Nodes with a partition id first, by partition id; then the rest by node id."""
@@ -157,7 +165,7 @@ class ClientProxy:
         replies = self._grid.send_and_receive([message], timeout=timeout)
         reply = next((r for r in replies if r.metadata.reply_to_message_id == wanted), None)
         if reply is None or not reply.has_content():
-            raise NodeReplyError(self.node_id, f"{self.label}: {failure_reason(reply, timeout)}")
+            raise NodeReplyError(self.node_id, self.labelled(failure_reason(reply, timeout)))
         return reply.content
 
     def __repr__(self) -> str:

@@ -195,7 +195,7 @@ class RoundLoop:
             if res.status.code == Code.OK:
                 logger.info("Received initial parameters from one random client")
                 return res.parameters
-            reason = f"{proxy.label}: {res.status.code.name}: {res.status.message}"
+            reason = proxy.labelled(f"{res.status.code.name}: {res.status.message}")
         logger.warning(
             "Failed to receive initial parameters from the client (%s). "
             "Empty initial parameters will be used.",
@@ -271,14 +271,14 @@ class RoundLoop:
         for message_id, proxy in sent.items():
             reply = replies.get(message_id)
             if reply is None or not reply.has_content():
-                reason = f"{proxy.label}: {failure_reason(reply, timeout)}"
+                reason = proxy.labelled(failure_reason(reply, timeout))
                 failures.append(NodeReplyError(proxy.node_id, reason))
                 reasons.append(reason)
                 continue
             try:
                 res = phase.decode(reply.content)
             except (InvalidMessageError, TypeError, ValueError) as exc:
-                reason = f"{proxy.label}: {phase.name} reply cannot be read: {exc}"
+                reason = proxy.labelled(f"{phase.name} reply cannot be read: {exc}")
                 failures.append(NodeReplyError(proxy.node_id, reason))
                 reasons.append(reason)
                 continue
@@ -286,7 +286,7 @@ class RoundLoop:
                 results.append((proxy, res))
             else:
                 failures.append((proxy, res))
-                reasons.append(f"{proxy.label}: {res.status.code.name}: {res.status.message}")
+                reasons.append(proxy.labelled(f"{res.status.code.name}: {res.status.message}"))
         logger.info(
             "aggregate_%s: received %d results and %d failures",
             phase.name,
