@@ -1,4 +1,5 @@
-"""Aggregation benchmark: robust strategies, QFedAvg and DP wrappers, Stamen vs Flower 1.42.
+"""Aggregation benchmark: FedAvg, FedAdam, robust strategies, QFedAvg and DP wrappers,
+Stamen vs Flower 1.42.
 
 Each (strategy, framework) runs in its own subprocess under that framework's venv, on the
 same inputs (client i's float32 model is `default_rng(i).standard_normal(params)`), with
@@ -8,6 +9,8 @@ replies: peak RSS (sampled every 2 ms) minus the RSS just before the call.
 
     .venv/bin/python benchmarks/aggregation_robust.py --clients 100 --params 2000000 \\
         --out benchmarks/AGGREGATION_ROBUST.md
+    .venv/bin/python benchmarks/aggregation_robust.py --clients 20 --params 100000000 \\
+        --only FedAvg,FedAdam --frameworks stamen --limit-gib 14
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ PYTHONS = {
     "flower": ROOT / "benchmarks/.venv-flower/bin/python",
 }
 STRATEGIES = [
+    "FedAvg",
+    "FedAdam",
     "FedMedian",
     "FedTrimmedAvg",
     "Krum",
@@ -71,6 +76,10 @@ class PeakRss:
 
 def strategy_for(module: Any, name: str) -> Any:
     s = module
+    if name == "FedAvg":
+        return s.FedAvg()
+    if name == "FedAdam":
+        return s.FedAdam()
     if name == "FedMedian":
         return s.FedMedian()
     if name == "FedTrimmedAvg":
@@ -121,7 +130,9 @@ def worker(framework: str, name: str, clients: int, params: int) -> dict[str, An
     current = ArrayRecord({"w": Array(np.zeros(params, np.float32))})
     for holder in (strategy, getattr(strategy, "strategy", None)):
         if holder is not None and hasattr(holder, "current_arrays"):
-            holder.current_arrays = current
+            # FedOpt (both frameworks) keeps the arrays as numpy, the DP wrappers as a record.
+            opt = hasattr(holder, "eta")
+            holder.current_arrays = {k: a.numpy() for k, a in current.items()} if opt else current
     before = rss()
     with PeakRss() as peak:
         start = time.perf_counter()
@@ -170,7 +181,7 @@ def versions() -> str:
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     model = args.params * 4
     lines = [
-        "# Aggregation benchmark: robust strategies, QFedAvg, DP wrappers",
+        "# Aggregation benchmark: FedAvg, FedAdam, robust strategies, QFedAvg, DP wrappers",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
@@ -217,6 +228,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--params", type=int, default=2_000_000)
     parser.add_argument("--only", default=",".join(STRATEGIES))
+    parser.add_argument("--frameworks", default="stamen,flower")
     parser.add_argument("--limit-gib", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path)
@@ -229,6 +241,9 @@ def main() -> None:
     for name in args.only.split(","):
         row: dict[str, Any] = {"strategy": name}
         for framework in ("stamen", "flower"):
+            if framework not in args.frameworks.split(","):
+                row[framework] = {"error": "not run"}
+                continue
             row[framework] = run_one(
                 framework, name, args.clients, args.params, args.limit_gib, args.timeout
             )

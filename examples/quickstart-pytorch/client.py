@@ -6,7 +6,16 @@ from typing import Any
 
 from stamen.client import ClientApp, NumPyClient
 from stamen.common import Context
-from task import Net, get_weights, load_data, set_weights, shuffle_seed, test, train
+from task import (
+    Net,
+    get_weights,
+    load_data,
+    num_examples,
+    set_weights,
+    shuffle_seed,
+    test,
+    train,
+)
 
 
 class FlowerClient(NumPyClient):
@@ -22,12 +31,12 @@ class FlowerClient(NumPyClient):
         set_weights(self.net, parameters)
         seed = shuffle_seed(self.seed, self.partition_id, int(config.get("server-round", 0)))
         loss = train(self.net, self.trainloader, epochs=self.epochs, lr=self.lr, seed=seed)
-        return get_weights(self.net), len(self.trainloader.dataset), {"train_loss": loss}
+        return get_weights(self.net), num_examples(self.trainloader), {"train_loss": loss}
 
     def evaluate(self, parameters: list[Any], config: dict[str, Any]) -> tuple[float, int, dict]:
         set_weights(self.net, parameters)
         loss, accuracy = test(self.net, self.testloader)
-        return loss, len(self.testloader.dataset), {"accuracy": accuracy}
+        return loss, num_examples(self.testloader), {"accuracy": accuracy}
 
 
 def client_fn(context: Context) -> Any:

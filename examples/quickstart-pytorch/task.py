@@ -125,3 +125,10 @@ def set_weights(net: Net, parameters: list[npt.NDArray[Any]]) -> None:
         for key, value in zip(net.state_dict().keys(), parameters, strict=True)
     )
     net.load_state_dict(state, strict=True)
+
+
+def num_examples(loader: DataLoader) -> int:
+    """How many examples `loader` holds (its dataset is a TensorDataset: it has a length)."""
+    dataset = loader.dataset
+    assert isinstance(dataset, TensorDataset)
+    return len(dataset)

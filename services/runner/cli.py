@@ -1,18 +1,17 @@
 """`stamen-serverapp server:app --server HOST:9091`: run a ServerApp against a SuperLink.
 
-Exit codes: 0 when the app returns; 1 when it raises, when the run is stopped from outside,
-or when the SuperLink stays unreachable for --max-wait-time seconds (by default it retries
-without end); 2 for bad input (flags, certificates refused, an app reference that does not
-load); 128 + the signal's number (130 for
-SIGINT, 143 for SIGTERM) when a signal stops the run, which is then marked stopped. A
-second signal exits at once.
+Exit codes (every service's, `stamen.common.cli`): 0 when the app returns; 1 when it
+raises, when the run is stopped from outside, or when the SuperLink stays unreachable for
+--max-wait-time seconds (by default it retries without end); 2 for bad input (flags,
+certificates refused, an app reference that does not load); 128 + the signal's number
+(130 for SIGINT, 143 for SIGTERM) when a signal stops the run, which is then marked
+stopped; EXIT_CANCELLED when a second signal cuts that short (`stamen.common.signals`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -22,12 +21,22 @@ import click
 from pydantic import ValidationError
 from stamen import __version__
 from stamen.common.allocator import tune_allocator
-from stamen.common.cli import flwr_compat_option, run
+from stamen.common.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    ServiceCommand,
+    exit_stopped,
+    flwr_compat_option,
+)
 from stamen.common.errors import ConfigError, PermissionDeniedError, StamenError, UserInputError
 from stamen.common.fields import describe_invalid
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.options import dir_option, log_options, server_option, tls_client_options
 from stamen.common.project import open_project
+from stamen.common.signals import serve_until_signalled, until_stopped
 from stamen.server import ServerApp
 from stamen.server.history import History
 from stamen.server.results import save_final_arrays, write_results
@@ -40,42 +49,17 @@ from .retry import RetryingServerAppIo
 from .runner import run_serverapp
 from .settings import DEFAULT_SERVER, ServerAppSettings
 
-__all__ = ["main"]
+__all__ = ["main", "serve"]
 
 logger = logging.getLogger(__name__)
 
 _PROG = "stamen-serverapp"
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-@click.command(
-    name=_PROG,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit codes: 0 done, 1 the app or the SuperLink failed, 2 bad input, "
-    "130/143 stopped by SIGINT/SIGTERM.",
-)
+@click.command(name=_PROG, cls=ServiceCommand)
 @click.argument("app", envvar="STAMEN_APP", required=False)
-@click.option(
-    "--server",
-    "--superlink",
-    "server",
-    default=DEFAULT_SERVER,
-    show_default=True,
-    envvar="STAMEN_SERVER",
-    help="The SuperLink's ServerAppIo address, HOST:PORT.",
-)
-@click.option(
-    "--root-certificates",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="STAMEN_ROOT_CERTIFICATES",
-    help="PEM file of the CA that signed the SuperLink's certificate (TLS).",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    envvar="STAMEN_INSECURE",
-    help="Connect without TLS (only to a SuperLink started with --insecure).",
-)
+@server_option("ServerAppIo", DEFAULT_SERVER)
+@tls_client_options
 @click.option(
     "--operator-token-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -103,15 +87,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Continue run RUN_ID from its last completed round (its checkpoint): a running "
     "run whose runner died is driven again, a failed or stopped one goes on as a new run.",
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=".",
-    show_default=True,
-    envvar="STAMEN_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to import the app from.",
-)
+@dir_option
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -119,22 +95,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Write the run's results here when it completes: history.json, metrics.csv, "
     "final_arrays.npz (and metrics.png with matplotlib).",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    envvar="STAMEN_LOG_FORMAT",
-    show_envvar=True,
-    help="text: a line a person reads; json: one object per line, for log collectors.",
-)
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    envvar="STAMEN_LOG_LEVEL",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@log_options
 @click.option(
     "--max-wait-time",
     type=float,
@@ -187,20 +148,33 @@ def main(**flags: Any) -> None:
         settings = ServerAppSettings(**{**flags, "app": app, "run_config": run_config})
         setup_logging(settings.log_level, fmt=settings.log_format)
         tune_allocator()
-        server_app = load_app(settings.app, ServerApp, settings.directory)
-        code = run(_serve(settings, server_app))
+        served = serve_until_signalled(lambda stop: serve(settings, stop=stop), "the run")
     except ValidationError as exc:
-        _fail(describe_invalid(exc, {"app": "APP", "directory": "--dir"}), 2)
+        _fail(describe_invalid(exc, {"app": "APP", "directory": "--dir"}), EXIT_BAD_INPUT)
     except (UserInputError, PermissionDeniedError) as exc:  # retrying cannot mend these
-        _fail(exc, 2)
+        _fail(exc, EXIT_BAD_INPUT)
     except StamenError as exc:
-        _fail(exc, 1)
+        _fail(exc, EXIT_FAILED)
+    except asyncio.CancelledError:
+        _fail("forced exit: the run was not marked stopped", EXIT_CANCELLED)
     except KeyboardInterrupt:  # before the event loop took over SIGINT
-        _fail("interrupted", 128 + signal.SIGINT)
-    sys.exit(code)
+        _fail("interrupted", exit_stopped(signal.SIGINT))
+    if served.result is None and served.signal is not None:
+        logger.warning("stopped by %s", served.signal.name)
+        sys.exit(exit_stopped(served.signal))
+    sys.exit(EXIT_OK)
 
 
-async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
+async def serve(
+    settings: ServerAppSettings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> History | None:
+    """Run the app to its end and return its History; None when `stop` was set first (the
+    run is then cancelled, which marks it stopped). `ready` is set once the app is loaded
+    and its run starts."""
+    server_app = load_app(settings.app, ServerApp, settings.directory)
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
@@ -209,10 +183,9 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
     serverappio = RetryingServerAppIo(
         GrpcServerAppIoClient(channel), max_wait_time=settings.max_wait_time
     )
-    stop = _Stop(asyncio.get_running_loop())
     try:
         logger.info("connecting to the SuperLink at %s", settings.server)
-        history = await run_serverapp(
+        running = run_serverapp(
             serverappio,
             server_app,
             server_app_ref=settings.app,
@@ -221,23 +194,13 @@ async def _serve(settings: ServerAppSettings, server_app: ServerApp) -> int:
             resume=settings.resume,
             fleet_address=settings.nodes_connect_to,
         )
-        table = summary_table(history)
-        if table:  # on stdout: the run's log, for a run the SuperLink launched
-            click.echo(table)
-        if settings.output_dir is not None:
-            _write_results(history, settings.output_dir)
-        if settings.save_final_arrays is not None:
-            _save_final_arrays(history, settings.save_final_arrays)
-        return 0
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if stop.signal is None or task is None:
-            raise
-        task.uncancel()
-        logger.warning("stopped by %s", stop.signal.name)
-        return 128 + stop.signal
+        if ready is not None:
+            ready.set()
+        history = await until_stopped(running, stop)
+        if history is not None:
+            _finished(history, settings)
+        return history
     finally:
-        stop.remove()
         channel.close()
 
 
@@ -259,36 +222,24 @@ def _write_results(history: History, directory: Path) -> None:
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
 
 
+def _finished(history: History, settings: ServerAppSettings) -> None:
+    """The round table on stdout (the run's log, for a run the SuperLink launched), then
+    the files asked for."""
+    table = summary_table(history)
+    if table:
+        click.echo(table)
+    if settings.output_dir is not None:
+        _write_results(history, settings.output_dir)
+    if settings.save_final_arrays is not None:
+        _save_final_arrays(history, settings.save_final_arrays)
+
+
 def _save_final_arrays(history: History, path: Path) -> None:
     try:
         save_final_arrays(history, path)
     except (OSError, ValueError) as exc:
         raise StamenError(f"--save-final-arrays: {exc}") from None
     logger.info("final arrays saved to %s", path)
-
-
-class _Stop:
-    """SIGINT/SIGTERM cancel the running task once (the runner marks the run stopped);
-    a second signal exits at once."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.signal: signal.Signals | None = None
-        self._loop = loop
-        self._task = asyncio.current_task()
-        for signum in _SIGNALS:
-            loop.add_signal_handler(signum, self._received, signum)
-
-    def _received(self, signum: signal.Signals) -> None:
-        if self.signal is not None:
-            os._exit(128 + signum)
-        self.signal = signum
-        logger.warning("%s received: stopping the run (again to exit at once)", signum.name)
-        if self._task is not None:
-            self._task.cancel()
-
-    def remove(self) -> None:
-        for signum in _SIGNALS:
-            self._loop.remove_signal_handler(signum)
 
 
 def _fail(error: BaseException | str, code: int) -> NoReturn:

@@ -37,10 +37,13 @@ from stamen.common.errors import (
     UnavailableError,
 )
 from stamen.common.message import Message, MessageType
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import RecordDict
+from stamen.common.run import Run, RunStatus
 from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import ServerAppIoApi
-from stamen.transport.types import CHECKPOINT_PREFIX, Node, PushResult, Run, RunStatus
+from stamen.transport.types import CHECKPOINT_PREFIX
 
 from .screening import ReplyLimits, screen_reply
 

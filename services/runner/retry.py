@@ -23,9 +23,11 @@ from typing import TypeVar
 from stamen.codec.envelope import Envelope
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.errors import TransientError
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 from stamen.transport.api import ServerAppIoApi
-from stamen.transport.types import Node, PushResult, Run
 
 __all__ = ["RetryingServerAppIo"]
 

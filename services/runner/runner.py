@@ -22,11 +22,11 @@ from stamen.common.errors import (
     StamenError,
 )
 from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.server.grid import Grid
 from stamen.server.history import History
 from stamen.server.tracking import scoped_round_hook
 from stamen.transport.api import ServerAppIoApi
-from stamen.transport.types import Run, RunStatus
 
 from .grid import POLL_TIMEOUT, ServerAppIoGrid
 from .lease import RunLease

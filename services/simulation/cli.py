@@ -3,7 +3,8 @@
 The only place that exits the process: bad input (an app reference that does not load, a
 bad backend config) is one line on stderr and exit code 2; a run that fails exits 1;
 SIGINT/SIGTERM stop the run cleanly (workers ended, shared memory unlinked) and exit
-128 + the signal's number, and a second signal cuts the clean-up short.
+128 + the signal's number, and a second signal cuts the clean-up short (EXIT_CANCELLED):
+the signal policy and exit codes of every service (`stamen.common.signals`).
 
 Start-up is ordered to hide the apps' import time: references are checked without
 importing, then the workers come first. Where it is safe (`fork_blocker` in
@@ -32,14 +33,19 @@ import click
 from pydantic import ValidationError
 from stamen.common.cli import (
     EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
     EXIT_FAILED,
+    ServiceCommand,
+    exit_stopped,
     fail,
     flwr_compat_option,
     package_version,
 )
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
+from stamen.common.options import dir_option, log_options
 from stamen.common.project import open_project
+from stamen.common.signals import Served, serve_until_signalled, until_stopped
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
 from stamen.workers.resources import plan_workers, usable_cpus
 
@@ -51,7 +57,7 @@ if TYPE_CHECKING:
     from stamen.server.history import History
     from stamen.workers import WorkerPool
 
-__all__ = ["main", "simulation"]
+__all__ = ["main", "serve", "simulation"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +75,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     ctx.exit()
 
 
-@click.command(
-    name=PROG,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=(
-        "Every option can also be set through its STAMEN_* environment variable, shown "
-        "with each option. Exit codes: 0 when the run completes, 1 when it fails, 2 for "
-        "bad input, 128 + the signal's number after SIGINT or SIGTERM (sent twice, the "
-        "clean-up is cut short)."
-    ),
-)
+@click.command(name=PROG, cls=ServiceCommand)
 @click.option(
     "--server-app",
     metavar="MODULE:ATTR",
@@ -131,15 +128,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="Put seed=SEED in the run config: the ServerApp samples nodes with it, so a "
     "run repeats exactly, whatever the number of workers.",
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=".",
-    show_default=True,
-    envvar="STAMEN_DIR",
-    show_envvar=True,
-    help="Directory both apps are imported from.",
-)
+@dir_option
 @click.option(
     "--output-dir",
     metavar="DIR",
@@ -165,23 +154,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="Serve the SuperLink's live dashboard (rounds, metric charts, nodes) at "
     "http://HOST:PORT/ while the simulation runs (a port alone: on 127.0.0.1).",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    envvar="STAMEN_LOG_FORMAT",
-    show_envvar=True,
-    help="text: a line a person reads; json: one object per line, for log collectors.",
-)
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    envvar="STAMEN_LOG_LEVEL",
-    show_envvar=True,
-    help="DEBUG (adds every virtual node's own lines), INFO, WARNING or ERROR.",
-)
+@log_options
 @click.option(
     "--version",
     is_flag=True,
@@ -220,13 +193,17 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
             )
     try:
         with contextlib.nullcontext() if status is None else stderr_above(status):
-            history = _simulate(settings, status)
+            served = _simulate(settings, status)
     except UserInputError as exc:
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
-    except _Stopped as exc:
-        ctx.exit(_fail(f"stopped by {exc.signal.name}", 128 + exc.signal.value))
+    except asyncio.CancelledError:
+        ctx.exit(_fail("forced exit: the clean-up was cut short", EXIT_CANCELLED))
+    history = served.result
+    if history is None:  # a signal stopped the run
+        assert served.signal is not None
+        ctx.exit(_fail(f"stopped by {served.signal.name}", exit_stopped(served.signal)))
     from stamen.server.summary import summary_table  # imported by the run already
 
     table = summary_table(history)
@@ -259,79 +236,67 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.Abort:
         code = EXIT_FAILED
     except KeyboardInterrupt:  # Ctrl-C before the event loop's handlers were installed
-        code = _fail("stopped by SIGINT", 128 + signal.SIGINT.value)
+        code = _fail("stopped by SIGINT", exit_stopped(signal.SIGINT))
     # The process ends: collecting everything once more (torch's objects: most of a
     # second) would only delay the exit. Objects are still finalized as they are freed.
     gc.freeze()
     sys.exit(code)
 
 
-class _Stopped(Exception):
-    """A signal stopped the run."""
-
-    def __init__(self, signum: signal.Signals) -> None:
-        super().__init__(signum.name)
-        self.signal = signum
-
-
-def _simulate(settings: SimulationSettings, status: StatusLine | None) -> History:
+def _simulate(settings: SimulationSettings, status: StatusLine | None) -> Served[History | None]:
+    """The run's History (None when a signal stopped it) and the first signal received."""
     check_reference(settings.server_app, settings.directory)
     check_reference(settings.client_app, settings.directory)
     with _workers_first(settings) as pool:
-        # Imported now, while the workers load the ClientApp: this is the other half of
-        # start-up (the SuperLink, the agents, the runner).
-        from stamen.common.cli import loop_factory
-
-        from .engine import run_simulation_async
-
         progress = None if status is None else RoundProgress(status)
         began = time.perf_counter()
-        main_task: asyncio.Task[History] | None = None
-        stopped_by: list[signal.Signals] = []
 
-        def on_signal(signum: signal.Signals) -> None:
-            stopped_by.append(signum)
-            if len(stopped_by) == 1:
-                logger.warning(
-                    "%s: stopping the simulation (again to cut the clean-up short)", signum.name
-                )
-            else:
-                logger.warning("%s again: cutting the clean-up short", signum.name)
-            if main_task is not None:
-                main_task.cancel()
-
-        async def run() -> History:
-            nonlocal main_task
-            main_task = asyncio.current_task()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, on_signal, signum)
+        async def simulate(stop: asyncio.Event) -> History | None:
             try:
-                return await run_simulation_async(
-                    settings.server_app,
-                    settings.client_app,
-                    settings.num_supernodes,
-                    settings.backend_config,
-                    settings.run_config,
-                    seed=settings.seed,
-                    directory=settings.directory,
-                    observer=progress,
-                    pool=pool,
-                    dashboard_address=settings.dashboard_address,
-                )
+                return await serve(settings, stop=stop, pool=pool, observer=progress)
             finally:
                 if progress is not None:
                     progress.close()
 
-        try:
-            with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                history = runner.run(run())
-        except asyncio.CancelledError:
-            if stopped_by:
-                raise _Stopped(stopped_by[0]) from None
-            raise
-    logger.info("simulation finished in %.2fs", time.perf_counter() - began)
-    return history
+        served = serve_until_signalled(simulate, "the simulation")
+    if served.result is not None:
+        logger.info("simulation finished in %.2fs", time.perf_counter() - began)
+    return served
+
+
+async def serve(
+    settings: SimulationSettings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    pool: WorkerPool | None = None,
+    observer: RoundProgress | None = None,
+) -> History | None:
+    """Simulate the federation of `settings` and return the run's History; None when
+    `stop` was set first (the run is cancelled: workers ended, shared memory unlinked).
+
+    `ready` is set once the simulation starts; `pool`: workers already forked (else the
+    engine starts its own); `observer` follows the rounds.
+    """
+    # Imported now, while the workers load the ClientApp: this is the other half of
+    # start-up (the SuperLink, the agents, the runner).
+    from .engine import run_simulation_async
+
+    work = run_simulation_async(
+        settings.server_app,
+        settings.client_app,
+        settings.num_supernodes,
+        settings.backend_config,
+        settings.run_config,
+        seed=settings.seed,
+        directory=settings.directory,
+        observer=observer,
+        pool=pool,
+        dashboard_address=settings.dashboard_address,
+    )
+    if ready is not None:
+        ready.set()
+    return await until_stopped(work, stop)
 
 
 @contextlib.contextmanager

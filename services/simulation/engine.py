@@ -37,15 +37,11 @@ from stamen.client import ClientApp
 from stamen.common.cli import run
 from stamen.common.errors import ConfigError
 from stamen.common.records import UserConfig
-from stamen.runner.runner import run_serverapp
+from stamen.runner import run_serverapp
 from stamen.server import ServerApp
 from stamen.server.history import History
-from stamen.superlink.memorystate import MemoryLinkState
-from stamen.superlink.objectstore import MemoryObjectStore
-from stamen.superlink.superlink import SuperLink
-from stamen.superlink.web import observed_link
-from stamen.supernode.agent import SuperNodeAgent
-from stamen.supernode.cache import ObjectCache
+from stamen.superlink import MemoryLinkState, MemoryObjectStore, SuperLink, observed_link
+from stamen.supernode import ObjectCache, SuperNodeAgent
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
 from stamen.workers import WorkerPool

@@ -26,9 +26,11 @@ from stamen.common.message import MessageType
 
 if TYPE_CHECKING:  # the CLI imports this module before the codec: keep start-up short
     from stamen.codec.envelope import Envelope
+    from stamen.common.node import Node
+    from stamen.common.push import PushResult
     from stamen.common.records import UserConfig
+    from stamen.common.run import Run
     from stamen.transport.api import Chunk, ServerAppIoApi
-    from stamen.transport.types import Node, PushResult, Run
 
 __all__ = [
     "Display",

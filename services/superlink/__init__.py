@@ -2,7 +2,8 @@
 
 `SuperLink` holds the logic (state, object store, the Fleet / ServerAppIo / Control
 handlers, liveness); transports serve its handlers. `open_superlink(":memory:" | path)`
-builds one over memory or SQLite state.
+builds one over memory or SQLite state; `observed_link` serves its metrics and dashboard.
+These names are the package's public API: other services import only them.
 """
 
 from .control import ControlHandler
@@ -13,6 +14,7 @@ from .objectstore import FileObjectStore, MemoryObjectStore, ObjectStore
 from .serverappio import ServerAppIoHandler
 from .sqlitestate import SqliteLinkState
 from .superlink import SuperLink, open_superlink
+from .web import observed_link
 
 __all__ = [
     "ControlHandler",
@@ -27,5 +29,6 @@ __all__ = [
     "SqliteLinkState",
     "StoredMessage",
     "SuperLink",
+    "observed_link",
     "open_superlink",
 ]

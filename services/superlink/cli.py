@@ -1,7 +1,9 @@
 """`stamen-superlink`: run the SuperLink as a service.
 
 The only place that exits the process: bad input is one line on stderr and exit code 2;
-SIGINT/SIGTERM stop it gracefully (exit 0), a second signal forces exit (code 1).
+the signal policy and exit codes are every service's (`stamen.common.signals`,
+`stamen.common.cli`): SIGINT/SIGTERM stop it gracefully (exit 0), a second signal forces
+exit (EXIT_CANCELLED). SIGHUP reloads the key and token files.
 """
 
 from __future__ import annotations
@@ -16,9 +18,19 @@ import click
 from pydantic import ValidationError
 from stamen.common.allocator import tune_allocator
 from stamen.common.bundle import MAX_BUNDLE_SIZE
-from stamen.common.cli import EXIT_BAD_INPUT, EXIT_FAILED, fail, package_version, run
+from stamen.common.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    ServiceCommand,
+    fail,
+    package_version,
+)
 from stamen.common.errors import StamenError, UserInputError
 from stamen.common.logging import setup_logging
+from stamen.common.options import log_options, metrics_address_option
+from stamen.common.signals import serve_until_signalled
 
 from .auth import Credentials
 from .serve import serve
@@ -35,12 +47,9 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
 
 @click.command(
     name=PROG,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    cls=ServiceCommand,
     epilog=(
-        "Every option can also be set through its STAMEN_* environment variable, shown "
-        "with each option (STAMEN_CERTIFICATES takes the three paths separated by spaces). "
-        "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
-        "exit, code 1), 1 when serving fails, 2 for bad input. SIGHUP reads "
+        "STAMEN_CERTIFICATES takes the three paths separated by spaces. SIGHUP reads "
         "--auth-list-public-keys and --auth-operator-tokens again."
     ),
 )
@@ -148,14 +157,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     show_envvar=True,
     help="Seconds a graceful shutdown waits for calls in flight before cancelling them.",
 )
-@click.option(
-    "--metrics-address",
-    metavar="[HOST:]PORT",
-    envvar="STAMEN_METRICS_ADDRESS",
-    show_envvar=True,
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
-    "127.0.0.1). Off unless given.",
-)
+@metrics_address_option
 @click.option(
     "--dashboard-address",
     metavar="[HOST:]PORT",
@@ -163,15 +165,6 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     show_envvar=True,
     help="Serve the dashboard (runs, rounds, metrics, nodes; live) at http://HOST:PORT/ "
     "(a port alone: on 127.0.0.1). Off unless given.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    envvar="STAMEN_LOG_FORMAT",
-    show_envvar=True,
-    help="text: a line a person reads; json: one object per line, for log collectors.",
 )
 @click.option(
     "--enable-supernode-auth",
@@ -200,14 +193,7 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     "lines (`python -m stamen.auth operator-token` adds one). Without it, those APIs "
     "take calls from whoever reaches them.",
 )
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    envvar="STAMEN_LOG_LEVEL",
-    show_envvar=True,
-    help="DEBUG, INFO, WARNING or ERROR.",
-)
+@log_options
 @click.version_option(package_version(), "--version", prog_name=PROG)
 @click.pass_context
 def main(ctx: click.Context, /, **options: Any) -> None:
@@ -237,7 +223,7 @@ def main(ctx: click.Context, /, **options: Any) -> None:
     except StamenError as exc:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
     except asyncio.CancelledError:
-        ctx.exit(_fail("forced exit: calls in flight were dropped", EXIT_FAILED))
+        ctx.exit(_fail("forced exit: calls in flight were dropped", EXIT_CANCELLED))
 
 
 def _settings(options: dict[str, Any]) -> SuperLinkSettings:
@@ -258,30 +244,17 @@ def _settings(options: dict[str, Any]) -> SuperLinkSettings:
 
 
 def _run(settings: SuperLinkSettings) -> int:
-    run(_serve_until_signalled(settings))
-    return 0
+    async def serve_reloading(stop: asyncio.Event) -> None:
+        credentials = Credentials(settings)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, credentials.reload)
+        try:
+            await serve(settings, stop=stop, credentials=credentials)
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
 
-
-async def _serve_until_signalled(settings: SuperLinkSettings) -> None:
-    """serve() with the signal handlers: the first signal stops, the second cancels."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    task = asyncio.current_task()
-    assert task is not None
-
-    def on_signal(signum: signal.Signals) -> None:
-        if not stop.is_set():
-            logger.info("%s: shutting down (send it again to force exit)", signum.name)
-            stop.set()
-        else:
-            logger.warning("%s again: forcing exit", signum.name)
-            task.cancel()
-
-    credentials = Credentials(settings)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, credentials.reload)
-    await serve(settings, stop=stop, credentials=credentials)
+    serve_until_signalled(serve_reloading, "the SuperLink")
+    return EXIT_OK
 
 
 def _fail(message: str, code: int) -> int:

@@ -26,8 +26,9 @@ from stamen.common.errors import (
     UnavailableError,
 )
 from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.transport.api import Chunk
-from stamen.transport.types import LogChunk, ResultFile, Run, RunStatus
+from stamen.transport.types import LogChunk, ResultFile
 
 from .core import new_id, transition_run
 from .router import Router

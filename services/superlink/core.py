@@ -33,9 +33,10 @@ from stamen.common.message import (
     Message,
     MessageType,
     Metadata,
+    is_message_type,
     new_message_id,
 )
-from stamen.transport.types import Run, RunStatus
+from stamen.common.run import Run, RunStatus
 
 from .linkstate import StoredMessage
 
@@ -169,7 +170,7 @@ def transition_run(run: Run, status: str, sub_status: str, details: str, now: fl
             )
         return replace(
             run,
-            status=status,
+            status=RunStatus.FINISHED,
             sub_status=sub_status,
             details=details,
             started_at=run.started_at or now,
@@ -179,7 +180,7 @@ def transition_run(run: Run, status: str, sub_status: str, details: str, now: fl
         raise InvalidMessageError(f"only a finished run has a sub-status, got {sub_status!r}")
     if status == run.status:
         return run
-    return replace(run, status=status, details=details, started_at=now)
+    return replace(run, status=RunStatus(status), details=details, started_at=now)
 
 
 # --- messages --------------------------------------------------------------------------
@@ -232,10 +233,10 @@ def check_instruction(envelope: Envelope, run_id: int) -> None:
         raise InvalidMessageError(f"message {md.message_id} is a reply, not an instruction")
     if md.dst_node_id == SUPERLINK_NODE_ID or md.dst_node_id > _MAX_ID:
         raise InvalidMessageError(f"message {md.message_id}: {md.dst_node_id} is not a node id")
-    if md.message_type.split(".", 1)[0] not in MessageType.ALL:
+    if not is_message_type(md.message_type):
         raise InvalidMessageError(
             f"message {md.message_id}: type {md.message_type!r} is not one of "
-            f"{', '.join(MessageType.ALL)} (a query may be 'query.<name>')"
+            f"{', '.join(MessageType)} (a query may be 'query.<name>')"
         )
 
 

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from stamen.transport.types import Node, Run
+from stamen.common.node import Node
+from stamen.common.run import Run
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response

@@ -21,8 +21,11 @@ from stamen.common.errors import (
     PermissionDeniedError,
     RunNotFoundError,
 )
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
-from stamen.transport.types import Node, NodeRegistration, PushResult, Run, RunStatus
+from stamen.common.run import Run, RunStatus
+from stamen.transport.types import NodeRegistration
 
 from .core import check_object_id, check_reply, deliverable, new_id
 from .linkstate import StoredMessage

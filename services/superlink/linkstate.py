@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
-from stamen.transport.types import Node, Run
+from stamen.common.node import Node
+from stamen.common.run import Run
 
 __all__ = ["LinkState", "ObjectRef", "StoredMessage"]
 

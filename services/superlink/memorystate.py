@@ -15,7 +15,8 @@ from typing import TypeVar
 from stamen.codec.envelope import Envelope
 from stamen.common.errors import InvalidMessageError, NodeNotFoundError, RunNotFoundError
 from stamen.common.message import Metadata
-from stamen.transport.types import Node, Run
+from stamen.common.node import Node
+from stamen.common.run import Run
 
 from .linkstate import ObjectRef, StoredMessage
 

@@ -30,7 +30,7 @@ from stamen.common.errors import (
     TransientError,
 )
 from stamen.common.message import Error, ErrorCode
-from stamen.transport.types import Run
+from stamen.common.run import Run
 
 from .arrivals import Arrivals
 from .checkpoints import checkpoint_ids

@@ -25,8 +25,10 @@ from stamen.common.errors import (
     RunNotRunningError,
 )
 from stamen.common.message import Error, ErrorCode
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
-from stamen.transport.types import Node, PushResult, Run, RunStatus
+from stamen.common.run import Run, RunStatus
 
 from .checkpoints import check_checkpoint, checkpoint_ids, stored
 from .core import check_instruction, check_object_id, check_reference, new_id, transition_run

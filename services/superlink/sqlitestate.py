@@ -24,7 +24,8 @@ from stamen.common.errors import (
     RunNotFoundError,
 )
 from stamen.common.message import Metadata
-from stamen.transport.types import Node, Run
+from stamen.common.node import Node
+from stamen.common.run import Run, RunStatus
 
 from .linkstate import ObjectRef, StoredMessage
 from .storage import INTEGRITY_CHECK_BUDGET, GuardedConnection, check_integrity
@@ -178,7 +179,7 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         server_app=row[1],
         client_app=row[2],
         run_config=json.loads(row[3]),
-        status=row[4],
+        status=RunStatus(row[4]),
         sub_status=row[5],
         details=row[6],
         created_at=row[7],

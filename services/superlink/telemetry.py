@@ -31,9 +31,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from stamen.codec.envelope import Envelope
 from stamen.common.message import ErrorCode
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.transport.api import Chunk, FleetApi, ServerAppIoApi
-from stamen.transport.types import Node, NodeRegistration, PushResult, Run, RunStatus
+from stamen.transport.types import NodeRegistration
 
 from .router import RouterEvents
 from .superlink import SuperLink

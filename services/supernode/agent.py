@@ -56,9 +56,9 @@ from stamen.common.errors import (
 )
 from stamen.common.message import ErrorCode
 from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.common.transfer import TransferProgress, tracked
 from stamen.transport.api import FleetApi
-from stamen.transport.types import Run, RunStatus
 
 from .cache import ObjectCache
 from .replies import Reply, aiter_chunks, error_code, error_reply, extending

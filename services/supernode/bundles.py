@@ -23,8 +23,8 @@ from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.bundle import unpack_bundle
 from stamen.common.errors import AppLoadError
 from stamen.common.project import read_project
+from stamen.common.run import Run
 from stamen.common.trust import TrustPolicy, UntrustedBundleError
-from stamen.transport.types import Run
 
 from .executor import WorkerProcessExecutor
 

@@ -2,11 +2,12 @@
 
 The deployment wiring of a node: flags and `STAMEN_*` variables become SuperNodeSettings,
 the app is imported (in its worker process, or here with `--isolation thread`) before
-anything is served, and the agent runs over gRPC until SIGTERM or Ctrl-C. Exit codes:
-0 after a graceful stop, 1 when the node gives up (only with --max-retries or
+anything is served, and the agent runs over gRPC until SIGTERM or Ctrl-C (the signal
+policy of every service: `stamen.common.signals`). Exit codes (`stamen.common.cli`): 0
+after a graceful stop, 1 when the node gives up (only with --max-retries or
 --max-wait-time: by default it retries every transient failure of the SuperLink without
-end) or is forced to stop, 2 for bad input or a certificate or credential the SuperLink
-refuses (with one line that says what to fix).
+end), 2 for bad input or a certificate or credential the SuperLink refuses (with one line
+that says what to fix), EXIT_CANCELLED when a second signal forced the exit.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +29,12 @@ from stamen.client.task import AppExecutor
 from stamen.common.allocator import tune_allocator
 from stamen.common.cli import (
     EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
     EXIT_FAILED,
+    ServiceCommand,
     fail,
     flwr_compat_option,
     package_version,
-    run,
 )
 from stamen.common.errors import (
     PermissionDeniedError,
@@ -43,7 +44,15 @@ from stamen.common.errors import (
 )
 from stamen.common.loading import load_app
 from stamen.common.logging import setup_logging
+from stamen.common.options import (
+    dir_option,
+    log_options,
+    metrics_address_option,
+    server_option,
+    tls_client_options,
+)
 from stamen.common.project import read_project
+from stamen.common.signals import serve_until_signalled
 from stamen.common.trust import TrustPolicy
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcFleetClient
@@ -64,39 +73,10 @@ logger = logging.getLogger(__name__)
 PROG = "stamen-supernode"
 
 
-@click.command(
-    name=PROG,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=(
-        "Every option can also be set through its STAMEN_* environment variable "
-        "(STAMEN_SERVER, STAMEN_ROOT_CERTIFICATES, STAMEN_NODE_CONFIG, ...). "
-        "Exit codes: 0 after a graceful stop (SIGTERM or Ctrl-C; a second one forces "
-        "exit), 1 when the node gives up reaching the SuperLink, 2 for bad input."
-    ),
-)
+@click.command(name=PROG, cls=ServiceCommand)
 @click.argument("app", envvar="STAMEN_APP", required=False)
-@click.option(
-    "--server",
-    "--superlink",
-    "server",
-    default=DEFAULT_SERVER,
-    metavar="HOST:PORT",
-    show_default=True,
-    envvar="STAMEN_SERVER",
-    help="The SuperLink's Fleet API address, HOST:PORT.",
-)
-@click.option(
-    "--root-certificates",
-    metavar="CA",
-    envvar="STAMEN_ROOT_CERTIFICATES",
-    help="PEM file of the CA that signed the SuperLink's certificate (TLS).",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    envvar="STAMEN_INSECURE",
-    help="Connect without TLS (for a local SuperLink started with --insecure).",
-)
+@server_option("Fleet API", DEFAULT_SERVER)
+@tls_client_options
 @click.option(
     "--node-config",
     default="",
@@ -105,15 +85,7 @@ PROG = "stamen-supernode"
     help="This node's settings, which the app reads from context.node_config "
     "(for example 'partition-id=0 num-partitions=10').",
 )
-@click.option(
-    "--dir",
-    "directory",
-    default=".",
-    metavar="DIR",
-    show_default=True,
-    envvar="STAMEN_DIR",
-    help="Directory the app module is imported from.",
-)
+@dir_option
 @click.option(
     "--bundle-cache",
     type=click.Path(file_okay=False, path_type=Path),
@@ -163,23 +135,7 @@ PROG = "stamen-supernode"
     envvar="STAMEN_MAX_WAIT_TIME",
     help="Give up after this many seconds without the SuperLink [default: never].",
 )
-@click.option(
-    "--metrics-address",
-    metavar="[HOST:]PORT",
-    envvar="STAMEN_METRICS_ADDRESS",
-    show_envvar=True,
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on "
-    "127.0.0.1). Off unless given.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    envvar="STAMEN_LOG_FORMAT",
-    show_envvar=True,
-    help="text: a line a person reads; json: one object per line, for log collectors.",
-)
+@metrics_address_option
 @click.option(
     "--auth-supernode-private-key",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -188,14 +144,7 @@ PROG = "stamen-supernode"
     help="This node's private key (Ed25519 or ECDSA P-256, PEM or OpenSSH): it signs "
     "every request, for a SuperLink started with --enable-supernode-auth.",
 )
-@click.option(
-    "--log-level",
-    default="INFO",
-    metavar="LEVEL",
-    show_default=True,
-    envvar="STAMEN_LOG_LEVEL",
-    help="DEBUG, INFO, WARNING or ERROR.",
-)
+@log_options
 @flwr_compat_option
 @click.version_option(package_version(), "--version", prog_name=PROG)
 @click.pass_context
@@ -217,15 +166,15 @@ def supernode(ctx: click.Context, /, **options: Any) -> None:
     setup_logging(settings.log_level, fmt=settings.log_format)
     tune_allocator()
     try:
-        run(serve(settings))
+        serve_until_signalled(lambda stop: serve(settings, stop=stop), "the node")
     except UnauthenticatedError as exc:
         ctx.exit(_fail(f"the SuperLink refused this node: {exc}", EXIT_BAD_INPUT))
     except (UserInputError, PermissionDeniedError) as exc:  # retrying cannot mend these
         ctx.exit(_fail(str(exc), EXIT_BAD_INPUT))
     except StamenError as exc:
         ctx.exit(_fail(str(exc), EXIT_FAILED))
-    except asyncio.CancelledError as exc:  # a signal cancelled it: say which way
-        ctx.exit(_fail(exc.args[0] if exc.args else "cancelled", EXIT_FAILED))
+    except asyncio.CancelledError as exc:  # a second signal cancelled it
+        ctx.exit(_fail(exc.args[0] if exc.args else "cancelled", EXIT_CANCELLED))
 
 
 def _with_project(options: dict[str, Any]) -> dict[str, Any]:
@@ -248,16 +197,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
-async def serve(settings: SuperNodeSettings) -> None:
-    """Run one node until it is stopped (SIGTERM/SIGINT) or gives up."""
+async def serve(
+    settings: SuperNodeSettings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run one node until `stop` is set (then it stops gracefully) or it gives up.
+
+    `ready` is set once the node is registered with the SuperLink and takes instructions.
+    """
     signer = None
     if settings.auth_supernode_private_key is not None:
         signer = RequestSigner(load_private_key(settings.auth_supernode_private_key))
         logger.info("signing requests with node key %s", signer.fingerprint)
-    shutdown = _Shutdown(asyncio.current_task())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, shutdown.signalled, sig)
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
@@ -276,7 +229,6 @@ async def serve(settings: SuperNodeSettings) -> None:
             )
             if isinstance(executor, BundleExecutor):
                 executor.attach(agent.get_run, agent.pull_object)
-            shutdown.stop = agent.stop
             logger.info("connecting to the SuperLink at %s", settings.server)
             async with contextlib.AsyncExitStack() as web:
                 if metrics is not None and settings.metrics_address is not None:
@@ -287,14 +239,32 @@ async def serve(settings: SuperNodeSettings) -> None:
                         http_server(app, settings.metrics_address)
                     )
                     logger.info("Prometheus metrics at http://%s/metrics", bound)
-                await agent.run()
+                await _run_until_stopped(agent, ready, stop)
             logger.info("stopped")
         finally:
             await executor.aclose()
     finally:
         channel.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+
+
+async def _run_until_stopped(
+    agent: SuperNodeAgent, ready: asyncio.Event | None, stop: asyncio.Event | None
+) -> None:
+    """The agent's run(), stopped gracefully (agent.stop()) once `stop` is set."""
+    if stop is None:
+        await agent.run(ready)
+        return
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        agent.stop()
+
+    watcher = asyncio.get_running_loop().create_task(stop_when_asked())
+    try:
+        await agent.run(ready)
+    finally:
+        watcher.cancel()
+        await asyncio.wait((watcher,))
 
 
 def _instrumented(
@@ -330,31 +300,6 @@ async def _start_executor(settings: SuperNodeSettings) -> AppExecutor:
         await executor.aclose()
         raise
     return executor
-
-
-class _Shutdown:
-    """Signals: the first stops the node gracefully, a second cancels it."""
-
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self._task = task
-        self._signalled = False
-        self.stop: Callable[[], None] | None = None
-
-    def signalled(self, sig: signal.Signals) -> None:
-        if self.stop is None:
-            self._cancel(f"{sig.name} before the node had started")
-            return
-        if self._signalled:
-            self._cancel(f"{sig.name} again: stopped at once, the task in hand got no reply")
-            return
-        self._signalled = True
-        logger.warning("%s: stopping gracefully (again to force)", sig.name)
-        self.stop()
-
-    def _cancel(self, reason: str) -> None:
-        logger.warning("%s", reason)
-        if self._task is not None:
-            self._task.cancel(reason)
 
 
 def _fail(message: str, code: int) -> int:

@@ -7,7 +7,7 @@
   client is refused with a line that says why;
 - SIGKILL and a restart on the same SQLite file keep a node's registration, a pending
   message and its array;
-- a second SIGTERM forces an exit (code 1) while a call holds the graceful shutdown.
+- a second SIGTERM forces an exit (EXIT_CANCELLED) while a call holds the graceful shutdown.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from procs import Procs, SuperLink, superlink_args
 from stamen.codec import collect_object, decode_message, encode_message, iter_chunks
 from stamen.codec.envelope import Envelope
 from stamen.codec.objects import Buffer
+from stamen.common.cli import EXIT_CANCELLED
 from stamen.common.errors import ConfigError, StamenError, UnavailableError
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, RecordDict
@@ -205,7 +206,7 @@ async def test_a_second_sigterm_forces_exit(procs: Procs, tmp_path: Path) -> Non
                 await asyncio.to_thread(link.proc.wait_for, r"waiting up to 60s for 1 call")
                 link.proc.popen.terminate()
     assert isinstance(pushing.result(), UnavailableError)  # the connection went away
-    assert link.proc.wait(10) == 1
+    assert link.proc.wait(10) == EXIT_CANCELLED
     assert "forcing exit" in link.proc.output()
 
 

@@ -23,9 +23,9 @@ from stamen.common.legacy import (
     recorddict_to_fitres,
 )
 from stamen.common.message import Message, MessageType
+from stamen.common.run import RunStatus
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
-from stamen.transport.types import RunStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from stamen.common.context import Context
 from stamen.common.message import Error, ErrorCode, Message
+from stamen.common.node import Node
 from stamen.common.records import RecordDict, UserConfig
-from stamen.transport.types import Node, Run
+from stamen.common.run import Run
 
 ClientAppCallable = Callable[[Message, Context], Message]
 

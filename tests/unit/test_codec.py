@@ -32,7 +32,15 @@ from stamen.codec import (
     user_config_to_proto,
 )
 from stamen.common.errors import ConfigError, IntegrityError, InvalidMessageError
-from stamen.common.message import Error, Message, Metadata
+from stamen.common.message import (
+    Error,
+    ErrorCode,
+    Message,
+    MessageType,
+    Metadata,
+    is_message_type,
+)
+from stamen.common.node import Node
 from stamen.common.records import (
     Array,
     ArrayRecord,
@@ -41,8 +49,8 @@ from stamen.common.records import (
     RecordDict,
     UserConfig,
 )
+from stamen.common.run import Run, RunStatus
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.types import Node, Run, RunStatus
 
 # --- strategies -------------------------------------------------------------------------
 
@@ -467,6 +475,32 @@ def test_run_round_trip() -> None:
     )
     assert run_from_proto(pb.Run.parse(bytes(run_to_proto(run)))) == run
     assert run_from_proto(pb.Run(run_id=4, status="pending")) == Run(run_id=4)
+
+
+def test_a_run_status_travels_as_its_string_and_arrives_typed() -> None:
+    sent = run_to_proto(Run(run_id=4, status=RunStatus.RUNNING))
+    assert pb.Run.parse(bytes(sent)).status == "running"
+    assert run_from_proto(sent).status is RunStatus.RUNNING
+
+
+def test_an_unknown_run_status_is_refused() -> None:
+    with pytest.raises(InvalidMessageError, match="run status 'paused' is not one of pending"):
+        run_from_proto(pb.Run(run_id=4, status="paused"))
+
+
+def test_message_types_and_error_codes_keep_their_wire_values() -> None:
+    assert [str(t) for t in MessageType] == ["train", "evaluate", "query"]
+    assert {c.name: int(c) for c in ErrorCode} == {
+        "UNKNOWN": 0,
+        "CLIENT_APP_RAISED": 1,
+        "NODE_UNAVAILABLE": 2,
+        "MESSAGE_EXPIRED": 3,
+        "WORKER_DIED": 4,
+        "LOAD_CLIENT_APP": 5,
+        "RUN_STOPPED": 6,
+    }
+    assert is_message_type("query.sizes")
+    assert not is_message_type("fit")
 
 
 def test_node_round_trip() -> None:

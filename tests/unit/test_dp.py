@@ -279,9 +279,3 @@ def test_legacy_client_side_adaptive_needs_norm_bits() -> None:
     wrapper = legacy.DifferentialPrivacyClientSideAdaptiveClipping(legacy.FedAvg(), 0.0, 2)
     with pytest.raises(AggregationError, match="norm_bit not returned by client"):
         wrapper.aggregate_fit(1, legacy_results([1.0, 2.0]), [])
-
-
-def test_privacy_accounting_is_refused_clearly() -> None:
-    with pytest.raises(ValueError, match="privacy accounting is not supported"):
-        DifferentialPrivacyServerSideFixedClipping(FedAvg(), 1.0, 1.0, 2, accountant=object())
-    assert DifferentialPrivacyClientSideFixedClipping(FedAvg(), 1.0, 1.0, 2).privacy_spent() is None

@@ -25,19 +25,9 @@ FACTS = json.loads(
     (Path(__file__).parents[1] / "golden" / "data" / "flower_public_names.json").read_text()
 )
 
-# Names other developers are adding in parallel (issue 12: strategies, DP and size mods,
-# privacy accounting; issue 19: secure aggregation). Shrink this list as their work
-# lands: the test fails for a pending name that exists, so the list cannot go stale.
-PENDING: dict[str, str] = {
-    "stamen.serverapp.GaussianPrivacyEvent": "issue 12",
-    "stamen.serverapp.NeighboringRelation": "issue 12",
-    "stamen.serverapp.PrivacyAccountant": "issue 12",
-    "stamen.serverapp.PrivacyConfig": "issue 12",
-    "stamen.serverapp.PrivacySpent": "issue 12",
-    "stamen.serverapp.RdpAccountant": "issue 12",
-    "stamen.serverapp.SamplingMethod": "issue 12",
-    "stamen.serverapp.strategy.strategy_utils.aggregate_bagging": "issue 12",
-}
+# Names being added in parallel, with the issue that adds them (none at present). The
+# test fails for a pending name that exists, so the list cannot go stale.
+PENDING: dict[str, str] = {}
 
 CASES = [
     (flwr_module.replace("flwr", "stamen", 1), name, fact)

@@ -13,6 +13,7 @@ from grpclib.testing import ChannelFor
 from stamen.common.clock import FakeClock
 from stamen.common.context import Context
 from stamen.common.errors import RunLeaseHeldError, RunNotRunningError, StamenError
+from stamen.common.run import RunStatus
 from stamen.runner.runner import run_serverapp
 from stamen.server import Grid, History
 from stamen.superlink import MemoryLinkState
@@ -20,9 +21,9 @@ from stamen.superlink.leases import RunLeases
 from stamen.superlink.objectstore import MemoryObjectStore
 from stamen.superlink.superlink import SuperLink
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
+from stamen.transport.grpc.errors import FailureCodec
 from stamen.transport.grpc.servicers import ServerAppIoServicer
 from stamen.transport.memory import MemoryServerAppIo
-from stamen.transport.types import RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -110,7 +111,9 @@ async def test_two_runners_cannot_drive_one_run(
 
 async def test_the_lease_crosses_grpc(clock_and_link: tuple[FakeClock, SuperLink]) -> None:
     _, link = clock_and_link
-    async with ChannelFor([ServerAppIoServicer(link.serverappio)]) as channel:
+    async with ChannelFor(
+        [ServerAppIoServicer(link.serverappio)], status_details_codec=FailureCodec()
+    ) as channel:
         io = GrpcServerAppIoClient(channel)
         run_id = await io.create_run("server:app", "", {})
         assert await io.renew_run_lease(run_id, "a") == 10

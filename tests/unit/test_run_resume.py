@@ -20,6 +20,7 @@ from stamen.common.errors import InvalidMessageError, ServerAppError
 from stamen.common.legacy import ndarrays_to_parameters, parameters_to_ndarrays
 from stamen.common.message import Message, MessageType
 from stamen.common.records import ArrayRecord, RecordDict
+from stamen.common.run import RunStatus
 from stamen.runner.runner import run_serverapp
 from stamen.server import History, ServerApp, ServerConfig
 from stamen.server.strategy import FedAvg
@@ -29,7 +30,7 @@ from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import CHECKPOINT_PREFIX, RunStatus
+from stamen.transport.types import CHECKPOINT_PREFIX
 
 pytestmark = pytest.mark.timeout(60)
 

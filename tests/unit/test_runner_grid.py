@@ -19,12 +19,12 @@ from stamen.codec.envelope import Envelope
 from stamen.common.clock import FakeClock
 from stamen.common.errors import RunNotRunningError
 from stamen.common.message import ErrorCode, Message, MessageType
+from stamen.common.push import PushResult
 from stamen.common.records import ArrayRecord, MetricRecord, RecordDict
 from stamen.runner.grid import ServerAppIoGrid
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.transport.api import Chunk, ServerAppIoApi
 from stamen.transport.memory.apis import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import PushResult
 
 pytestmark = pytest.mark.timeout(20)
 

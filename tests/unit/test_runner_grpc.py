@@ -1,14 +1,12 @@
-"""The runner over gRPC against an in-process SuperLink on 127.0.0.1: a SIGTERM stops the
-run (exit 143), a run outlives a SuperLink restart (SQLite state, same address), a run
-waiting for nodes names the Fleet API and gives up, --save-final-arrays, and the round
-table the runner prints at the end."""
+"""The runner over gRPC against an in-process SuperLink on 127.0.0.1: `stop` (the first
+signal's effect) stops the run, marked stopped, a run outlives a SuperLink restart
+(SQLite state, same address), a run waiting for nodes names the Fleet API and gives up,
+--save-final-arrays, and the round table the runner prints at the end."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +18,9 @@ import numpy as np
 import pytest
 from stamen.common.context import Context
 from stamen.common.errors import ServerAppError, StamenError, UnavailableError
+from stamen.common.node import Node
 from stamen.common.records import ArrayRecord
+from stamen.common.run import Run, RunStatus
 from stamen.runner import cli
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.runner.runner import run_serverapp
@@ -38,7 +38,6 @@ from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
-from stamen.transport.types import Node, Run, RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -80,7 +79,7 @@ async def get_run(address: str, run_id: int) -> Run:
         channel.close()
 
 
-async def test_sigterm_marks_the_run_stopped_and_exits_143() -> None:
+async def test_stop_marks_the_run_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
     run_ids: list[int] = []
 
@@ -92,11 +91,14 @@ async def test_sigterm_marks_the_run_stopped_and_exits_143() -> None:
             threading.Event().wait(0.01)
 
     async with running_superlink() as listening:
+        monkeypatch.setattr(cli, "load_app", lambda *_args: app)
         settings = ServerAppSettings(app="server:app", server=listening.serverappio, insecure=True)
-        serving = asyncio.create_task(cli._serve(settings, app))  # type: ignore[arg-type]
+        ready, stop = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(cli.serve(settings, ready=ready, stop=stop))
         assert await asyncio.to_thread(started.wait, 10)
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert await asyncio.wait_for(serving, 10) == 128 + signal.SIGTERM
+        assert ready.is_set()
+        stop.set()
+        assert await asyncio.wait_for(serving, 10) is None
 
         run = await get_run(listening.serverappio, run_ids[0])
     assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.STOPPED)
@@ -169,9 +171,12 @@ def needs_two_nodes(_context: Context) -> ServerAppComponents:
     return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=1))
 
 
-async def test_waiting_for_nodes_names_the_fleet_api_and_times_out(caplog) -> None:
+async def test_waiting_for_nodes_names_the_fleet_api_and_times_out(
+    caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.INFO, logger="stamen")
     app = ServerApp(server_fn=needs_two_nodes)
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
     async with running_superlink() as listening:
         settings = ServerAppSettings(
             app="server:app",
@@ -181,7 +186,7 @@ async def test_waiting_for_nodes_names_the_fleet_api_and_times_out(caplog) -> No
             fleet_address=listening.fleet,
         )
         with pytest.raises(ServerAppError) as info:
-            await cli._serve(settings, app)
+            await cli.serve(settings)
         run = await get_run(listening.serverappio, info.value.run_id)
 
     assert "only 0 of the 2 nodes needed are online after waiting 0.3s" in str(info.value)
@@ -199,7 +204,9 @@ def test_the_fleet_address_defaults_to_the_superlinks_host() -> None:
     assert settings.nodes_connect_to == "[::1]:9092"
 
 
-async def test_save_final_arrays_writes_the_final_model(tmp_path: Path, capsys) -> None:
+async def test_save_final_arrays_writes_the_final_model(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def app(grid: Grid, context: Context) -> History:
         history = History()
         history.add_loss_distributed(1, 0.5)
@@ -207,6 +214,7 @@ async def test_save_final_arrays_writes_the_final_model(tmp_path: Path, capsys) 
         history.final_arrays = ArrayRecord([np.arange(3.0), np.ones((2, 2))])
         return history
 
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
     path = tmp_path / "model.npz"
     async with running_superlink() as listening:
         settings = ServerAppSettings(
@@ -215,7 +223,7 @@ async def test_save_final_arrays_writes_the_final_model(tmp_path: Path, capsys) 
             insecure=True,
             save_final_arrays=path,
         )
-        assert await cli._serve(settings, app) == 0  # type: ignore[arg-type]
+        assert await cli.serve(settings) is not None
 
     with np.load(path) as saved:
         np.testing.assert_array_equal(saved["0"], np.arange(3.0))
@@ -224,10 +232,13 @@ async def test_save_final_arrays_writes_the_final_model(tmp_path: Path, capsys) 
     assert capsys.readouterr().out.splitlines() == ["round  loss  failures", "1      0.5   2"]
 
 
-async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(tmp_path: Path) -> None:
+async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def app(grid: Grid, context: Context) -> History:
         return History()  # a loop that did not know its model
 
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
     async with running_superlink() as listening:
         settings = ServerAppSettings(
             app="server:app",
@@ -236,5 +247,5 @@ async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(tmp_path: 
             save_final_arrays=tmp_path / "model.npz",
         )
         with pytest.raises(StamenError, match="--save-final-arrays: the run left no final arrays"):
-            await cli._serve(settings, app)  # type: ignore[arg-type]
+            await cli.serve(settings)
     assert not (tmp_path / "model.npz").exists()

@@ -13,10 +13,12 @@ from stamen.common.errors import (
     TransientError,
     UnavailableError,
 )
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.transport.api import Chunk
-from stamen.transport.types import Node, PushResult, Run
 
 OBJECT = bytes(range(256)) * 40  # 10,240 bytes
 

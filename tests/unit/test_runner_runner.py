@@ -19,13 +19,13 @@ from stamen.common.errors import RunNotRunningError, ServerAppError
 from stamen.common.loading import load_app
 from stamen.common.message import Message, MessageType
 from stamen.common.records import MetricRecord, RecordDict
+from stamen.common.run import Run, RunStatus
 from stamen.runner.runner import run_serverapp
 from stamen.server import Grid, History, ServerApp
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
 from stamen.transport.memory.apis import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import Run, RunStatus
 
 pytestmark = pytest.mark.timeout(30)
 

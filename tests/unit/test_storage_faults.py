@@ -23,12 +23,12 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Message, MessageType
 from stamen.common.records import ConfigRecord, RecordDict
+from stamen.common.run import RunStatus
 from stamen.superlink import SqliteLinkState, StoredMessage
 from stamen.superlink.objectstore import FileObjectStore
 from stamen.superlink.storage import BUSY_RETRIES, GuardedConnection, storage_fault
 from stamen.superlink.superlink import open_superlink
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import RunStatus
 
 
 def sqlite_error(code: int, text: str) -> sqlite3.OperationalError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from stamen.common.errors import AggregationError
 from stamen.common.legacy import FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from stamen.server import ClientProxy
 from stamen.server.strategy import aggregate, aggregate_inplace, weighted_loss_avg
+from stamen.server.strategy.aggregate import weighted_average
 
 GRID = InProcessGrid([])
 
@@ -183,3 +185,19 @@ def test_weighted_average_is_order_independent_and_bounded(rows, rnd) -> None:
     column = np.array([np.float32(v) for _, vs in rows for v in vs]).reshape(len(rows), 3)
     assert np.all(got >= column.min(axis=0))
     assert np.all(got <= column.max(axis=0))
+
+
+def test_weighted_average_allocates_only_the_result() -> None:
+    """Sums run a block at a time: no float64 buffer the size of the model (numpy's
+    allocations are traced by tracemalloc)."""
+    size = 1 << 22
+    replies = [(f"r{i}", [np.full(size, i, np.float32)], i + 1) for i in range(3)]
+    tracemalloc.start()
+    try:
+        (average,) = weighted_average(replies)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The result, plus block buffers well below the float64 sum (twice the result).
+    assert average.nbytes <= peak < 1.5 * average.nbytes
+    np.testing.assert_allclose(average, (0 * 1 + 1 * 2 + 2 * 3) / 6)

@@ -4,6 +4,7 @@ the textbook formulas, and each misuse is one clear error."""
 from __future__ import annotations
 
 import logging
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -191,3 +192,24 @@ def test_legacy_fault_tolerant_fedavg_needs_its_completion_rate() -> None:
     assert repr(legacy.FedAdam(initial_parameters=ndarrays_to_parameters([]))) == (
         "FedAdam(accept_failures=True)"
     )
+
+
+def test_in_place_step_writes_over_the_aggregate_and_allocates_no_model() -> None:
+    size = 1 << 20
+    current = [np.zeros(size, np.float32)]
+    aggregated = [np.full(size, 0.5, np.float32)]
+    expected = AdaptiveOptimizer("adam", 0.1, 0.9, 0.99, 1e-3).step(
+        current, [aggregated[0].copy()], 1
+    )
+    optimizer = AdaptiveOptimizer("adam", 0.1, 0.9, 0.99, 1e-3)
+    # The moments, as the first step creates them, exist before the traced step.
+    optimizer.m_t, optimizer.v_t = [np.zeros(size, np.float32)], [np.zeros(size, np.float32)]
+    tracemalloc.start()
+    try:
+        (new,) = optimizer.step(current, aggregated, 1, in_place=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert new is aggregated[0]
+    np.testing.assert_array_equal(new, expected[0])
+    assert peak < new.nbytes // 2  # block buffers only, not one more model

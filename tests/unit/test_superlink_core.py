@@ -15,6 +15,7 @@ from stamen.common.errors import (
     RunNotRunningError,
 )
 from stamen.common.message import SUPERLINK_NODE_ID, Error, ErrorCode, Metadata
+from stamen.common.run import Run, RunStatus
 from stamen.superlink.arrivals import Arrivals
 from stamen.superlink.core import (
     DEADLINE_FACTOR,
@@ -30,7 +31,6 @@ from stamen.superlink.core import (
     transition_run,
 )
 from stamen.superlink.linkstate import StoredMessage
-from stamen.transport.types import Run, RunStatus
 
 OBJ_A = "a" * 64
 OBJ_B = "b" * 64

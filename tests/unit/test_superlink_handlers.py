@@ -21,8 +21,8 @@ from stamen.common.errors import (
     PermissionDeniedError,
     RunNotFoundError,
 )
+from stamen.common.run import RunStatus
 from stamen.superlink import SuperLink, serverappio
-from stamen.transport.types import RunStatus
 from superlink_support import (
     Setup,
     chunks,

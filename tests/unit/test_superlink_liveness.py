@@ -15,8 +15,8 @@ import pytest
 from stamen.common.clock import FakeClock
 from stamen.common.errors import InvalidMessageError, NodeNotFoundError, RunNotRunningError
 from stamen.common.message import ErrorCode
+from stamen.common.run import RunStatus
 from stamen.superlink import SuperLink, open_superlink
-from stamen.transport.types import RunStatus
 from superlink_support import (
     HEARTBEAT,
     Setup,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from stamen.common.clock import FakeClock
 from stamen.common.errors import ConfigError
+from stamen.common.run import RunStatus
 from stamen.superlink import open_superlink
-from stamen.transport.types import RunStatus
 from superlink_support import (
     HEARTBEAT,
     chunks,

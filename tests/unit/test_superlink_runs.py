@@ -20,13 +20,13 @@ from stamen.common.errors import (
     UnavailableError,
 )
 from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.superlink import SuperLink
 from stamen.superlink.control import ExitFn
 from stamen.superlink.launcher import RunnerLauncher
 from stamen.superlink.runfiles import RunFiles
 from stamen.superlink.superlink import open_superlink
 from stamen.transport.memory.apis import MemoryControl
-from stamen.transport.types import Run, RunStatus
 
 PYPROJECT = """
 [project]

@@ -17,8 +17,9 @@ from stamen.common.errors import (
     StorageFaultError,
 )
 from stamen.common.message import Metadata
+from stamen.common.node import Node
+from stamen.common.run import Run, RunStatus
 from stamen.superlink import LinkState, MemoryLinkState, SqliteLinkState, StoredMessage
-from stamen.transport.types import Node, Run, RunStatus
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -280,3 +281,23 @@ def test_sqlite_batches_long_id_lists(tmp_path: Path) -> None:
         assert len(state.delete_messages(ids)) == 1200
     finally:
         state.close()
+
+
+def test_sqlite_stores_run_statuses_as_their_strings_and_loads_them_typed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    first = SqliteLinkState(path)
+    first.add_run(Run(9, status=RunStatus.FINISHED, sub_status=RunStatus.COMPLETED))
+    first.close()
+    with sqlite3.connect(path) as raw:  # as a state written before the enum would hold them
+        assert raw.execute("SELECT status, sub_status FROM runs").fetchall() == [
+            ("finished", "completed")
+        ]
+        raw.execute("UPDATE runs SET status = 'running', sub_status = ''")
+    raw.close()
+    second = SqliteLinkState(path)
+    try:
+        assert second.get_run(9).status is RunStatus.RUNNING
+    finally:
+        second.close()

@@ -43,13 +43,15 @@ from stamen.common.legacy import (
     recorddict_to_fitres,
 )
 from stamen.common.message import ErrorCode, Message, MessageType
+from stamen.common.push import PushResult
 from stamen.common.records import MetricRecord, RecordDict, UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.supernode.executor import ThreadExecutor
 from stamen.transport.api import Chunk, FleetApi, ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import NodeRegistration, PushResult, Run, RunStatus
+from stamen.transport.types import NodeRegistration
 
 pytestmark = pytest.mark.timeout(20)
 

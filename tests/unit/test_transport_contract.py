@@ -28,6 +28,7 @@ from stamen.common.errors import (
 )
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, RecordDict
+from stamen.common.run import RunStatus
 from stamen.superlink.superlink import SuperLink, open_superlink
 from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
 from stamen.transport.grpc import (
@@ -43,7 +44,6 @@ from stamen.transport.grpc import (
     socket_address,
 )
 from stamen.transport.memory import MemoryControl, MemoryFleet, MemoryServerAppIo
-from stamen.transport.types import RunStatus
 
 HEARTBEAT = 30.0
 MISSING = "0" * 64

@@ -26,7 +26,8 @@ from stamen.common.errors import (
     TransientError,
     UnavailableError,
 )
-from stamen.transport.grpc.errors import as_over_grpc, from_grpc, grpc_errors
+from stamen.transport.errors import as_over_wire
+from stamen.transport.grpc.errors import from_grpc, grpc_errors
 
 
 def _server_side(exc: Exception) -> GRPCError:
@@ -101,7 +102,7 @@ def test_an_unexpected_exception_is_internal_and_logged_once(
 
 
 def test_the_memory_transport_raises_what_grpc_clients_raise() -> None:
-    with pytest.raises(NotFoundError) as caught, as_over_grpc("Fleet.Test"):
+    with pytest.raises(NotFoundError) as caught, as_over_wire("Fleet.Test"):
         raise NodeNotFoundError(7)
     assert type(caught.value) is NodeNotFoundError
     assert caught.value.node_id == 7

@@ -32,6 +32,8 @@ from stamen.common.errors import (
     UnavailableError,
 )
 from stamen.common.message import Metadata
+from stamen.common.push import PushResult
+from stamen.common.run import Run
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
 from stamen.transport.grpc import h2patch
@@ -41,7 +43,7 @@ from stamen.transport.grpc.limits import MAX_MESSAGE_SIZE
 from stamen.transport.grpc.server import api_server, listen, socket_address
 from stamen.transport.grpc.servicers import FleetServicer
 from stamen.transport.grpc.tls import client_context, server_context
-from stamen.transport.types import NodeRegistration, PushResult, Run
+from stamen.transport.types import NodeRegistration
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = 7

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stamen.common.bundle import build_bundle, bundle_hash
+from stamen.common.run import Run
 from stamen.common.signing import key_id, sign_bundle
 from stamen.common.trust import TrustPolicy, UntrustedBundleError
 from stamen.supernode import bundles
 from stamen.supernode.bundles import BundleExecutor
-from stamen.transport.types import Run
 
 PYPROJECT = """
 [project]

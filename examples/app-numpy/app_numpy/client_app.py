@@ -21,15 +21,18 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received model on the local data; reply with it and the training loss."""
     partition_id, num_partitions = _partition(context)
     x_train, y_train, _, _ = load_data(partition_id, num_partitions)
-    model = {key: array.numpy() for key, array in msg.content["arrays"].items()}
-    config = msg.content["config"]
-    rng = rng_for(int(context.run_config.get("seed", 0)), partition_id, int(config["server-round"]))
+    model = {key: array.numpy() for key, array in msg.content.array_records["arrays"].items()}
+    config = msg.content.config_records["config"]
+    server_round, lr = config["server-round"], config.get("lr", 0.5)
+    assert isinstance(server_round, int)
+    assert isinstance(lr, float)
+    rng = rng_for(int(context.run_config.get("seed", 0)), partition_id, server_round)
     trained, loss = train_model(
         model,
         x_train,
         y_train,
         epochs=int(context.run_config.get("local-epochs", 1)),
-        lr=float(config.get("lr", 0.5)),
+        lr=lr,
         rng=rng,
     )
     metrics = MetricRecord({"train_loss": loss, "num-examples": len(y_train)})
@@ -42,7 +45,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model on the local test data."""
     partition_id, num_partitions = _partition(context)
     _, _, x_test, y_test = load_data(partition_id, num_partitions)
-    model = {key: array.numpy() for key, array in msg.content["arrays"].items()}
+    model = {key: array.numpy() for key, array in msg.content.array_records["arrays"].items()}
     loss, accuracy = evaluate_model(model, x_test, y_test)
     metrics = MetricRecord({"eval_loss": loss, "eval_acc": accuracy, "num-examples": len(y_test)})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

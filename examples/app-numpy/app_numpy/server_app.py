@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from stamen.app import ArrayRecord, ConfigRecord, Context
 from stamen.serverapp import Grid, ServerApp
@@ -28,4 +30,5 @@ def main(grid: Grid, context: Context) -> None:
     )
     save_to = str(config.get("save-to", ""))
     if save_to:
-        np.savez(save_to, **{key: array.numpy() for key, array in result.arrays.items()})
+        arrays: dict[str, Any] = {key: array.numpy() for key, array in result.arrays.items()}
+        np.savez(save_to, **arrays)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stamen.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from stamen.clientapp import ClientApp
 
-from app_pytorch.task import Net, load_data, shuffle_seed
+from app_pytorch.task import Net, load_data, num_examples, shuffle_seed
 from app_pytorch.task import test as test_fn
 from app_pytorch.task import train as train_fn
 
@@ -20,18 +20,21 @@ def _partition(context: Context) -> tuple[int, int]:
 def train(msg: Message, context: Context) -> Message:
     """Train the received model on the local data; reply with it and the training loss."""
     model = Net()
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     partition_id, num_partitions = _partition(context)
     trainloader, _ = load_data(partition_id, num_partitions)
-    server_round = int(msg.content["config"]["server-round"])
+    config = msg.content.config_records["config"]
+    server_round, lr = config["server-round"], config["lr"]
+    assert isinstance(server_round, int)
+    assert isinstance(lr, float)
     train_loss = train_fn(
         model,
         trainloader,
         epochs=int(context.run_config.get("local-epochs", 1)),
-        lr=float(msg.content["config"]["lr"]),
+        lr=lr,
         seed=shuffle_seed(int(context.run_config.get("seed", 0)), partition_id, server_round),
     )
-    metrics = MetricRecord({"train_loss": train_loss, "num-examples": len(trainloader.dataset)})
+    metrics = MetricRecord({"train_loss": train_loss, "num-examples": num_examples(trainloader)})
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
@@ -40,11 +43,11 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model on the local test data."""
     model = Net()
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     partition_id, num_partitions = _partition(context)
     _, testloader = load_data(partition_id, num_partitions)
     eval_loss, eval_acc = test_fn(model, testloader)
     metrics = MetricRecord(
-        {"eval_loss": eval_loss, "eval_acc": eval_acc, "num-examples": len(testloader.dataset)}
+        {"eval_loss": eval_loss, "eval_acc": eval_acc, "num-examples": num_examples(testloader)}
     )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

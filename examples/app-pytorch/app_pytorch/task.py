@@ -108,3 +108,10 @@ def test(net: Net, testloader: DataLoader) -> tuple[float, float]:
             correct += int((logits.argmax(dim=1) == y).sum().item())
             count += len(y)
     return loss / max(count, 1), correct / max(count, 1)
+
+
+def num_examples(loader: DataLoader) -> int:
+    """How many examples `loader` holds (its dataset is a TensorDataset: it has a length)."""
+    dataset = loader.dataset
+    assert isinstance(dataset, TensorDataset)
+    return len(dataset)

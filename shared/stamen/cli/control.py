@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from stamen.common.cli import run as run_loop
 from stamen.common.errors import UnavailableError
+from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcControlClient
-from stamen.transport.types import Run, RunStatus
 
 from .federation import Federation
 

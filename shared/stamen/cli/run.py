@@ -22,8 +22,8 @@ import click
 from stamen.codec.objects import iter_chunks
 from stamen.common.bundle import build_bundle
 from stamen.common.project import open_project
+from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.clients import GrpcControlClient
-from stamen.transport.types import Run, RunStatus
 
 from .app import Failed, handled
 from .build import max_size_option

@@ -18,8 +18,9 @@ import click
 
 from stamen.common.errors import ConfigError, IntegrityError
 from stamen.common.project import read_project
+from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.clients import GrpcControlClient
-from stamen.transport.types import ResultFile, Run, RunStatus
+from stamen.transport.types import ResultFile
 
 from .app import Failed, handled
 from .control import call, describe_status, print_logs

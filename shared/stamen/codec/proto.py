@@ -17,6 +17,7 @@ import betterproto2
 
 from stamen.common.errors import ConfigError, InvalidMessageError
 from stamen.common.message import Error, Metadata
+from stamen.common.node import Node
 from stamen.common.records import (
     ConfigRecord,
     ConfigValue,
@@ -25,8 +26,8 @@ from stamen.common.records import (
     UserConfig,
     UserConfigValue,
 )
+from stamen.common.run import Run, RunStatus
 from stamen.proto.stamen import v1 as pb
-from stamen.transport.types import Node, Run
 
 from .envelope import Envelope
 
@@ -375,7 +376,7 @@ def run_to_proto(run: Run) -> pb.Run:
         server_app=run.server_app,
         client_app=run.client_app,
         run_config=user_config_to_proto(run.run_config),
-        status=run.status,
+        status=_run_status(run.status),
         sub_status=run.sub_status,
         details=run.details,
         created_at=float(run.created_at),
@@ -385,6 +386,14 @@ def run_to_proto(run: Run) -> pb.Run:
     )
 
 
+def _run_status(value: str) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        known = ", ".join(RunStatus)
+        raise InvalidMessageError(f"run status {value!r} is not one of {known}") from None
+
+
 def run_from_proto(run: pb.Run) -> Run:
     check_proto(run)
     return Run(
@@ -392,7 +401,7 @@ def run_from_proto(run: pb.Run) -> Run:
         server_app=run.server_app,
         client_app=run.client_app,
         run_config=user_config_from_proto(run.run_config),
-        status=run.status,
+        status=_run_status(run.status),
         sub_status=run.sub_status,
         details=run.details,
         created_at=float(run.created_at),

@@ -1,14 +1,15 @@
 """The error hierarchy: one root, subclasses say whose fault it is and carry their data.
 
-Each class names the gRPC status it maps to; `stamen.transport.grpc.errors` holds the one
-table that turns them into `GRPCError` and back.
+Each class names the status it maps to (`StatusCode`, gRPC's numbers) and keeps its data
+as attributes (`fields()`), which travel beside the message; `stamen.transport.errors`
+holds the one table that turns them into what a caller receives.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
-from grpclib.const import Status
+from .status import StatusCode
 
 __all__ = [
     "AggregationError",
@@ -48,15 +49,27 @@ __all__ = [
 class StamenError(Exception):
     """Root of every error Stamen raises on purpose."""
 
-    status: ClassVar[Status] = Status.INTERNAL
+    status: ClassVar[StatusCode] = StatusCode.INTERNAL
+
+    def fields(self) -> dict[str, Any]:
+        """The error's data (`NodeNotFoundError(7)` -> `{"node_id": 7}`)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def rebuild(cls, message: str, fields: dict[str, Any]) -> Self:
+        """The error with this message and these fields, without its `__init__`:
+        subclasses take their data, not the message, there."""
+        return _rebuild(cls, (message,), fields)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Subclasses take their data, not the message, in __init__: rebuild from the
-        # message and attributes so errors cross process boundaries (worker pools).
+        # Rebuilt from the message and fields, so errors cross process boundaries.
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[StamenError], args: tuple[Any, ...], state: dict[str, Any]) -> StamenError:
+_E = TypeVar("_E", bound=StamenError)
+
+
+def _rebuild(cls: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)
@@ -66,7 +79,7 @@ def _rebuild(cls: type[StamenError], args: tuple[Any, ...], state: dict[str, Any
 class UserInputError(StamenError):
     """Something a user gave (a flag, a file, an app reference, a value) is not usable."""
 
-    status = Status.INVALID_ARGUMENT
+    status = StatusCode.INVALID_ARGUMENT
 
 
 class ConfigError(UserInputError):
@@ -85,7 +98,7 @@ class AppLoadError(UserInputError):
 class InvalidMessageError(StamenError):
     """A request or message is malformed or violates the protocol."""
 
-    status = Status.INVALID_ARGUMENT
+    status = StatusCode.INVALID_ARGUMENT
 
 
 class MessageContentError(InvalidMessageError, ValueError):
@@ -100,7 +113,7 @@ class IntegrityError(InvalidMessageError):
 class MessageTooLargeError(StamenError):
     """A message is larger than the per-message cap."""
 
-    status = Status.RESOURCE_EXHAUSTED
+    status = StatusCode.RESOURCE_EXHAUSTED
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
@@ -111,13 +124,13 @@ class MessageTooLargeError(StamenError):
 class RequestTooLargeError(StamenError):
     """A request exceeds a bound other than the message cap (its headers, say)."""
 
-    status = Status.RESOURCE_EXHAUSTED
+    status = StatusCode.RESOURCE_EXHAUSTED
 
 
 class NotFoundError(StamenError):
     """Something named by id does not exist."""
 
-    status = Status.NOT_FOUND
+    status = StatusCode.NOT_FOUND
 
 
 class NodeNotFoundError(NotFoundError):
@@ -147,20 +160,20 @@ class ObjectNotFoundError(NotFoundError):
 class PermissionDeniedError(StamenError):
     """A caller acts on something that is not addressed to it."""
 
-    status = Status.PERMISSION_DENIED
+    status = StatusCode.PERMISSION_DENIED
 
 
 class UnauthenticatedError(UserInputError):
     """A caller's credentials are missing, unknown, revoked or invalid: retrying with the
     same ones cannot help (a SuperNode exits 2 on it)."""
 
-    status = Status.UNAUTHENTICATED
+    status = StatusCode.UNAUTHENTICATED
 
 
 class RunNotRunningError(StamenError):
     """A run is finished (or stopped) and takes no more messages."""
 
-    status = Status.FAILED_PRECONDITION
+    status = StatusCode.FAILED_PRECONDITION
 
     def __init__(self, run_id: int, status: str) -> None:
         super().__init__(f"run {run_id} is {status}")
@@ -177,7 +190,7 @@ class TransientError(StamenError):
 class RunLeaseHeldError(StamenError):
     """Another ServerApp runner holds the run's lease: two runners never drive one run."""
 
-    status = Status.FAILED_PRECONDITION
+    status = StatusCode.FAILED_PRECONDITION
 
     def __init__(self, run_id: int, remaining: float) -> None:
         super().__init__(
@@ -191,14 +204,14 @@ class RunLeaseHeldError(StamenError):
 class UnavailableError(TransientError):
     """The SuperLink cannot be reached (or went away) within the allowed time."""
 
-    status = Status.UNAVAILABLE
+    status = StatusCode.UNAVAILABLE
 
 
 class ResourceExhaustedError(TransientError):
     """The SuperLink is out of a resource (storage space) for now; retry later. A caller
     receives a `RESOURCE_EXHAUSTED` status that is not a size limit as this class."""
 
-    status = Status.RESOURCE_EXHAUSTED
+    status = StatusCode.RESOURCE_EXHAUSTED
 
 
 class StorageFullError(ResourceExhaustedError):
@@ -228,13 +241,13 @@ class StorageFaultError(UnavailableError):
 class ClientAppError(StamenError):
     """User code in a ClientApp raised; carries the type, message and traceback text."""
 
-    status = Status.UNKNOWN
+    status = StatusCode.UNKNOWN
 
 
 class AggregationError(StamenError):
     """Replies cannot be aggregated (for example, array shapes disagree)."""
 
-    status = Status.FAILED_PRECONDITION
+    status = StatusCode.FAILED_PRECONDITION
 
 
 class InconsistentMessageReplies(AggregationError):
@@ -248,7 +261,7 @@ class InconsistentMessageReplies(AggregationError):
 class NotEnoughNodesError(StamenError):
     """Fewer nodes than a strategy needs came online within the allowed wait."""
 
-    status = Status.UNAVAILABLE
+    status = StatusCode.UNAVAILABLE
 
     def __init__(self, required: int, available: int, waited: float) -> None:
         super().__init__(
@@ -265,7 +278,7 @@ class NotEnoughNodesError(StamenError):
 class NodeReplyError(StamenError):
     """A node answered an instruction with an error, or not at all in time."""
 
-    status = Status.UNAVAILABLE
+    status = StatusCode.UNAVAILABLE
 
     def __init__(self, node_id: int, reason: str) -> None:
         named = reason.startswith(f"node {node_id} ")  # "node 7 went offline"
@@ -278,7 +291,7 @@ class RoundFailedError(StamenError):
     """A round failed: every node failed (no result to aggregate), more than the run's
     `max-failure-rate` did, or any did and the strategy does not accept failures."""
 
-    status = Status.ABORTED
+    status = StatusCode.ABORTED
 
     def __init__(
         self,
@@ -302,7 +315,7 @@ class RoundFailedError(StamenError):
 class WorkerDiedError(StamenError):
     """The process running a ClientApp died (crash, OOM kill, exit) before it answered."""
 
-    status = Status.UNAVAILABLE
+    status = StatusCode.UNAVAILABLE
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"the ClientApp worker process died: {reason}")
@@ -312,7 +325,7 @@ class WorkerDiedError(StamenError):
 class ServerAppError(StamenError):
     """User code in a ServerApp raised; `details` is one line naming the error."""
 
-    status = Status.UNKNOWN
+    status = StatusCode.UNKNOWN
 
     def __init__(self, run_id: int, details: str) -> None:
         super().__init__(f"the ServerApp of run {run_id} failed: {details}")

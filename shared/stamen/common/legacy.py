@@ -20,6 +20,7 @@ import numpy.typing as npt
 from .records import Array, ArrayRecord, ConfigRecord, RecordDict
 
 __all__ = [
+    "RAW_TENSOR_TYPE_KEY",
     "Code",
     "Config",
     "EvaluateIns",
@@ -328,15 +329,38 @@ class EvaluateRes:
 # --- RecordDict conventions -------------------------------------------------------------
 
 
+RAW_TENSOR_TYPE_KEY = "legacy.tensor_type"
+"""The ArrayRecord key that marks Parameters whose tensors are not .npy arrays.
+
+Flower's legacy strategies also carry opaque bytes: xgboost's JSON models (tensor_type
+""), FedAvgAndroid's raw float32 buffers ("numpy.nda"). Their record holds each tensor as
+a uint8 array ("0", "1", ...) and, under this key, the tensor_type's UTF-8 bytes.
+"""
+
+_NPY_TENSOR_TYPE = "numpy.ndarray"
+
+
 def parameters_to_arrayrecord(parameters: Parameters) -> ArrayRecord:
     if parameters._arrays is not None:
         return ArrayRecord([Array(a) for a in parameters._arrays])
+    if parameters.tensor_type != _NPY_TENSOR_TYPE:
+        raw = {str(i): _bytes_array(t) for i, t in enumerate(parameters.tensors)}
+        raw[RAW_TENSOR_TYPE_KEY] = _bytes_array(parameters.tensor_type.encode())
+        return ArrayRecord(raw)
     return ArrayRecord([Array(bytes_to_ndarray(t)) for t in parameters.tensors])
 
 
 def arrayrecord_to_parameters(record: ArrayRecord) -> Parameters:
+    if RAW_TENSOR_TYPE_KEY in record:
+        tensor_type = bytes(record[RAW_TENSOR_TYPE_KEY].data).decode()
+        keys = sorted((k for k in record if k != RAW_TENSOR_TYPE_KEY), key=int)
+        return Parameters([bytes(record[k].data) for k in keys], tensor_type)
     # A received record is not changed in place by anyone: share its memory.
     return Parameters._holding(record.to_numpy_ndarrays())
+
+
+def _bytes_array(data: bytes) -> Array:
+    return Array(np.frombuffer(data, dtype=np.uint8))
 
 
 def _config(record: RecordDict, key: str) -> dict[str, Any]:

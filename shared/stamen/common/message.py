@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
+from enum import IntEnum, StrEnum
 from typing import Any, overload
 
 from .errors import InvalidMessageError, MessageContentError
@@ -22,6 +23,7 @@ __all__ = [
     "Message",
     "MessageType",
     "Metadata",
+    "is_message_type",
     "new_message_id",
 ]
 
@@ -33,13 +35,13 @@ SUPERLINK_NODE_ID = 0
 """The node id that stands for the ServerApp side (source of instructions)."""
 
 
-class MessageType:
-    """The message types a ClientApp dispatches on (a query may add ".<name>")."""
+class MessageType(StrEnum):
+    """The message types a ClientApp dispatches on (a query may add ".<name>"); each is
+    the string it stands for, so `Metadata.message_type` stays a plain `str`."""
 
     TRAIN = "train"
     EVALUATE = "evaluate"
     QUERY = "query"
-    ALL = (TRAIN, EVALUATE, QUERY)
 
 
 @dataclass(slots=True)
@@ -69,7 +71,9 @@ class Error:
     reason: str = ""
 
 
-class ErrorCode:
+class ErrorCode(IntEnum):
+    """Why a reply carries an error (`Error.code`); each is the int it stands for."""
+
     UNKNOWN = 0
     CLIENT_APP_RAISED = 1
     NODE_UNAVAILABLE = 2
@@ -83,11 +87,18 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+_TYPES = frozenset(MessageType)
+
+
+def is_message_type(message_type: str) -> bool:
+    """Whether `message_type` is a `MessageType`, or a query's "query.<name>"."""
+    return message_type.split(".", 1)[0] in _TYPES
+
+
 def _check_type(message_type: str) -> str:
-    base = message_type.split(".", 1)[0]
-    if base not in MessageType.ALL:
+    if not is_message_type(message_type):
         raise InvalidMessageError(
-            f"message type {message_type!r} is not one of {', '.join(MessageType.ALL)} "
+            f"message type {message_type!r} is not one of {', '.join(MessageType)} "
             "(a query may be 'query.<name>')"
         )
     return message_type

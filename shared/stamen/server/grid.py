@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from stamen.common.message import Message
+from stamen.common.node import Node
 from stamen.common.records import RecordDict
-from stamen.transport.types import Node, Run
+from stamen.common.run import Run
 
 __all__ = ["Grid"]
 

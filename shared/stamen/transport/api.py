@@ -16,9 +16,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from stamen.codec.envelope import Envelope
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 
-from .types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
+from .types import LogChunk, NodeRegistration, ResultFile
 
 __all__ = ["ControlApi", "FleetApi", "NodeKeysApi", "ServerAppIoApi"]
 

@@ -1,51 +1,20 @@
-"""Domain objects that cross the three APIs, besides Envelope (see stamen.codec)."""
+"""Objects only the three APIs carry; Run, Node and PushResult live in stamen.common."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from stamen.common.records import UserConfig
+from stamen.common.run import Run
 
 __all__ = [
     "CHECKPOINT_PREFIX",
     "LogChunk",
-    "Node",
     "NodeRegistration",
-    "PushResult",
     "ResultFile",
-    "Run",
-    "RunStatus",
 ]
 
 CHECKPOINT_PREFIX = "checkpoint-"
 """A run checkpoint's message id starts with this (ServerAppIo.PushCheckpoint)."""
-
-
-class RunStatus:
-    """A run's lifecycle: pending -> running -> finished (completed | failed | stopped)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    FINISHED = "finished"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    run_id: int
-    server_app: str = ""
-    client_app: str = ""
-    run_config: UserConfig = field(default_factory=dict)
-    status: str = RunStatus.PENDING
-    sub_status: str = ""
-    details: str = ""
-    created_at: float = 0.0
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    bundle: str = ""
-    """sha256 of the run's app bundle; "" for a run created without one (by hand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +36,8 @@ class ResultFile:
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
-    node_id: int
-    node_config: UserConfig = field(default_factory=dict)
-    online: bool = True
-    last_heartbeat: float = 0.0
-    registered_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class NodeRegistration:
     node_id: int
     heartbeat_interval: float
     token: str = ""
     """What proves this registration on later calls over gRPC ("" in memory)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    """What a push stored: the message ids, and the objects the store still lacks."""
-
-    message_ids: tuple[str, ...]
-    missing_object_ids: tuple[str, ...] = ()

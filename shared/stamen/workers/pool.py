@@ -33,10 +33,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from grpclib.const import Status
-
 from stamen.client.task import AppResult, AppTask, Buffer
 from stamen.common.errors import AppLoadError, StamenError
+from stamen.common.status import StatusCode
 
 from .launcher import ContextLease, StartMethod, default_start_method, fork_blocker, fork_context
 from .resources import plan_workers, usable_cpus, visible_gpus
@@ -60,7 +59,7 @@ _pool_ids = itertools.count(1)
 class PoolClosedError(StamenError):
     """A task reached the worker pool after (or while) it closed."""
 
-    status = Status.UNAVAILABLE
+    status = StatusCode.UNAVAILABLE
 
     def __init__(self) -> None:
         super().__init__("the ClientApp's worker pool is closed")

@@ -18,12 +18,7 @@ from stamen.common.legacy import (
 
 from ..client_manager import ClientManager
 from ..client_proxy import ClientProxy
-from .dp import (
-    KEY_CLIPPING_NORM,
-    KEY_NORM_BIT,
-    adapted_clipping_norm,
-    compute_adaptive_noise_params,
-)
+from .dp import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from .dp_wrapper import LegacyDPWrapper
 from .strategy import Strategy
 
@@ -47,30 +42,8 @@ class _AdaptiveClipping(LegacyDPWrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
-        if initial_clipping_norm <= 0:
-            raise ValueError("The initial clipping norm should be a positive value.")
-        if not 0 <= target_clipped_quantile <= 1:
-            raise ValueError("The target clipped quantile must be between 0 and 1 (inclusive).")
-        if clip_norm_lr <= 0:
-            raise ValueError("The learning rate must be positive.")
-        if clipped_count_stddev is not None and clipped_count_stddev < 0:
-            raise ValueError("The `clipped_count_stddev` must be non-negative.")
-        self.clipping_norm = initial_clipping_norm
-        self.target_clipped_quantile = target_clipped_quantile
-        self.clip_norm_lr = clip_norm_lr
-        self.clipped_count_stddev, self.noise_multiplier = compute_adaptive_noise_params(
-            noise_multiplier, num_sampled_clients, clipped_count_stddev
-        )
-
-    def _adapt(self, clipped: int, total: int) -> None:
-        self.clipping_norm = adapted_clipping_norm(
-            self.clipping_norm,
-            clipped,
-            total,
-            clipped_count_stddev=self.clipped_count_stddev,
-            clip_norm_lr=self.clip_norm_lr,
-            target_clipped_quantile=self.target_clipped_quantile,
-            rng=self.rng,
+        self._adapt_clipping_norm_from(
+            initial_clipping_norm, target_clipped_quantile, clip_norm_lr, clipped_count_stddev
         )
 
 
@@ -145,7 +118,7 @@ class DifferentialPrivacyServerSideAdaptiveClipping(_AdaptiveClipping):
         self._adapt(clipped, len(results))
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         if parameters:
-            parameters = self._noised(parameters)
+            parameters = self._noised_parameters(parameters)
         return parameters, metrics
 
 
@@ -205,5 +178,5 @@ class DifferentialPrivacyClientSideAdaptiveClipping(_AdaptiveClipping):
             clipped += int(bool(res.metrics[KEY_NORM_BIT]))
         self._adapt(clipped, len(results))
         if parameters:
-            parameters = self._noised(parameters)
+            parameters = self._noised_parameters(parameters)
         return parameters, metrics

@@ -34,9 +34,7 @@ class _FixedClipping(LegacyDPWrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
-        if clipping_norm <= 0:
-            raise ValueError("The clipping norm should be a positive value.")
-        self.clipping_norm = clipping_norm
+        self._fix_clipping_norm(clipping_norm)
 
     def _aggregate(
         self,
@@ -46,7 +44,7 @@ class _FixedClipping(LegacyDPWrapper):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         if parameters:
-            parameters = self._noised(parameters)
+            parameters = self._noised_parameters(parameters)
         return parameters, metrics
 
 

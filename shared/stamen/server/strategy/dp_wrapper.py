@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from stamen.common.legacy import (
     EvaluateIns,
     EvaluateRes,
@@ -20,7 +18,8 @@ from stamen.common.legacy import (
 
 from ..client_manager import ClientManager
 from ..client_proxy import ClientProxy
-from .dp import CLIENTS_DISCREPANCY_WARNING, add_gaussian_noise, clip_update, compute_stdv
+from .dp import CLIENTS_DISCREPANCY_WARNING, clip_update
+from .dp_core import CentralDP
 from .strategy import Strategy
 
 __all__ = ["LegacyDPWrapper"]
@@ -28,7 +27,7 @@ __all__ = ["LegacyDPWrapper"]
 logger = logging.getLogger(__name__)
 
 
-class LegacyDPWrapper(Strategy):
+class LegacyDPWrapper(CentralDP, Strategy):
     """Wraps `strategy`: everything but training aggregation is delegated to it."""
 
     def __init__(
@@ -38,15 +37,8 @@ class LegacyDPWrapper(Strategy):
         num_sampled_clients: int,
         seed: int | None,
     ) -> None:
-        if noise_multiplier < 0:
-            raise ValueError("The noise multiplier should be a non-negative value.")
-        if num_sampled_clients <= 0:
-            raise ValueError("The number of sampled clients should be a positive value.")
+        super().__init__(noise_multiplier, num_sampled_clients, seed)
         self.strategy = strategy
-        self.noise_multiplier = noise_multiplier
-        self.num_sampled_clients = num_sampled_clients
-        self.clipping_norm = 0.0
-        self.rng = np.random.default_rng(seed)
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         return self.strategy.initialize_parameters(client_manager)
@@ -85,8 +77,5 @@ class LegacyDPWrapper(Strategy):
             logger.info("aggregate_fit: parameters are clipped by value: %.4f.", self.clipping_norm)
         return clipped_count
 
-    def _noised(self, parameters: Parameters) -> Parameters:
-        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
-        noisy = add_gaussian_noise(parameters_to_ndarrays(parameters), stdv, self.rng)
-        logger.info("aggregate_fit: central DP noise with %.4f stdev added", stdv)
-        return ndarrays_to_parameters(noisy)
+    def _noised_parameters(self, parameters: Parameters) -> Parameters:
+        return ndarrays_to_parameters(self._noised(parameters_to_ndarrays(parameters)))

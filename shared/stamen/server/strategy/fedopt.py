@@ -9,7 +9,7 @@ needs the model it starts from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from stamen.common.legacy import (
     FitRes,
@@ -21,14 +21,15 @@ from stamen.common.legacy import (
 
 from ..client_proxy import ClientProxy
 from .fedavg import EvaluateFn, FedAvg, MetricsAggregationFn
-from .server_opt import AdaptiveOptimizer, Variant
+from .fedopt_base import FedOptArguments, OptimizerDefaults
+from .server_opt import Variant
 
 __all__ = ["FedAdagrad", "FedAdam", "FedOpt", "FedYogi"]
 
 ConfigFn = Callable[[int], dict[str, Scalar]]
 
 
-class FedOpt(FedAvg):
+class FedOpt(FedOptArguments, FedAvg):
     """Federated optimization (Reddi et al., https://arxiv.org/abs/2003.00295v5): the base of
     FedAdam, FedYogi and FedAdagrad. On its own it aggregates as FedAvg and keeps the
     current model in `current_weights`.
@@ -55,20 +56,22 @@ class FedOpt(FedAvg):
         The initial global model (required).
     fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
         Aggregate the clients' metrics, or None.
-    eta : float (default: 1e-1)
+    eta : float (FedOpt's default: 1e-1)
         Server-side learning rate.
-    eta_l : float (default: 1e-1)
+    eta_l : float (FedOpt's default: 1e-1)
         Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.0)
+    beta_1 : float (FedOpt's default: 0.0)
         Momentum parameter.
-    beta_2 : float (default: 0.0)
+    beta_2 : float (FedOpt's default: 0.0)
         Second moment parameter.
-    tau : float (default: 1e-9)
+    tau : float (FedOpt's default: 1e-9)
         Controls the algorithm's degree of adaptability.
+
+    The optimizer's arguments left at None take the class's defaults (FedAdam's, FedYogi's
+    and FedAdagrad's differ; each lists its own).
     """
 
-    _variant: Variant | None = None
-    """The server optimizer a subclass applies after FedAvg's aggregate (None: none)."""
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.0, 0.0, 1e-9)
 
     def __init__(
         self,
@@ -85,11 +88,11 @@ class FedOpt(FedAvg):
         initial_parameters: Parameters,
         fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
         evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        beta_1: float = 0.0,
-        beta_2: float = 0.0,
-        tau: float = 1e-9,
+        eta: float | None = None,
+        eta_l: float | None = None,
+        beta_1: float | None = None,
+        beta_2: float | None = None,
+        tau: float | None = None,
     ) -> None:
         super().__init__(
             fraction_fit=fraction_fit,
@@ -106,16 +109,7 @@ class FedOpt(FedAvg):
             evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
         )
         self.current_weights = parameters_to_ndarrays(initial_parameters)
-        self.eta = eta
-        self.eta_l = eta_l
-        self.tau = tau
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.optimizer = (
-            None
-            if self._variant is None
-            else AdaptiveOptimizer(self._variant, eta, beta_1, beta_2, tau)
-        )
+        self._set_optimizer(eta, eta_l, beta_1, beta_2, tau)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(accept_failures={self.accept_failures})"
@@ -144,7 +138,7 @@ class FedOpt(FedAvg):
             self.current_weights = parameters_to_ndarrays(aggregated)
             return aggregated, metrics
         self.current_weights = self.optimizer.step(
-            self.current_weights, parameters_to_ndarrays(aggregated), server_round
+            self.current_weights, parameters_to_ndarrays(aggregated), server_round, in_place=True
         )
         return ndarrays_to_parameters(self.current_weights), metrics
 
@@ -152,236 +146,32 @@ class FedOpt(FedAvg):
 class FedAdam(FedOpt):
     """FedAdam: adaptive federated optimization with Adam (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_fit : float (default: 1.0)
-        Fraction of the available clients sampled for training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the available clients sampled for evaluation.
-    min_fit_clients : int (default: 2)
-        Minimum number of clients sampled for training.
-    min_evaluate_clients : int (default: 2)
-        Minimum number of clients sampled for evaluation.
-    min_available_clients : int (default: 2)
-        Minimum number of clients connected before a round starts.
-    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
-        Centralized evaluation of the global model, or None.
-    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
-        The config sent with each round's training / evaluation instructions.
-    accept_failures : bool (default: True)
-        Whether a round with failures is still aggregated.
-    initial_parameters : Parameters
-        The initial global model (required).
-    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
-        Aggregate the clients' metrics, or None.
-    eta : float (default: 1e-1)
-        Server-side learning rate.
-    eta_l : float (default: 1e-1)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.9)
-        Momentum parameter.
-    beta_2 : float (default: 0.99)
-        Second moment parameter.
-    tau : float (default: 1e-9)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments, with these defaults: eta 1e-1, eta_l 1e-1, beta_1 0.9,
+    beta_2 0.99, tau 1e-9.
     """
 
-    _variant: Variant = "adam"
-
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: ConfigFn | None = None,
-        on_evaluate_config_fn: ConfigFn | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.99,
-        tau: float = 1e-9,
-    ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit,
-            fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients,
-            min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients,
-            evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn,
-            on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures,
-            initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "adam"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.9, 0.99, 1e-9)
 
 
 class FedYogi(FedOpt):
     """FedYogi: adaptive federated optimization with Yogi (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_fit : float (default: 1.0)
-        Fraction of the available clients sampled for training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the available clients sampled for evaluation.
-    min_fit_clients : int (default: 2)
-        Minimum number of clients sampled for training.
-    min_evaluate_clients : int (default: 2)
-        Minimum number of clients sampled for evaluation.
-    min_available_clients : int (default: 2)
-        Minimum number of clients connected before a round starts.
-    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
-        Centralized evaluation of the global model, or None.
-    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
-        The config sent with each round's training / evaluation instructions.
-    accept_failures : bool (default: True)
-        Whether a round with failures is still aggregated.
-    initial_parameters : Parameters
-        The initial global model (required).
-    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
-        Aggregate the clients' metrics, or None.
-    eta : float (default: 1e-2)
-        Server-side learning rate.
-    eta_l : float (default: 0.0316)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.9)
-        Momentum parameter.
-    beta_2 : float (default: 0.99)
-        Second moment parameter.
-    tau : float (default: 1e-3)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments, with these defaults: eta 1e-2, eta_l 0.0316, beta_1 0.9,
+    beta_2 0.99, tau 1e-3.
     """
 
-    _variant: Variant = "yogi"
-
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: ConfigFn | None = None,
-        on_evaluate_config_fn: ConfigFn | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        eta: float = 1e-2,
-        eta_l: float = 0.0316,
-        beta_1: float = 0.9,
-        beta_2: float = 0.99,
-        tau: float = 1e-3,
-    ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit,
-            fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients,
-            min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients,
-            evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn,
-            on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures,
-            initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "yogi"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-2, 0.0316, 0.9, 0.99, 1e-3)
 
 
 class FedAdagrad(FedOpt):
     """FedAdagrad: adaptive federated optimization with Adagrad
     (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_fit : float (default: 1.0)
-        Fraction of the available clients sampled for training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the available clients sampled for evaluation.
-    min_fit_clients : int (default: 2)
-        Minimum number of clients sampled for training.
-    min_evaluate_clients : int (default: 2)
-        Minimum number of clients sampled for evaluation.
-    min_available_clients : int (default: 2)
-        Minimum number of clients connected before a round starts.
-    evaluate_fn : Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict] | None]
-        Centralized evaluation of the global model, or None.
-    on_fit_config_fn, on_evaluate_config_fn : Callable[[int], dict[str, Scalar]]
-        The config sent with each round's training / evaluation instructions.
-    accept_failures : bool (default: True)
-        Whether a round with failures is still aggregated.
-    initial_parameters : Parameters
-        The initial global model (required).
-    fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn : MetricsAggregationFn
-        Aggregate the clients' metrics, or None.
-    eta : float (default: 1e-1)
-        Server-side learning rate.
-    eta_l : float (default: 1e-1)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    tau : float (default: 1e-9)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments but `beta_1` and `beta_2`, with these defaults: eta 1e-1,
+    eta_l 1e-1, tau 1e-9.
     """
 
-    _variant: Variant = "adagrad"
-
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: ConfigFn | None = None,
-        on_evaluate_config_fn: ConfigFn | None = None,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        tau: float = 1e-9,
-    ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit,
-            fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients,
-            min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients,
-            evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn,
-            on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures,
-            initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=0.0,
-            beta_2=0.0,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "adagrad"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.0, 0.0, 1e-9)

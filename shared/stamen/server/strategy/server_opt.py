@@ -95,8 +95,11 @@ class AdaptiveOptimizer:
         current: Sequence[npt.NDArray[Any]],
         aggregated: Sequence[npt.NDArray[Any]],
         server_round: int,
+        *,
+        in_place: bool = False,
     ) -> Arrays:
-        """The new global model; updates the moments in place."""
+        """The new global model; updates the moments in place. `in_place`: write it over
+        `aggregated` (arrays the caller owns and no longer needs), not into new arrays."""
         _check_shapes(current, aggregated)
         if (
             not self.m_t
@@ -108,29 +111,64 @@ class AdaptiveOptimizer:
         lr = self.learning_rate(server_round)
         result = []
         for old, new, m, v in zip(current, aggregated, self.m_t, self.v_t, strict=True):
-            out = np.empty(old.shape, old.dtype)
-            flat_old, flat_new, flat_out = _flat(old), _flat(new), out.reshape(-1)
-            flat_m, flat_v = m.reshape(-1), v.reshape(-1)
-            for start in _blocks(old.size):
-                block = slice(start, start + _BLOCK)
-                x = flat_old[block].astype(np.float64)
-                delta = flat_new[block] - x
-                m_block = self.beta_1 * flat_m[block] + (1.0 - self.beta_1) * delta
-                v_block = self._second_moment(flat_v[block].astype(np.float64), delta * delta)
-                flat_m[block] = m_block
-                flat_v[block] = v_block
-                _store(x + lr * m_block / (np.sqrt(v_block) + self.tau), flat_out[block])
+            reuse = in_place and new.dtype == old.dtype and new.flags.c_contiguous
+            out = new if reuse and new.flags.writeable else np.empty(old.shape, old.dtype)
+            self._step_array(_flat(old), _flat(new), m.reshape(-1), v.reshape(-1), lr, out)
             result.append(out)
         return result
 
+    def _step_array(
+        self,
+        old: npt.NDArray[Any],
+        new: npt.NDArray[Any],
+        m: npt.NDArray[Any],
+        v: npt.NDArray[Any],
+        lr: float,
+        out: npt.NDArray[Any],
+    ) -> None:
+        """One array's update, a block at a time in preallocated float64 buffers (the
+        same operations, in the same order, as the formulas in the class docstring)."""
+        size = min(_BLOCK, old.size)
+        x, d, mb, vb, t, u = (np.empty(size) for _ in range(6))
+        state = np.empty(size, m.dtype)
+        flat_out = out.reshape(-1)
+        for start in _blocks(old.size):
+            block = slice(start, start + _BLOCK)
+            k = min(_BLOCK, old.size - start)
+            xs, ds, ms, vs, ts, us, ss = x[:k], d[:k], mb[:k], vb[:k], t[:k], u[:k], state[:k]
+            np.copyto(xs, old[block], casting="unsafe")
+            np.subtract(new[block], xs, out=ds)
+            np.multiply(m[block], self.beta_1, out=ss)  # in the state's dtype, as stored
+            np.multiply(ds, 1.0 - self.beta_1, out=ts)
+            np.add(ss, ts, out=ms)
+            np.multiply(ds, ds, out=ts)  # d^2
+            np.copyto(vs, v[block], casting="unsafe")
+            self._second_moment(vs, ts, us)
+            m[block] = ms
+            v[block] = vs
+            np.sqrt(vs, out=us)
+            np.add(us, self.tau, out=us)
+            np.multiply(ms, lr, out=ts)
+            np.divide(ts, us, out=ts)
+            np.add(xs, ts, out=ts)
+            _store(ts, flat_out[block])
+
     def _second_moment(
-        self, v: npt.NDArray[np.float64], delta_squared: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.float64]:
+        self, v: npt.NDArray[np.float64], d2: npt.NDArray[np.float64], scratch: npt.NDArray[Any]
+    ) -> None:
+        """v <- the variant's second moment from v and d^2 (d2 and scratch are overwritten)."""
         if self.variant == "adam":
-            return self.beta_2 * v + (1.0 - self.beta_2) * delta_squared
-        if self.variant == "yogi":
-            return v - (1.0 - self.beta_2) * delta_squared * np.sign(v - delta_squared)
-        return v + delta_squared
+            np.multiply(v, self.beta_2, out=v)
+            np.multiply(d2, 1.0 - self.beta_2, out=d2)
+            np.add(v, d2, out=v)
+        elif self.variant == "yogi":
+            np.subtract(v, d2, out=scratch)
+            np.sign(scratch, out=scratch)
+            np.multiply(d2, 1.0 - self.beta_2, out=d2)
+            np.multiply(d2, scratch, out=d2)
+            np.subtract(v, d2, out=v)
+        else:
+            np.add(v, d2, out=v)
 
 
 @dataclass

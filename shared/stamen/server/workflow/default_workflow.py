@@ -22,6 +22,7 @@ from typing import TypeAlias
 
 from stamen.common.context import Context
 from stamen.common.legacy import (
+    RAW_TENSOR_TYPE_KEY,
     Parameters,
     arrayrecord_to_parameters,
     parameters_to_arrayrecord,
@@ -84,7 +85,7 @@ class DefaultWorkflow:
             logger.info("round %d took %.2fs", server_round, took)
             loop.checkpoint(server_round, _parameters(legacy))
             report_round(legacy.history, server_round, legacy.run_id)
-        legacy.history.final_arrays = ArrayRecord(read_only_ndarrays(_parameters(legacy)))
+        legacy.history.final_arrays = _final_arrays(legacy)
         logger.info("")
         logger.info("[SUMMARY]")
         logger.info(
@@ -125,6 +126,14 @@ def _round(context: LegacyContext) -> int:
 
 def _parameters(context: LegacyContext) -> Parameters:
     return arrayrecord_to_parameters(context.state.array_records[PARAMETERS_KEY])
+
+
+def _final_arrays(context: LegacyContext) -> ArrayRecord:
+    """The final model's arrays; opaque tensors (xgboost's JSON models) as uint8 bytes."""
+    record = context.state.array_records[PARAMETERS_KEY]
+    if RAW_TENSOR_TYPE_KEY in record:
+        return ArrayRecord({k: a for k, a in record.items() if k != RAW_TENSOR_TYPE_KEY})
+    return ArrayRecord(read_only_ndarrays(arrayrecord_to_parameters(record)))
 
 
 def _set_parameters(context: LegacyContext, parameters: Parameters) -> None:

@@ -13,13 +13,7 @@ from stamen.common.errors import AggregationError
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
-from stamen.server.strategy.dp import (
-    KEY_CLIPPING_NORM,
-    KEY_NORM_BIT,
-    adapted_clipping_norm,
-    clip_update,
-    compute_adaptive_noise_params,
-)
+from stamen.server.strategy.dp import KEY_CLIPPING_NORM, KEY_NORM_BIT, clip_update
 
 from ._models import to_arrayrecord
 from .dp_base import DifferentialPrivacyWrapper, validate_replies
@@ -47,36 +41,14 @@ class _AdaptiveClipping(DifferentialPrivacyWrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
-        if initial_clipping_norm <= 0:
-            raise ValueError("The initial clipping norm should be a positive value.")
-        if not 0 <= target_clipped_quantile <= 1:
-            raise ValueError("The target clipped quantile must be in [0, 1].")
-        if clip_norm_lr <= 0:
-            raise ValueError("The learning rate must be positive.")
-        if clipped_count_stddev is not None and clipped_count_stddev < 0:
-            raise ValueError("The `clipped_count_stddev` must be non-negative.")
-        self.clipping_norm = initial_clipping_norm
-        self.target_clipped_quantile = target_clipped_quantile
-        self.clip_norm_lr = clip_norm_lr
-        self.clipped_count_stddev, self.noise_multiplier = compute_adaptive_noise_params(
-            noise_multiplier, num_sampled_clients, clipped_count_stddev
-        )
-
-    def _update_clipping_norm(self, clipped: int, total: int) -> None:
-        self.clipping_norm = adapted_clipping_norm(
-            self.clipping_norm,
-            clipped,
-            total,
-            clipped_count_stddev=self.clipped_count_stddev,
-            clip_norm_lr=self.clip_norm_lr,
-            target_clipped_quantile=self.target_clipped_quantile,
-            rng=self.rng,
+        self._adapt_clipping_norm_from(
+            initial_clipping_norm, target_clipped_quantile, clip_norm_lr, clipped_count_stddev
         )
 
     def _aggregate(
         self, server_round: int, replies: list[Message], clipped: int
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        self._update_clipping_norm(clipped, len(replies))
+        self._adapt(clipped, len(replies))
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
         if arrays:
             arrays = self._add_noise(arrays)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-import numpy as np
-
 from stamen.common.message import Message
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
-from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING, add_gaussian_noise, compute_stdv
+from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING
+from stamen.server.strategy.dp_core import CentralDP
 
 from ._models import to_arrayrecord
 from .strategy import Strategy
@@ -20,9 +19,12 @@ __all__ = ["DifferentialPrivacyWrapper", "validate_replies"]
 logger = logging.getLogger(__name__)
 
 
-def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
+def validate_replies(
+    replies: list[Message], num_sampled_clients: int, strict: bool = False
+) -> bool:
     """False (aggregation skipped) if any reply is an error: dropping a client's update
-    would change the sensitivity the noise was calibrated for. Warns on a count mismatch."""
+    would change the sensitivity the noise was calibrated for. Warns on a count mismatch,
+    which also skips aggregation when `strict` (an accountant counts on that number)."""
     errors = [message for message in replies if message.has_error()]
     for message in errors:
         logger.info(
@@ -36,10 +38,11 @@ def validate_replies(replies: list[Message], num_sampled_clients: int) -> bool:
     logger.info("aggregate_train: Received %s results and %s failures", len(replies), 0)
     if len(replies) != num_sampled_clients:
         logger.warning(CLIENTS_DISCREPANCY_WARNING, len(replies), num_sampled_clients)
+        return not strict
     return True
 
 
-class DifferentialPrivacyWrapper(Strategy):
+class DifferentialPrivacyWrapper(CentralDP, Strategy):
     """Wraps `strategy`: evaluation is delegated; training adds clipping and noise."""
 
     def __init__(
@@ -49,22 +52,12 @@ class DifferentialPrivacyWrapper(Strategy):
         num_sampled_clients: int,
         seed: int | None,
     ) -> None:
-        if noise_multiplier < 0:
-            raise ValueError("The noise multiplier should be a non-negative value.")
-        if num_sampled_clients <= 0:
-            raise ValueError("The number of sampled clients should be a positive value.")
+        super().__init__(noise_multiplier, num_sampled_clients, seed)
         self.strategy = strategy
-        self.noise_multiplier = noise_multiplier
-        self.num_sampled_clients = num_sampled_clients
-        self.clipping_norm = 0.0
-        self.rng = np.random.default_rng(seed)
 
     def _add_noise(self, aggregated: ArrayRecord) -> ArrayRecord:
         keys = list(aggregated.keys())
-        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
-        noisy = add_gaussian_noise([aggregated[key].numpy() for key in keys], stdv, self.rng)
-        logger.info("aggregate_fit: central DP noise with %.4f stdev added", stdv)
-        return to_arrayrecord(keys, noisy)
+        return to_arrayrecord(keys, self._noised([aggregated[key].numpy() for key in keys]))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -83,4 +76,8 @@ class DifferentialPrivacyWrapper(Strategy):
         logger.info("\t├──> DP settings:")
         logger.info("\t│\t├── Noise multiplier: %s", self.noise_multiplier)
         logger.info("\t│\t└── Clipping norm: %s", self.clipping_norm)
+        self._summary_privacy()
         self.strategy.summary()
+
+    def _summary_privacy(self) -> None:
+        """Log the privacy spent, where a subclass accounts for it."""

@@ -10,8 +10,10 @@ from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
 from stamen.server.strategy.dp import KEY_CLIPPING_NORM, clip_update
 
+from ..privacy import PrivacyAccountant, PrivacySpent
 from ._models import to_arrayrecord
 from .dp_base import DifferentialPrivacyWrapper, validate_replies
+from .dp_ledger import PrivacyLedger
 from .strategy import Strategy
 
 __all__ = [
@@ -30,31 +32,46 @@ class _FixedClipping(DifferentialPrivacyWrapper):
         clipping_norm: float,
         num_sampled_clients: int,
         *,
-        accountant: object | None = None,
+        accountant: PrivacyAccountant | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(strategy, noise_multiplier, num_sampled_clients, seed)
-        if clipping_norm <= 0:
-            raise ValueError("The clipping norm should be a positive value.")
-        if accountant is not None:
-            raise ValueError(
-                "accountant: privacy accounting is not supported by Stamen yet; "
-                "leave it None (privacy_spent() then returns None, as in Flower)"
-            )
-        self.clipping_norm = clipping_norm
+        self._fix_clipping_norm(clipping_norm)
+        self.ledger = PrivacyLedger(accountant, strategy, noise_multiplier, num_sampled_clients)
         self.accountant = accountant
 
-    def privacy_spent(self) -> None:
-        """The privacy spent so far: None, as no accountant is attached."""
-        return None
+    def privacy_spent(self) -> PrivacySpent | None:
+        """The privacy spent so far, or None without an accountant."""
+        return self.ledger.spent()
 
-    def _aggregate(
-        self, server_round: int, replies: list[Message]
+    def _summary_privacy(self) -> None:
+        self.ledger.summary()
+
+    def _configure(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        messages = self.strategy.configure_train(server_round, arrays, config, grid)
+        return self.ledger.prepare(server_round, messages)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        """Clip the updates (where this wrapper does), aggregate them with the wrapped
+        strategy, add noise, and account for the release."""
+        event = self.ledger.take(server_round)
+        received = list(replies)
+        if not validate_replies(received, self.num_sampled_clients, strict=self.ledger.strict):
+            return None, None
+        self.ledger.check_uniform_weights(received)
+        self._clip(received)
+        arrays, metrics = self.strategy.aggregate_train(server_round, received)
         if arrays:
             arrays = self._add_noise(arrays)
+            self.ledger.release(event)
         return arrays, metrics
+
+    def _clip(self, replies: list[Message]) -> None:
+        """Clip the replies' updates where the server clips; here the clients did."""
 
 
 class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
@@ -73,7 +90,9 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
     num_sampled_clients : int
         m, the clients sampled each round; the noise's stddev is z C / m.
     accountant : PrivacyAccountant, optional
-        Keyword only. Must be None: Stamen has no privacy accounting yet.
+        Keyword only. Tracks the privacy spent on model updates (`privacy_spent()`);
+        needs no-amplification sampling, a FedAvg strategy and equally weighted replies,
+        and refuses a round that would exceed its `max_epsilon` before it starts.
     seed : int, optional
         Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
     """
@@ -85,7 +104,7 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
         clipping_norm: float,
         num_sampled_clients: int,
         *,
-        accountant: object | None = None,
+        accountant: PrivacyAccountant | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(
@@ -106,24 +125,18 @@ class DifferentialPrivacyServerSideFixedClipping(_FixedClipping):
     ) -> Iterable[Message]:
         """The wrapped strategy's instructions; remembers the round's arrays."""
         self.current_arrays = arrays
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+        return self._configure(server_round, arrays, config, grid)
 
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Clip every update, aggregate with the wrapped strategy, add noise."""
-        received = list(replies)
-        if not validate_replies(received, self.num_sampled_clients):
-            return None, None
+    def _clip(self, replies: list[Message]) -> None:
+        """Clip every update to `clipping_norm` around the round's arrays."""
         current = [array.numpy() for array in self.current_arrays.values()]
-        for message in received:
+        for message in replies:
             for name, record in list(message.content.array_records.items()):
                 keys = list(record.keys())
                 arrays = [record[key].numpy() for key in keys]
                 clipped, _ = clip_update(arrays, current, self.clipping_norm)
                 message.content[name] = to_arrayrecord(keys, clipped)
             logger.info("aggregate_fit: parameters are clipped by value: %.4f.", self.clipping_norm)
-        return self._aggregate(server_round, received)
 
 
 class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
@@ -142,7 +155,9 @@ class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
     num_sampled_clients : int
         m, the clients sampled each round; the noise's stddev is z C / m.
     accountant : PrivacyAccountant, optional
-        Keyword only. Must be None: Stamen has no privacy accounting yet.
+        Keyword only. Tracks the privacy spent on model updates (`privacy_spent()`);
+        needs no-amplification sampling, a FedAvg strategy and equally weighted replies,
+        and refuses a round that would exceed its `max_epsilon` before it starts.
     seed : int, optional
         Seeds the noise (keyword only; not in Flower, whose noise is unseeded).
     """
@@ -155,13 +170,4 @@ class DifferentialPrivacyClientSideFixedClipping(_FixedClipping):
     ) -> Iterable[Message]:
         """The wrapped strategy's instructions, with the clipping norm in the config."""
         config[KEY_CLIPPING_NORM] = self.clipping_norm
-        return self.strategy.configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Aggregate the (client-clipped) replies with the wrapped strategy, add noise."""
-        received = list(replies)
-        if not validate_replies(received, self.num_sampled_clients):
-            return None, None
-        return self._aggregate(server_round, received)
+        return self._configure(server_round, arrays, config, grid)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy.typing as npt
 
@@ -19,7 +19,8 @@ from stamen.common.errors import AggregationError
 from stamen.common.message import Message
 from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord
 from stamen.server.grid import Grid
-from stamen.server.strategy.server_opt import AdaptiveOptimizer, Variant
+from stamen.server.strategy.fedopt_base import FedOptArguments, OptimizerDefaults
+from stamen.server.strategy.server_opt import Variant
 
 from .fedavg import FedAvg, MetricsAggrFn
 
@@ -28,7 +29,7 @@ __all__ = ["FedAdagrad", "FedAdam", "FedOpt", "FedYogi"]
 logger = logging.getLogger(__name__)
 
 
-class FedOpt(FedAvg):
+class FedOpt(FedOptArguments, FedAvg):
     """Federated optimization (Reddi et al., https://arxiv.org/abs/2003.00295v5): the base of
     FedAdam, FedYogi and FedAdagrad. On its own it aggregates as FedAvg.
 
@@ -56,20 +57,22 @@ class FedOpt(FedAvg):
         Aggregates the training replies' metrics; default: a weighted average.
     evaluate_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
         Aggregates the evaluation replies' metrics; default: a weighted average.
-    eta : float (default: 1e-1)
+    eta : float (FedOpt's default: 1e-1)
         Server-side learning rate.
-    eta_l : float (default: 1e-1)
+    eta_l : float (FedOpt's default: 1e-1)
         Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.0)
+    beta_1 : float (FedOpt's default: 0.0)
         Momentum parameter.
-    beta_2 : float (default: 0.0)
+    beta_2 : float (FedOpt's default: 0.0)
         Second moment parameter.
-    tau : float (default: 1e-3)
+    tau : float (FedOpt's default: 1e-3)
         Controls the algorithm's degree of adaptability.
+
+    The optimizer's arguments left at None take the class's defaults (FedAdam's, FedYogi's
+    and FedAdagrad's differ; each lists its own).
     """
 
-    _variant: Variant | None = None
-    """The server optimizer a subclass applies after FedAvg's aggregate (None: none)."""
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.0, 0.0, 1e-3)
 
     def __init__(
         self,
@@ -84,11 +87,11 @@ class FedOpt(FedAvg):
         configrecord_key: str = "config",
         train_metrics_aggr_fn: MetricsAggrFn | None = None,
         evaluate_metrics_aggr_fn: MetricsAggrFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        beta_1: float = 0.0,
-        beta_2: float = 0.0,
-        tau: float = 1e-3,
+        eta: float | None = None,
+        eta_l: float | None = None,
+        beta_1: float | None = None,
+        beta_2: float | None = None,
+        tau: float | None = None,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -103,16 +106,7 @@ class FedOpt(FedAvg):
             evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
         )
         self.current_arrays: dict[str, npt.NDArray[Any]] | None = None
-        self.eta = eta
-        self.eta_l = eta_l
-        self.tau = tau
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.optimizer = (
-            None
-            if self._variant is None
-            else AdaptiveOptimizer(self._variant, eta, beta_1, beta_2, tau)
-        )
+        self._set_optimizer(eta, eta_l, beta_1, beta_2, tau)
 
     @property
     def m_t(self) -> dict[str, npt.NDArray[Any]] | None:
@@ -167,8 +161,9 @@ class FedOpt(FedAvg):
         keys = list(current)
         new = self.optimizer.step(
             [current[key] for key in keys],
-            [aggregated[key].numpy() for key in keys],
+            [aggregated[key].numpy() for key in keys],  # FedAvg's fresh arrays: reused
             server_round,
+            in_place=True,
         )
         return ArrayRecord(
             {key: Array(array) for key, array in zip(keys, new, strict=True)}
@@ -178,230 +173,32 @@ class FedOpt(FedAvg):
 class FedAdam(FedOpt):
     """FedAdam: adaptive federated optimization with Adam (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_train : float (default: 1.0)
-        Fraction of the connected nodes sampled for training; at least
-        `min_train_nodes` are sampled. 0.0 skips federated training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the connected nodes sampled for evaluation; at least
-        `min_evaluate_nodes` are sampled. 0.0 skips federated evaluation.
-    min_train_nodes : int (default: 2)
-        Minimum number of nodes sampled for training.
-    min_evaluate_nodes : int (default: 2)
-        Minimum number of nodes sampled for evaluation.
-    min_available_nodes : int (default: 2)
-        Minimum number of connected nodes before a round samples.
-    weighted_by_key : str (default: "num-examples")
-        The key, in each reply's MetricRecord, of the reply's weight in the averages.
-    arrayrecord_key : str (default: "arrays")
-        Key of the ArrayRecord in the instructions' RecordDict.
-    configrecord_key : str (default: "config")
-        Key of the ConfigRecord in the instructions' RecordDict.
-    train_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the training replies' metrics; default: a weighted average.
-    evaluate_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the evaluation replies' metrics; default: a weighted average.
-    eta : float (default: 1e-1)
-        Server-side learning rate.
-    eta_l : float (default: 1e-1)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.9)
-        Momentum parameter.
-    beta_2 : float (default: 0.99)
-        Second moment parameter.
-    tau : float (default: 1e-3)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments, with these defaults: eta 1e-1, eta_l 1e-1, beta_1 0.9,
+    beta_2 0.99, tau 1e-3.
     """
 
-    _variant: Variant | None = "adam"
-
-    def __init__(
-        self,
-        *,
-        fraction_train: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_train_nodes: int = 2,
-        min_evaluate_nodes: int = 2,
-        min_available_nodes: int = 2,
-        weighted_by_key: str = "num-examples",
-        arrayrecord_key: str = "arrays",
-        configrecord_key: str = "config",
-        train_metrics_aggr_fn: MetricsAggrFn | None = None,
-        evaluate_metrics_aggr_fn: MetricsAggrFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        beta_1: float = 0.9,
-        beta_2: float = 0.99,
-        tau: float = 1e-3,
-    ) -> None:
-        super().__init__(
-            fraction_train=fraction_train,
-            fraction_evaluate=fraction_evaluate,
-            min_train_nodes=min_train_nodes,
-            min_evaluate_nodes=min_evaluate_nodes,
-            min_available_nodes=min_available_nodes,
-            weighted_by_key=weighted_by_key,
-            arrayrecord_key=arrayrecord_key,
-            configrecord_key=configrecord_key,
-            train_metrics_aggr_fn=train_metrics_aggr_fn,
-            evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "adam"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.9, 0.99, 1e-3)
 
 
 class FedYogi(FedOpt):
     """FedYogi: adaptive federated optimization with Yogi (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_train : float (default: 1.0)
-        Fraction of the connected nodes sampled for training; at least
-        `min_train_nodes` are sampled. 0.0 skips federated training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the connected nodes sampled for evaluation; at least
-        `min_evaluate_nodes` are sampled. 0.0 skips federated evaluation.
-    min_train_nodes : int (default: 2)
-        Minimum number of nodes sampled for training.
-    min_evaluate_nodes : int (default: 2)
-        Minimum number of nodes sampled for evaluation.
-    min_available_nodes : int (default: 2)
-        Minimum number of connected nodes before a round samples.
-    weighted_by_key : str (default: "num-examples")
-        The key, in each reply's MetricRecord, of the reply's weight in the averages.
-    arrayrecord_key : str (default: "arrays")
-        Key of the ArrayRecord in the instructions' RecordDict.
-    configrecord_key : str (default: "config")
-        Key of the ConfigRecord in the instructions' RecordDict.
-    train_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the training replies' metrics; default: a weighted average.
-    evaluate_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the evaluation replies' metrics; default: a weighted average.
-    eta : float (default: 1e-2)
-        Server-side learning rate.
-    eta_l : float (default: 0.0316)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    beta_1 : float (default: 0.9)
-        Momentum parameter.
-    beta_2 : float (default: 0.99)
-        Second moment parameter.
-    tau : float (default: 1e-3)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments, with these defaults: eta 1e-2, eta_l 0.0316, beta_1 0.9,
+    beta_2 0.99, tau 1e-3.
     """
 
-    _variant: Variant | None = "yogi"
-
-    def __init__(
-        self,
-        *,
-        fraction_train: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_train_nodes: int = 2,
-        min_evaluate_nodes: int = 2,
-        min_available_nodes: int = 2,
-        weighted_by_key: str = "num-examples",
-        arrayrecord_key: str = "arrays",
-        configrecord_key: str = "config",
-        train_metrics_aggr_fn: MetricsAggrFn | None = None,
-        evaluate_metrics_aggr_fn: MetricsAggrFn | None = None,
-        eta: float = 1e-2,
-        eta_l: float = 0.0316,
-        beta_1: float = 0.9,
-        beta_2: float = 0.99,
-        tau: float = 1e-3,
-    ) -> None:
-        super().__init__(
-            fraction_train=fraction_train,
-            fraction_evaluate=fraction_evaluate,
-            min_train_nodes=min_train_nodes,
-            min_evaluate_nodes=min_evaluate_nodes,
-            min_available_nodes=min_available_nodes,
-            weighted_by_key=weighted_by_key,
-            arrayrecord_key=arrayrecord_key,
-            configrecord_key=configrecord_key,
-            train_metrics_aggr_fn=train_metrics_aggr_fn,
-            evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "yogi"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-2, 0.0316, 0.9, 0.99, 1e-3)
 
 
 class FedAdagrad(FedOpt):
     """FedAdagrad: adaptive federated optimization with Adagrad
     (https://arxiv.org/abs/2003.00295v5).
 
-    Parameters
-    ----------
-    fraction_train : float (default: 1.0)
-        Fraction of the connected nodes sampled for training; at least
-        `min_train_nodes` are sampled. 0.0 skips federated training.
-    fraction_evaluate : float (default: 1.0)
-        Fraction of the connected nodes sampled for evaluation; at least
-        `min_evaluate_nodes` are sampled. 0.0 skips federated evaluation.
-    min_train_nodes : int (default: 2)
-        Minimum number of nodes sampled for training.
-    min_evaluate_nodes : int (default: 2)
-        Minimum number of nodes sampled for evaluation.
-    min_available_nodes : int (default: 2)
-        Minimum number of connected nodes before a round samples.
-    weighted_by_key : str (default: "num-examples")
-        The key, in each reply's MetricRecord, of the reply's weight in the averages.
-    arrayrecord_key : str (default: "arrays")
-        Key of the ArrayRecord in the instructions' RecordDict.
-    configrecord_key : str (default: "config")
-        Key of the ConfigRecord in the instructions' RecordDict.
-    train_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the training replies' metrics; default: a weighted average.
-    evaluate_metrics_aggr_fn : Callable[[list[RecordDict], str], MetricRecord], optional
-        Aggregates the evaluation replies' metrics; default: a weighted average.
-    eta : float (default: 1e-1)
-        Server-side learning rate.
-    eta_l : float (default: 1e-1)
-        Client-side learning rate (kept for the clients' configuration; unused here).
-    tau : float (default: 1e-3)
-        Controls the algorithm's degree of adaptability.
+    Takes `FedOpt`'s arguments but `beta_1` and `beta_2`, with these defaults: eta 1e-1,
+    eta_l 1e-1, tau 1e-3.
     """
 
-    _variant: Variant | None = "adagrad"
-
-    def __init__(
-        self,
-        *,
-        fraction_train: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_train_nodes: int = 2,
-        min_evaluate_nodes: int = 2,
-        min_available_nodes: int = 2,
-        weighted_by_key: str = "num-examples",
-        arrayrecord_key: str = "arrays",
-        configrecord_key: str = "config",
-        train_metrics_aggr_fn: MetricsAggrFn | None = None,
-        evaluate_metrics_aggr_fn: MetricsAggrFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        tau: float = 1e-3,
-    ) -> None:
-        super().__init__(
-            fraction_train=fraction_train,
-            fraction_evaluate=fraction_evaluate,
-            min_train_nodes=min_train_nodes,
-            min_evaluate_nodes=min_evaluate_nodes,
-            min_available_nodes=min_available_nodes,
-            weighted_by_key=weighted_by_key,
-            arrayrecord_key=arrayrecord_key,
-            configrecord_key=configrecord_key,
-            train_metrics_aggr_fn=train_metrics_aggr_fn,
-            evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-            eta=eta,
-            eta_l=eta_l,
-            beta_1=0.0,
-            beta_2=0.0,
-            tau=tau,
-        )
+    variant: ClassVar[Variant | None] = "adagrad"
+    defaults: ClassVar[OptimizerDefaults] = OptimizerDefaults(1e-1, 1e-1, 0.0, 0.0, 1e-3)

@@ -1,7 +1,7 @@
 """What Message-API strategies share: sampling, reply checks, weighted averages, log lines.
 
 Names and signatures are Flower 1.42's. The arithmetic is Stamen's: arrays go through
-the same streaming float64 kernel as the legacy FedAvg (`weighted_average`), and metrics
+the same blocked float64 kernel as the legacy FedAvg (`weighted_average`), and metrics
 are exactly rounded sums, so a result does not depend on the order replies arrived in.
 Strategies hand these functions replies already sorted by `order_replies`.
 """
@@ -29,10 +29,12 @@ from stamen.server.client_manager import DEFAULT_WAIT_TIMEOUT
 from stamen.server.client_proxy import order_key
 from stamen.server.grid import Grid
 from stamen.server.strategy.aggregate import weighted_average
+from stamen.server.strategy.xgb import aggregate_bagging
 
 __all__ = [
     "NodeOrder",
     "aggregate_arrayrecords",
+    "aggregate_bagging",
     "aggregate_metricrecords",
     "config_to_str",
     "log_strategy_start_info",

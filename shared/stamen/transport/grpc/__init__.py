@@ -9,7 +9,7 @@ from .clients import (
     GrpcServerAppIoClient,
 )
 from .drain import Drain
-from .errors import as_over_grpc, from_grpc, grpc_errors
+from .errors import FailureCodec, as_grpc, from_grpc, grpc_errors
 from .limits import MAX_MESSAGE_SIZE, BoundedProtoCodec
 from .nodekeys import GrpcNodeKeysClient, NodeKeysServicer
 from .server import api_server, listen, socket_address
@@ -23,6 +23,7 @@ __all__ = [
     "BoundedProtoCodec",
     "ControlServicer",
     "Drain",
+    "FailureCodec",
     "FleetServicer",
     "GrpcControlClient",
     "GrpcFleetClient",
@@ -32,7 +33,7 @@ __all__ = [
     "ServerAppIoServicer",
     "SuperLinkChannel",
     "api_server",
-    "as_over_grpc",
+    "as_grpc",
     "check_health",
     "client_context",
     "connect",

@@ -24,7 +24,7 @@ from stamen.common.config import split_address
 from stamen.common.errors import ConfigError, StamenError, UnavailableError
 
 from . import h2patch
-from .errors import from_grpc
+from .errors import FailureCodec, from_grpc
 from .limits import BoundedProtoCodec
 from .tls import client_context
 
@@ -48,7 +48,13 @@ class SuperLinkChannel(Channel):
     """A grpclib `Channel` that remembers its address and whether it uses TLS."""
 
     def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> None:
-        super().__init__(host, port, ssl=ssl_context, codec=BoundedProtoCodec())
+        super().__init__(
+            host,
+            port,
+            ssl=ssl_context,
+            codec=BoundedProtoCodec(),
+            status_details_codec=FailureCodec(),
+        )
         self.endpoint = (host, port)
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.tls = ssl_context is not None

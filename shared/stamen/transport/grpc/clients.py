@@ -30,12 +30,15 @@ from stamen.codec.proto import (
     user_config_to_proto,
 )
 from stamen.common.errors import InvalidMessageError, UnavailableError
+from stamen.common.node import Node
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
+from stamen.common.run import Run
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import Chunk
-from stamen.transport.types import LogChunk, Node, NodeRegistration, PushResult, ResultFile, Run
+from stamen.transport.streams import aclose
+from stamen.transport.types import LogChunk, NodeRegistration, ResultFile
 
-from ._streams import aclose
 from .channel import CONNECTION_ERRORS, explain_failure, is_wrong_api, wrong_api
 from .errors import from_grpc
 

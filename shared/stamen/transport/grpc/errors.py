@@ -1,143 +1,87 @@
-"""The one table between Stamen's errors and gRPC statuses, used in both directions.
+"""The error table (`stamen.transport.errors`) over gRPC: a `Failure` in the status details.
 
-Server side: `grpc_errors()` turns a `StamenError` into `GRPCError(exc.status, str(exc))`
-and any other exception into `INTERNAL`, logged once with its traceback. Client side:
-`from_grpc()` turns a status back into the class the table names for it, so callers catch
-the same classes whichever transport carries them. Subclasses carrying data are rebuilt
-from their message where callers act on them (`NodeNotFoundError(node_id)`: the node
-re-registers); others arrive as their status's class (`NotFoundError`) with the same
-message. The memory transport raises its errors the same way (`as_over_grpc`).
-`INTERNAL`, `UNAVAILABLE`, `DEADLINE_EXCEEDED` and a `RESOURCE_EXHAUSTED` that is not a
-size limit (a full disk) arrive as `TransientError`s, which SuperNodes and runners retry.
+Server side: `grpc_errors()` raises what a handler raised as `GRPCError(status, message,
+failure)`, and `FailureCodec` writes the failure's name and fields to the trailing
+`grpc-status-details-bin` header, in gRPC's rich error model. Client side: the channel's
+`FailureCodec` reads them back and `from_grpc()` turns the status into the class the
+table names. A status without readable details (another server, a proxy) arrives as its
+status's class.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable
-from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final
 
+from google.protobuf.message import DecodeError
 from grpclib.const import Status
+from grpclib.encoding.base import StatusDetailsCodecBase
 from grpclib.exceptions import GRPCError
 
-from stamen.common.errors import (
-    InvalidMessageError,
-    MessageTooLargeError,
-    NodeNotFoundError,
-    NotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    RunLeaseHeldError,
-    RunNotRunningError,
-    StamenError,
-    TransientError,
-    UnauthenticatedError,
-    UnavailableError,
-)
+from stamen.common.errors import StamenError
+from stamen.common.status import StatusCode
+from stamen.transport.errors import Failure, as_over_wire, failure_of, raised
 
-__all__ = ["as_over_grpc", "from_grpc", "grpc_errors"]
+from .richstatus import ErrorInfo, RpcStatus
 
-logger = logging.getLogger(__name__)
+__all__ = ["DOMAIN", "FailureCodec", "as_grpc", "from_grpc", "grpc_errors"]
 
-_TOO_LARGE: Final = re.compile(r"of (\d+) bytes exceeds the limit of (\d+) bytes")
-_NOT_RUNNING: Final = re.compile(r"^run (\d+) is (\S+)$")
-_NODE_NOT_FOUND: Final = re.compile(r"^node (\d+) is not registered$")
-_LEASE_HELD: Final = re.compile(
-    r"^run (\d+) is driven by another ServerApp runner \(its lease runs (\d+)s"
-)
+DOMAIN: Final = "stamen"
+"""The `ErrorInfo.domain` of the failures Stamen sends."""
 
 
-def _message_too_large(message: str) -> StamenError:
-    match = _TOO_LARGE.search(message)
-    if match is None:
-        return ResourceExhaustedError(message)  # storage full, or another server's quota
-    return MessageTooLargeError(int(match[1]), int(match[2]))
+def as_grpc(error: StamenError) -> GRPCError:
+    """`error` as the `GRPCError` that carries it (for code outside a handler's block)."""
+    return _grpc(failure_of(error))
 
 
-def _run_not_running(message: str) -> StamenError:
-    match = _NOT_RUNNING.match(message)
-    if match is not None:
-        return RunNotRunningError(int(match[1]), match[2])
-    held = _LEASE_HELD.match(message)
-    if held is not None:
-        return RunLeaseHeldError(int(held[1]), float(held[2]))
-    return StamenError(message)
-
-
-def _not_found(message: str) -> StamenError:
-    match = _NODE_NOT_FOUND.match(message)
-    if match is None:
-        return NotFoundError(message)
-    return NodeNotFoundError(int(match[1]))
-
-
-_FROM_STATUS: Final[dict[Status, Callable[[str], StamenError]]] = {
-    Status.INVALID_ARGUMENT: InvalidMessageError,
-    Status.NOT_FOUND: _not_found,
-    Status.PERMISSION_DENIED: PermissionDeniedError,
-    Status.UNAUTHENTICATED: UnauthenticatedError,
-    Status.RESOURCE_EXHAUSTED: _message_too_large,
-    Status.FAILED_PRECONDITION: _run_not_running,
-    Status.UNAVAILABLE: UnavailableError,
-    Status.DEADLINE_EXCEEDED: UnavailableError,
-    Status.INTERNAL: TransientError,
-}
-"""Status -> the error a caller receives. The other direction is each class's `status`."""
+def _grpc(sent: Failure) -> GRPCError:
+    return GRPCError(Status(sent.status.value), sent.message, sent)
 
 
 def from_grpc(exc: GRPCError) -> StamenError:
     """The Stamen error a caller sees for a status it received."""
-    message = exc.message or exc.status.name.lower().replace("_", " ")
-    return _FROM_STATUS.get(exc.status, StamenError)(message)
+    details = exc.details if isinstance(exc.details, Failure) else None
+    status = StatusCode(exc.status.value)
+    if details is None:
+        return raised(Failure(status, exc.message or ""))
+    return raised(Failure(status, exc.message or "", details.error, details.fields))
 
 
-class grpc_errors:
-    """Server side: raise what the handler raised as the `GRPCError` the table names.
-
-    A class, not a generator: the memory transport holds one open through every long-poll,
-    and 10,000 idle virtual nodes each hold one (a generator-based one cost ~7 MiB there).
-    """
-
-    __slots__ = ("method",)
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        if exc is None or isinstance(exc, GRPCError) or not isinstance(exc, Exception):
-            return False  # CancelledError and other BaseExceptions pass through untouched
-        raise _as_grpc(self.method, exc) from exc
-
-
-class as_over_grpc(grpc_errors):
-    """Raise what the block raises as a caller over gRPC would receive it.
-
-    The memory transport runs handler calls in this, so that both transports raise the
-    same classes with the same messages, through the same table.
-    """
+class grpc_errors(as_over_wire):
+    """Server side: raise what the handler raised as the `GRPCError` the table names
+    (one that is a `GRPCError` already passes through)."""
 
     __slots__ = ()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        if isinstance(exc, GRPCError):
-            raise from_grpc(exc) from exc.__cause__
-        raise from_grpc(_as_grpc(self.method, exc)) from exc
+    def _passes(self, exc: Exception) -> bool:
+        return isinstance(exc, GRPCError)
+
+    def _converted(self, sent: Failure) -> Exception:
+        return _grpc(sent)
 
 
-def _as_grpc(method: str, exc: Exception) -> GRPCError:
-    if isinstance(exc, StamenError):
-        logger.debug("%s failed: %s", method, exc)
-        return GRPCError(exc.status, str(exc))
-    logger.error("%s failed unexpectedly", method, exc_info=exc)
-    return GRPCError(Status.INTERNAL, f"internal error in {method}")
+class FailureCodec(StatusDetailsCodecBase):
+    """A `Failure` as gRPC's rich status: a `google.rpc.Status` whose one detail is a
+    `google.rpc.ErrorInfo` (reason: the error's name, domain "stamen", metadata: its
+    fields as text, typed again by the table). Servers and channels both use it."""
+
+    def encode(self, status: Status, message: str | None, details: Any) -> bytes:
+        if not isinstance(details, Failure):
+            raise TypeError(f"status details must be a Failure, not {type(details).__name__}")
+        rich = RpcStatus(code=status.value, message=message or "")
+        fields = {name: str(value) for name, value in details.fields.items()}
+        rich.details.add().Pack(ErrorInfo(reason=details.error, domain=DOMAIN, metadata=fields))
+        return bytes(rich.SerializeToString())
+
+    def decode(self, status: Status, message: str | None, data: bytes) -> Failure | None:
+        try:
+            rich = RpcStatus.FromString(data)
+        except DecodeError:
+            return None  # not a rich status: the status alone counts
+        info = ErrorInfo()
+        for detail in rich.details:
+            if detail.Unpack(info) and info.domain == DOMAIN:
+                return Failure(
+                    StatusCode(status.value), message or "", info.reason, dict(info.metadata)
+                )
+        return None

@@ -24,14 +24,13 @@ from typing import Any, cast
 from grpclib.client import Channel
 from grpclib.const import Handler
 from grpclib.events import SendRequest, listen
-from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from stamen.auth.authority import ANONYMOUS, AUTHORIZATION_HEADER, Authority, Caller
 from stamen.auth.signing import NODE_TOKEN_HEADER, RequestSigner
 from stamen.common.errors import ConfigError, InvalidMessageError, RequestTooLargeError
 
-from .errors import grpc_errors
+from .errors import as_grpc, grpc_errors
 
 __all__ = [
     "MAX_HEADER_LIST_SIZE",
@@ -109,7 +108,7 @@ def _read_defensively(stream: Stream[Any, Any], method: str) -> None:
             error = InvalidMessageError(f"{method}: compressed messages are not accepted")
         except AssertionError:
             error = InvalidMessageError(f"{method}: the request frame is truncated")
-        raise GRPCError(error.status, str(error))
+        raise as_grpc(error)
 
     stream.recv_message = recv_message  # type: ignore[method-assign]
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import betterproto2
-from grpclib.const import Status
 from grpclib.encoding.proto import ProtoCodec
-from grpclib.exceptions import GRPCError
 
 from stamen.codec.objects import MAX_MESSAGE_SIZE
 from stamen.codec.proto import parse_proto
 from stamen.common.errors import InvalidMessageError, MessageTooLargeError
+
+from .errors import as_grpc
 
 __all__ = ["MAX_MESSAGE_SIZE", "BoundedProtoCodec"]
 
@@ -46,12 +46,12 @@ class BoundedProtoCodec(ProtoCodec):
                 return parse_proto(message_type, data)
             return super().decode(data, message_type)  # the health service's messages
         except InvalidMessageError as exc:
-            raise GRPCError(exc.status, str(exc)) from exc
+            raise as_grpc(exc) from exc
         except Exception as exc:  # protobuf's DecodeError
             name = message_type.__name__
-            raise GRPCError(Status.INVALID_ARGUMENT, f"malformed {name}: {exc}") from exc
+            raise as_grpc(InvalidMessageError(f"malformed {name}: {exc}")) from exc
 
     def _check_size(self, size: int) -> None:
         if size > self.max_message_size:
             error = MessageTooLargeError(size, self.max_message_size)
-            raise GRPCError(error.status, str(error))
+            raise as_grpc(error)

@@ -16,6 +16,7 @@ from stamen.common.config import split_address
 from stamen.common.errors import ConfigError
 
 from . import h2patch
+from .errors import FailureCodec
 from .limits import BoundedProtoCodec
 from .servicers import ControlServicer, FleetServicer, ServerAppIoServicer, _Servicer
 
@@ -29,7 +30,9 @@ def api_server(
     plus a health service that reports its drain's state (call inside the event loop)."""
     h2patch.install()
     health = Health({servicer: [servicer.drain.health]})
-    return Server([servicer, *more, health], codec=BoundedProtoCodec())
+    return Server(
+        [servicer, *more, health], codec=BoundedProtoCodec(), status_details_codec=FailureCodec()
+    )
 
 
 def listen(address: str) -> socket.socket:

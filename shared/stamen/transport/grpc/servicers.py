@@ -39,11 +39,11 @@ from stamen.common.errors import (
     RunNotFoundError,
     UnauthenticatedError,
 )
+from stamen.common.push import PushResult
 from stamen.proto.stamen import v1 as pb
 from stamen.transport.api import ControlApi, FleetApi, ServerAppIoApi
-from stamen.transport.types import PushResult
+from stamen.transport.streams import aclose
 
-from ._streams import aclose
 from .drain import Drain
 from .errors import grpc_errors
 from .guard import current_caller, guard
