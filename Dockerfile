@@ -30,10 +30,11 @@ ENV PATH=/opt/stamen/bin:$PATH PYTHONUNBUFFERED=1
 
 # Run as an ordinary user. Every directory a volume is mounted on belongs to it, so a
 # fresh named volume (which takes its mount point's owner and mode) is writable by it:
-# /pki holds the SuperLink's private keys (700), /ca the CA certificate everyone reads,
+# /pki holds the SuperLink's private keys (700), /operator the operator token that the
+# SuperLink and the ServerApp share (700), /ca the CA certificate everyone reads,
 # /state the SuperLink's database.
 RUN useradd --create-home --uid 1000 stamen \
-    && install -d -o stamen -g stamen -m 700 /pki \
+    && install -d -o stamen -g stamen -m 700 /pki /operator \
     && install -d -o stamen -g stamen -m 755 /ca /state
 WORKDIR /app
 COPY scripts scripts

@@ -6,20 +6,25 @@ rounds; its centralized evaluation notes the model's sha256 after each round). T
 run is undisturbed. Every other run gets faults at random moments (seeded): SIGKILL of the
 SuperLink (restarted on the same database and ports), of a SuperNode (restarted), of a
 SuperNode's ClientApp worker, of the runner (then `stamen-serverapp --resume RUN_ID`),
-and network faults (the proxy drops every connection, or stalls for seconds). A run that
+network faults (the proxy drops every connection, or stalls for seconds), a full disk
+(the SuperLink's state lives on a small tmpfs, filled up for seconds, then freed; needs
+root to mount, skipped otherwise) and a stuck client (one ClientApp's fit never returns:
+its node cancels the task when the round times out). A run that
 ends failed (a round lost a node, say) must say why; it is then resumed from its last
 checkpoint. Each run must end with the undisturbed run's model after every round (the
 same History, bit for bit). Writes the table to benchmarks/CHAOS.md.
 
-    python -m benchmarks.chaos [--runs 8] [--seed 1] [--minutes 8]
+    python -m benchmarks.chaos [--runs 8] [--seed 1] [--minutes 8] [--faults a,b]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import random
+import re
 import sys
 import tempfile
 import textwrap
@@ -30,6 +35,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.chaos_disk import SmallDisk
 from benchmarks.chaos_proxy import ChaosProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +50,8 @@ FAULTS = (
     "runner-kill",
     "network-drop",
     "network-stall",
+    "full-disk",
+    "stuck-client",
 )
 RUN_TIMEOUT = 180.0
 """Seconds one disturbed run may take, resumes included, before it counts as lost."""
@@ -61,11 +69,21 @@ from stamen.server import ServerApp, ServerConfig
 from stamen.server.strategy import FedAvg
 
 
+STUCK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stuck")
+
+
 class Step(NumPyClient):
     def __init__(self, partition):
         self.partition = partition
 
     def fit(self, parameters, config):
+        try:
+            os.remove(STUCK)  # the chaos suite's "stuck-client": this fit never returns
+        except FileNotFoundError:
+            pass
+        else:
+            while True:
+                time.sleep(3600)
         time.sleep(0.4)  # faults land inside rounds too
         step = np.float32(0.1) * np.float32(self.partition + 1) / np.float32(3)
         return [p * np.float32(0.9) + step for p in parameters], 7 + self.partition, {{}}
@@ -112,12 +130,14 @@ class Outcome:
 class Deployment:
     """The SuperLink, the proxy and the SuperNodes, restartable one by one."""
 
-    def __init__(self, procs: Procs, work: Path) -> None:
+    def __init__(self, procs: Procs, work: Path, disk: SmallDisk | None) -> None:
         self.procs = procs
         self.work = work
+        self.disk = disk
         self.ports = (free_port(), free_port(), free_port())
+        state = (work if disk is None else disk.path) / "state.db"
         self.superlink_argv = [
-            "stamen-superlink", "--insecure", "--database", str(work / "state.db"),
+            "stamen-superlink", "--insecure", "--database", str(state),
             "--fleet-api-address", f"127.0.0.1:{self.ports[0]}",
             "--serverappio-api-address", f"127.0.0.1:{self.ports[1]}",
             "--control-api-address", f"127.0.0.1:{self.ports[2]}",
@@ -176,6 +196,21 @@ class Deployment:
             self.proxy.drop()
         elif fault == "network-stall":
             self.proxy.stall(rng.uniform(1.0, 4.0))
+        elif fault == "full-disk" and self.disk is not None:
+            full = r"SuperLink storage is full"
+            seen = len(self.superlink.matches(full))
+            self.disk.fill()
+            deadline = time.monotonic() + 10  # until a write fails (some fit in the WAL)
+            while len(self.superlink.matches(full)) == seen and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(rng.uniform(1.0, 4.0))
+            self.disk.free()
+        elif fault == "stuck-client":
+            flag = self.work / "stuck"
+            flag.touch()  # the next fit takes it and hangs
+            deadline = time.monotonic() + 60
+            while flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         else:
             raise ValueError(fault)
 
@@ -228,6 +263,8 @@ def disturbed_run(
                 run_id = run_id_of(runner)
             else:
                 deployment.inject(fault, rng)
+                if fault == "stuck-client":  # recovery counts from the moment a fit hangs
+                    before, started = lines(out), time.monotonic()
             while lines(out) <= before and runner.popen.poll() is None:
                 if time.monotonic() > deadline:
                     break
@@ -268,6 +305,24 @@ def resume(deployment: Deployment, out: Path, run_id: int, deadline: float) -> P
 
 BASELINE: dict[int, str] = {}
 
+EVIDENCE = (
+    ("a full disk, named by the SuperLink", r"SuperLink storage is full"),
+    ("an outage, as a node or the runner logs its start", r"lost the connection to the"),
+    ("its end", r"reconnected to the SuperLink after"),
+    ("a stuck task, cancelled by its node", r"cancelled the ClientApp's task"),
+)
+
+
+def log_evidence(log_dir: Path) -> list[str]:
+    """For each kind of line in EVIDENCE: how many the processes logged, and the first."""
+    logs = [path.read_text(errors="replace").splitlines() for path in sorted(log_dir.glob("*"))]
+    found = []
+    for what, pattern in EVIDENCE:
+        hits = [line for log in logs for line in log if re.search(pattern, line)]
+        example = f": `{hits[0].strip()[:220]}`" if hits else ""
+        found.append(f"- {what}: {len(hits)} lines{example}")
+    return found
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -275,15 +330,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=10.0, help="stop starting runs after")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "CHAOS.md")
+    parser.add_argument(
+        "--faults", default=",".join(FAULTS), help=f"comma-separated, of: {', '.join(FAULTS)}"
+    )
     args = parser.parse_args()
+    faults = tuple(f for f in args.faults.split(",") if f)
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown or not faults:
+        parser.error(f"--faults: unknown {unknown}; choose from {', '.join(FAULTS)}")
     rng = random.Random(args.seed)
     stop_at = time.monotonic() + args.minutes * 60
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stamen-chaos-") as tmp:
         work = Path(tmp)
         (work / "chaos_app.py").write_text(textwrap.dedent(APP))
-        with Procs(work / "logs") as procs:
-            deployment = Deployment(procs, work)
+        disk = None
+        if "full-disk" in faults:
+            if SmallDisk.available(work / "probe"):
+                disk = SmallDisk(work / "disk")
+            else:
+                print("full-disk skipped: mounting a tmpfs needs root", flush=True)
+                faults = tuple(f for f in faults if f != "full-disk")
+        with Procs(work / "logs") as procs, contextlib.ExitStack() as cleanup:
+            if disk is not None:
+                cleanup.callback(disk.close)
+            deployment = Deployment(procs, work, disk)
+            cleanup.callback(deployment.proxy.close)
             try:
                 out = work / "baseline.jsonl"
                 runner = deployment.runner(out)
@@ -296,18 +368,22 @@ def main() -> None:
                 for index in range(args.runs):
                     if time.monotonic() > stop_at:
                         break
-                    faults = rng.sample(FAULTS, rng.choice((1, 2)))
-                    if index < len(FAULTS):  # every fault at least once
-                        faults = [FAULTS[index], *[f for f in faults if f != FAULTS[index]]][:2]
-                    outcome = disturbed_run(deployment, work, index, faults, rng)
+                    chosen = rng.sample(faults, min(len(faults), rng.choice((1, 2))))
+                    if index < len(faults):  # every fault at least once
+                        first = faults[index]
+                        chosen = [first, *[f for f in chosen if f != first]][:2]
+                    outcome = disturbed_run(deployment, work, index, chosen, rng)
                     print(f"run {index}: {outcome}", flush=True)
                     outcomes.append(outcome)
             finally:
-                deployment.proxy.close()
-    write_report(args.out, outcomes, time.monotonic() - began, args.seed)
+                procs.close()  # before the disk goes
+        evidence = log_evidence(work / "logs")
+    write_report(args.out, outcomes, time.monotonic() - began, args.seed, evidence)
 
 
-def write_report(path: Path, outcomes: list[Outcome], seconds: float, seed: int) -> None:
+def write_report(
+    path: Path, outcomes: list[Outcome], seconds: float, seed: int, evidence: list[str]
+) -> None:
     per: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         for fault in outcome.faults:
@@ -331,18 +407,22 @@ def write_report(path: Path, outcomes: list[Outcome], seconds: float, seed: int)
     injected = sum(len(o.faults) for o in outcomes)
     lost = [o for o in outcomes if not o.identical]
     reasons = sorted({r for o in outcomes for r in o.failed_reasons})
+    command = " ".join(["python -m benchmarks.chaos", *sys.argv[1:]])
     text = [
         "# Chaos: no single fault stops a federation",
         "",
-        f"`make chaos` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {seed}, "
+        f"`{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {seed}, "
         f"{seconds / 60:.1f} min; {platform.node()}, {psutil.cpu_count()} CPUs, "
         f"Python {platform.python_version()}): a SuperLink (SQLite), three SuperNodes behind "
         f"a TCP proxy and the runner on 127.0.0.1; FedAvg over {ROUNDS} rounds with "
-        "accept_failures=False. Recovery: from the fault to the next completed round (a "
-        "killed runner waits for its lease, 30 s, to lapse). A run with two faults counts in "
-        "both rows. Not injected here, tested in `make test` instead: a full or read-only "
-        "disk, a corrupt database (`tests/unit/test_storage_faults.py`), a stuck client "
-        "(`test_supernode_agent.py`, `test_workers_pool.py`).",
+        "accept_failures=False and a 30 s round timeout. Recovery: from the fault to the "
+        "next completed round (a killed runner waits for its lease, 30 s, to lapse; a stuck "
+        "client holds its round until the round timeout). full-disk: the SuperLink's state "
+        "on a 64 MiB tmpfs, filled until a write fails (at most 10 s) and 1-4 s more, then "
+        "freed. stuck-client: one ClientApp's fit never returns. A run with two faults "
+        "counts in both rows. Not injected here, tested in `make test` instead: a read-only "
+        "disk, a corrupt database "
+        "(`tests/unit/test_storage_faults.py`).",
         "",
         f"**{len(outcomes)} disturbed runs, {injected} faults injected, "
         f"{len(outcomes) - len(lost)} runs identical to the undisturbed run (the model "
@@ -353,6 +433,10 @@ def write_report(path: Path, outcomes: list[Outcome], seconds: float, seed: int)
         "Reasons the failed runs gave (each then resumed with `stamen-serverapp --resume`):",
         "",
         *([f"- {reason}" for reason in reasons] or ["- (none)"]),
+        "",
+        "What the processes logged (all of them, over the session):",
+        "",
+        *evidence,
     ]
     if lost:
         text += ["", "Runs lost or wrong:", ""]

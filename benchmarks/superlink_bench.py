@@ -101,7 +101,12 @@ class LinkProcess:
             program = [sys.executable, "-c", _PROFILED, str(profile)]
         security = ["--insecure"]
         if certs is not None:
-            security = ["--certificates", *(str(certs / name) for name in TLS_FILES)]
+            # Loopback measurements of the transport: operator tokens stay off, explicitly.
+            security = [
+                "--certificates",
+                *(str(certs / name) for name in TLS_FILES),
+                "--allow-unauthenticated-operators",
+            ]
         argv = [
             *program, *security, "--database", database,
             "--heartbeat-interval", str(heartbeat_interval),

@@ -3,8 +3,9 @@
 Two stacks, each its own compose project, removed with its volumes and network whatever
 happens (`down -v`):
 
-1. clean: `up --exit-code-from serverapp`, the README's command: exit code 0 and every
-   round of the run completed;
+1. clean: `up --exit-code-from serverapp`, the README's command: exit code 0, every
+   round of the run completed, and the SuperLink required operator tokens (the ServerApp
+   got its token from the volume the SuperLink made it on);
 2. faults, across containers, in one longer run (rounds slowed by `local-epochs`):
    - `docker kill` a SuperNode while it trains: that round completes with one failure;
    - `docker restart` the SuperLink mid-round: the run goes on;
@@ -251,6 +252,8 @@ def clean(compose: list[str]) -> str:
         superlink = stack.logs("superlink")
         if "(TLS)" not in superlink or "(insecure" in superlink:
             raise CheckFailed(f"the SuperLink does not serve over TLS:\n{superlink[-800:]}")
+        if "Control and ServerAppIo require an operator token" not in superlink:
+            raise CheckFailed(f"the operator APIs are open to anyone:\n{superlink[-800:]}")
     finally:
         stack.down()
     took = time.monotonic() - started

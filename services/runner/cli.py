@@ -43,7 +43,7 @@ from stamen.server.results import save_final_arrays, write_results
 from stamen.server.summary import summary_table
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
-from stamen.transport.grpc.guard import read_operator_token, use_operator_token
+from stamen.transport.grpc.guard import operator_token, use_operator_token
 
 from .retry import RetryingServerAppIo
 from .runner import run_serverapp
@@ -64,7 +64,8 @@ _PROG = "stamen-serverapp"
     "--operator-token-file",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="STAMEN_OPERATOR_TOKEN_FILE",
-    help="File holding this operator's token, for a SuperLink started with --auth-operator-tokens.",
+    help="File holding this operator's token, for a SuperLink started with "
+    "--auth-operator-tokens. Without it, the token in STAMEN_OPERATOR_TOKEN (if set) is sent.",
 )
 @click.option(
     "--run-config",
@@ -178,8 +179,9 @@ async def serve(
     channel = connect(
         settings.server, root_certificates=settings.root_certificates, insecure=settings.insecure
     )
-    if settings.operator_token_file is not None:
-        use_operator_token(channel, read_operator_token(settings.operator_token_file))
+    token = None if settings.insecure else operator_token(settings.operator_token_file)
+    if token is not None:  # never in the clear: an insecure SuperLink checks no tokens
+        use_operator_token(channel, token)
     serverappio = RetryingServerAppIo(
         GrpcServerAppIoClient(channel), max_wait_time=settings.max_wait_time
     )

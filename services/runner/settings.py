@@ -9,7 +9,7 @@ from stamen.common.config import split_address
 from stamen.common.errors import ConfigError
 from stamen.common.fields import Address, LogLevel, UserConfigText, WritableFile
 from stamen.common.logging import LogFormat
-from stamen.transport.grpc.guard import read_operator_token
+from stamen.transport.grpc.guard import operator_token
 from stamen.transport.grpc.tls import client_context
 
 __all__ = ["DEFAULT_FLEET_PORT", "DEFAULT_SERVER", "ServerAppSettings"]
@@ -59,8 +59,12 @@ class ServerAppSettings(BaseModel):
             )
         if self.root_certificates is not None:
             client_context(self.root_certificates)  # unreadable or not PEM: ConfigError now
-        if self.operator_token_file is not None:
-            read_operator_token(self.operator_token_file)  # the same, for the token
+        token = operator_token(self.operator_token_file)  # the same, for the token
+        if self.insecure and self.operator_token_file is not None and token:
+            raise ConfigError(
+                "--operator-token-file needs TLS (--root-certificates): over --insecure the "
+                "token would travel in the clear"
+            )
         return self
 
     @property

@@ -49,6 +49,7 @@ from stamen.common.signals import Served, serve_until_signalled, until_stopped
 from stamen.workers.launcher import close_context, default_start_method, fork_blocker, open_context
 from stamen.workers.resources import plan_workers, usable_cpus
 
+from .ending import end_process
 from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from stamen.server.history import History
     from stamen.workers import WorkerPool
 
-__all__ = ["main", "serve", "simulation"]
+__all__ = ["entry", "main", "serve", "simulation"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +228,20 @@ def _with_project(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def entry() -> None:
+    """The `stamen-simulation` command: `main`, then the process ends without the
+    interpreter's finalization (`ending`), which would only delay the exit."""
+    try:
+        main()
+    except SystemExit as exc:
+        if not isinstance(exc.code, int):
+            raise
+        end_process(exc.code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """The `stamen-simulation` entry point."""
+    """Run the command with `argv` (default: the process's arguments); it raises
+    SystemExit with the exit code, so that a caller in the same process gets it."""
     try:
         code = simulation.main(args=argv, prog_name=PROG, standalone_mode=False) or 0
     except click.ClickException as exc:
@@ -320,10 +333,12 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
     if fork_blocker(start_method, specs[0].threads) is None:
         from stamen.client import ClientApp
         from stamen.common.loading import load_app
+        from stamen.workers.warm import import_lazy_modules
 
         from .backend import worker_pool
 
         load_app(settings.client_app, ClientApp, settings.directory)
+        import_lazy_modules()  # once here, not in each worker at its first training step
         pool = worker_pool(settings.client_app, settings.directory, backend)
         pool.prefork()  # when it may not after all, the pool starts its workers itself
         yield pool
@@ -368,4 +383,4 @@ def _fail(message: str, code: int) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -5,8 +5,11 @@
   With `--enable-supernode-auth`, every Fleet request must also be signed by a key on the
   `--auth-list-public-keys` list, and the token is bound to that key.
 - Control and ServerAppIo: with `--auth-operator-tokens FILE`, a bearer token whose hash
-  is in FILE. Without it they are open to whoever reaches them: they listen on 127.0.0.1
-  by default, and a wider address (or `--insecure`) is said in a warning.
+  is in FILE. Without it they are open to whoever reaches them, which a TLS SuperLink
+  allows only with `--allow-unauthenticated-operators`: they listen on 127.0.0.1 by
+  default, and a wider address (or `--insecure`, or that flag) is said in a warning.
+- ServerAppIo also admits the runners the SuperLink launches, each with the launch
+  token it was handed (in its environment) for as long as it runs.
 
 `Credentials` holds both; `reload()` (the CLI calls it on SIGHUP) reads the key list and
 the token file again, so keys and tokens are enrolled or revoked without a restart.
@@ -20,7 +23,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from stamen.auth.authority import FleetAuthority, OperatorAuthority, is_loopback
+from stamen.auth.authority import (
+    FleetAuthority,
+    OperatorAuthority,
+    RunnerAuthority,
+    is_loopback,
+)
 from stamen.auth.keys import (
     PublicKey,
     fingerprint,
@@ -29,7 +37,7 @@ from stamen.auth.keys import (
     public_key_line,
 )
 from stamen.auth.signing import SignatureVerifier
-from stamen.auth.tokens import NodeTokens, OperatorTokens, load_or_create_secret
+from stamen.auth.tokens import LaunchTokens, NodeTokens, OperatorTokens, load_or_create_secret
 from stamen.common.config import split_address
 from stamen.common.errors import ConfigError, InvalidMessageError
 
@@ -81,6 +89,9 @@ class Credentials:
         self.settings = settings
         self.verifier = node_verifier(settings)
         self.operators = operator_authority(settings)
+        self.launched = LaunchTokens()
+        """The tokens of the runners this SuperLink started (ServerAppIo only)."""
+        self.serverappio = RunnerAuthority(self.operators, self.launched)
         self.node_keys = NodeKeyRegistry(settings.auth_list_public_keys, self.verifier)
         self._fleet: FleetAuthority | None = None
 
@@ -199,6 +210,12 @@ def log_security(settings: SuperLinkSettings, serverappio: str, control: str) ->
     """Say what protects the operator APIs, and warn where nothing does."""
     if settings.auth_operator_tokens is not None:
         logger.info("Control and ServerAppIo require an operator token")
+    elif settings.allow_unauthenticated_operators:
+        logger.warning(
+            "--allow-unauthenticated-operators: Control and ServerAppIo take calls with no "
+            "operator token: anyone who can reach them can submit, read and stop runs "
+            "(local development only)"
+        )
     elif settings.insecure:
         logger.warning(
             "--insecure: no TLS and no operator authentication: anyone who can reach "

@@ -33,6 +33,7 @@ from stamen.common.options import log_options, metrics_address_option
 from stamen.common.signals import serve_until_signalled
 
 from .auth import Credentials
+from .leases import DEFAULT_RUN_LEASE
 from .serve import serve
 from .settings import Certificates, SuperLinkSettings, describe
 
@@ -149,6 +150,18 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="MiB: the largest app bundle `stamen run` may submit (it is sent in chunks).",
 )
 @click.option(
+    "--run-lease",
+    type=float,
+    default=DEFAULT_RUN_LEASE,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="STAMEN_RUN_LEASE",
+    show_envvar=True,
+    help="Seconds a ServerApp runner's lease on its run lasts unrenewed (runners renew "
+    "every third of it): the run of a runner silent that long is marked failed "
+    "(`stamen-serverapp --resume RUN_ID` continues it).",
+)
+@click.option(
     "--grace-period",
     type=float,
     default=5.0,
@@ -190,8 +203,17 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     envvar="STAMEN_AUTH_OPERATOR_TOKENS",
     show_envvar=True,
     help="Require an operator token on Control and ServerAppIo: FILE lists NAME:SHA256 "
-    "lines (`python -m stamen.auth operator-token` adds one). Without it, those APIs "
-    "take calls from whoever reaches them.",
+    "lines (`make keys` or `python -m stamen.auth operator-token` makes one). With TLS "
+    "this, or --allow-unauthenticated-operators, is required.",
+)
+@click.option(
+    "--allow-unauthenticated-operators",
+    is_flag=True,
+    envvar="STAMEN_ALLOW_UNAUTHENTICATED_OPERATORS",
+    show_envvar=True,
+    help="With TLS but no --auth-operator-tokens: let anyone who reaches Control and "
+    "ServerAppIo submit, read and stop runs. For local development only; logged as a "
+    "warning. Without it such a SuperLink refuses to start.",
 )
 @log_options
 @click.version_option(package_version(), "--version", prog_name=PROG)
@@ -205,7 +227,8 @@ def main(ctx: click.Context, /, **options: Any) -> None:
     gRPC health check.
 
     Pass --certificates CA CERT KEY to serve over TLS, or --insecure to serve in plain
-    text; one of the two is required.
+    text; one of the two is required. With TLS, Control and ServerAppIo require operator
+    tokens (--auth-operator-tokens) unless --allow-unauthenticated-operators opens them.
     """
     try:
         settings = _settings(options)

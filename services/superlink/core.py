@@ -265,16 +265,18 @@ def deliverable(
     instructions: Iterable[StoredMessage],
     *,
     answered: Collection[str],
+    leased: Callable[[str], bool],
     running: Callable[[int], bool],
     complete: Callable[[Envelope], bool],
     now: float,
 ) -> list[StoredMessage]:
-    """What a node's pull hands out: undelivered, unanswered, unexpired instructions of
-    running runs whose objects are all stored."""
+    """What a node's pull hands out: unanswered, unexpired instructions of running runs
+    whose objects are all stored, but for those handed out less than a lease ago (see
+    `deliveries`)."""
     return [
         message
         for message in instructions
-        if not message.delivered
+        if not leased(message.message_id)
         and message.message_id not in answered
         and message.expires_at > now
         and running(message.run_id)

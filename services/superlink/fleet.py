@@ -2,17 +2,23 @@
 
 Every request from a node counts as a sign of life. A node sees only instructions
 addressed to it, for running runs, once their objects are stored; it may answer only
-those, once each, and push only the objects its unanswered-for replies name.
+those, once each, and push only the objects its unanswered-for replies name. Handing an
+instruction out is a lease until the node answers it (`deliveries`): one whose pull
+response was lost is handed out again. A node's answer to an instruction that expired
+meanwhile is taken (`late`): it replaces the SuperLink's expiry error while that is
+still waiting for the ServerApp side, and is logged otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import aclosing
 
 from stamen.codec.envelope import Envelope
+from stamen.codec.message import decode_message
 from stamen.codec.objects import Buffer
 from stamen.common.errors import (
     InvalidMessageError,
@@ -20,6 +26,7 @@ from stamen.common.errors import (
     NodeNotFoundError,
     PermissionDeniedError,
     RunNotFoundError,
+    StamenError,
 )
 from stamen.common.node import Node
 from stamen.common.push import PushResult
@@ -81,21 +88,27 @@ class FleetHandler:
         deadline = router.pull_deadline(timeout)
         router.liveness.pull_started(node_id, router.clock.now())
         try:
-            found = self._deliverable(node_id)
+            found, lapse = self._deliverable(node_id)
             while not found and not router.closing and loop.time() < deadline:
-                await router.node_waiters.wait(node_id, deadline)
+                # Woken by new work, or when an instruction handed out earlier is due again.
+                until = deadline if lapse is None else min(deadline, loop.time() + lapse)
+                await router.node_waiters.wait(node_id, until)
                 self._state.get_node(node_id)  # NodeNotFoundError once it unregistered
-                found = self._deliverable(node_id)
+                found, lapse = self._deliverable(node_id)
         finally:
             router.liveness.pull_ended(node_id, router.clock.now())
         if found:
-            self._state.mark_delivered(m.message_id for m in found)
+            ids = [m.message_id for m in found]
+            router.deliveries.handed(ids, router.clock.now())
+            self._state.mark_delivered(ids)
         return [m.envelope for m in found]
 
-    def _deliverable(self, node_id: int) -> list[StoredMessage]:
-        pending = [m for m in self._state.instructions_for_node(node_id) if not m.delivered]
+    def _deliverable(self, node_id: int) -> tuple[list[StoredMessage], float | None]:
+        """What the node gets now, and in how many seconds an instruction it was handed
+        but has not answered is due again (None: none is)."""
+        pending = self._state.instructions_for_node(node_id)
         if not pending:
-            return []
+            return [], None
         answered = self._state.find_replies(m.message_id for m in pending)
         statuses: dict[int, str] = {}
 
@@ -107,13 +120,18 @@ class FleetHandler:
                     statuses[run_id] = ""
             return statuses[run_id] == RunStatus.RUNNING
 
-        return deliverable(
+        deliveries, now = self._router.deliveries, self._router.clock.now()
+        found = deliverable(
             pending,
             answered=answered.keys(),
+            leased=lambda message_id: deliveries.leased(message_id, now),
             running=running,
             complete=self._router.complete,
             now=self._router.clock.time(),
         )
+        unanswered = (m.message_id for m in pending if m.message_id not in answered)
+        lapse = deliveries.next_lapse(unanswered, now)
+        return found, None if lapse is None else lapse - now
 
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
         router = self._router
@@ -124,15 +142,31 @@ class FleetHandler:
         taken = self._state.find_messages(e.message_id for e in envelopes)
         new: dict[str, tuple[Envelope, StoredMessage]] = {}  # by instruction id
         new_ids: set[str] = set()
+        late: list[Envelope] = []  # answers to instructions that expired and went
+        superseded: list[str] = []  # the SuperLink's expiry replies that late answers replace
         for envelope in envelopes:
             instruction_id = envelope.metadata.reply_to_message_id
             if not instruction_id:
                 raise InvalidMessageError(f"message {envelope.message_id} is not a reply")
             instruction = instructions.get(instruction_id)
+            expiry = router.late.expiry(instruction_id, node_id)
             if instruction is None or instruction.is_reply:
-                raise MessageNotFoundError(instruction_id)
+                if expiry is None:
+                    raise MessageNotFoundError(instruction_id)
+                late.append(envelope)
+                continue
             check_reply(envelope, node_id, instruction.envelope)
             prior = replies.get(instruction_id)
+            if (
+                prior is not None
+                and expiry is not None
+                and prior.message_id == expiry.error_reply_id
+            ):
+                if prior.delivered:
+                    late.append(envelope)
+                    continue
+                superseded.append(prior.message_id)  # the node says more than "expired"
+                prior = None
             earlier = prior.envelope if prior is not None else new.get(instruction_id, (None,))[0]
             if earlier is not None:
                 if earlier == envelope:
@@ -143,13 +177,18 @@ class FleetHandler:
             new[instruction_id] = (envelope, instruction)
             new_ids.add(envelope.message_id)
         now = router.clock.time()
+        router.release(superseded)
         router.add(
             [
                 StoredMessage(envelope, expires_at=now + instruction.envelope.metadata.ttl)
                 for envelope, instruction in new.values()
             ]
         )
-        return PushResult(tuple(e.message_id for e in envelopes), router.missing_objects(envelopes))
+        for envelope in late:
+            _log_late(node_id, envelope)
+        late_ids = {e.message_id for e in late}
+        kept = [e for e in envelopes if e.message_id not in late_ids]
+        return PushResult(tuple(e.message_id for e in envelopes), router.missing_objects(kept))
 
     async def push_object(
         self, node_id: int, object_id: str, total_size: int, chunks: AsyncIterable[Buffer]
@@ -194,3 +233,21 @@ class FleetHandler:
             run.bundle == object_id and run.status != RunStatus.FINISHED
             for run in self._state.list_runs()
         )
+
+
+def _log_late(node_id: int, envelope: Envelope) -> None:
+    """A node answered an instruction after the ServerApp side had its expiry error."""
+    meta = envelope.metadata
+    what = "its reply"
+    if not envelope.object_ids:
+        with contextlib.suppress(StamenError):
+            message = decode_message(envelope, {})
+            if message.has_error():
+                what = f"its report: {message.error.reason}"
+    logger.info(
+        "node %d answered message %s after it expired; %s",
+        node_id,
+        meta.reply_to_message_id,
+        what,
+        extra={"run_id": meta.run_id, "node_id": node_id},
+    )

@@ -4,6 +4,9 @@ A submitted run's ServerApp runs in its own process (`python -m stamen.runner --
 isolated from the SuperLink and from the other runs: it imports the app from the run's
 unpacked bundle, connects to this SuperLink's ServerAppIo API on the loopback address,
 and leaves its result files in the run's folder. What it prints becomes the run's log.
+When ServerAppIo requires operator tokens, each runner gets a launch token of its own
+in its environment (`STAMEN_OPERATOR_TOKEN`: never on its command line, which any local
+user can read, and never logged), revoked when it exits.
 When it exits, the SuperLink is told how (`on_exit`): a run it did not finish is marked
 failed with the reason. Stopping a run, or the SuperLink, sends SIGTERM (the runner marks
 the run stopped) and, past a grace period, SIGKILL.
@@ -21,6 +24,9 @@ import signal
 import sys
 from pathlib import Path
 from types import TracebackType
+
+from stamen.auth.tokens import LaunchTokens
+from stamen.transport.grpc.guard import OPERATOR_TOKEN_ENV
 
 from .control import ExitFn
 from .runfiles import RunFiles
@@ -42,6 +48,7 @@ class RunnerLauncher:
         serverappio: str,
         *,
         root_certificates: Path | None = None,
+        tokens: LaunchTokens | None = None,
         stop_grace: float = STOP_GRACE,
         fleet_address: str | None = None,
     ) -> None:
@@ -51,6 +58,7 @@ class RunnerLauncher:
         self._serverappio = serverappio
         self._fleet_address = fleet_address
         self._root_certificates = root_certificates
+        self._tokens = tokens
         self._stop_grace = stop_grace
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -121,6 +129,19 @@ class RunnerLauncher:
         # The SuperLink's own STAMEN_* settings are not the runner's.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STAMEN_")}
         env["PYTHONUNBUFFERED"] = "1"
+        tokens = self._tokens
+        if tokens is None:
+            await self._watch(run_id, app_dir, env, on_exit)
+            return
+        token = tokens.issue(f"runner of run {run_id}")
+        try:
+            await self._watch(run_id, app_dir, {**env, OPERATOR_TOKEN_ENV: token}, on_exit)
+        finally:
+            tokens.revoke(token)
+
+    async def _watch(
+        self, run_id: int, app_dir: Path, env: dict[str, str], on_exit: ExitFn
+    ) -> None:
         last_error = ""
         try:
             process = await asyncio.create_subprocess_exec(

@@ -26,7 +26,7 @@ from stamen.codec.objects import CHUNK_SIZE, Buffer
 from stamen.common.errors import IntegrityError, ObjectNotFoundError
 
 from .core import check_object_id
-from .storage import storage_fault
+from .storage import WriteOutage, storage_fault
 
 __all__ = ["FileObjectStore", "MemoryObjectStore", "ObjectStore"]
 
@@ -144,6 +144,7 @@ class FileObjectStore:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self._root = Path(directory)
+        self._outage = WriteOutage(str(self._root))
         self._tmp = self._root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
@@ -166,7 +167,7 @@ class FileObjectStore:
         try:
             file = tempfile.NamedTemporaryFile(dir=self._tmp, delete=False)  # noqa: SIM115
         except OSError as exc:
-            raise storage_fault(exc, str(self._root)) or exc from exc
+            raise self._fault(exc) from exc
         committed = False
         try:
             try:
@@ -176,20 +177,29 @@ class FileObjectStore:
                         digest.add(view)
                         file.write(view)
             except OSError as exc:
-                raise storage_fault(exc, str(self._root)) or exc from exc
+                raise self._fault(exc) from exc
             digest.verify()
             if object_id in self._ids:  # another push of the same object finished first
                 return False
             try:
                 self._commit(file.name, object_id)
             except OSError as exc:
-                raise storage_fault(exc, str(self._root)) or exc from exc
+                raise self._fault(exc) from exc
             committed = True
+            self._outage.succeeded()
         finally:
             if not committed:
                 with contextlib.suppress(OSError):
                     os.unlink(file.name)
         return True
+
+    def _fault(self, exc: OSError) -> BaseException:
+        """The named storage fault (logged once per outage), or `exc` itself."""
+        named = storage_fault(exc, str(self._root))
+        if named is None:
+            return exc
+        self._outage.failed(named)
+        return named
 
     def _commit(self, temp_name: str, object_id: str) -> None:
         path = self._path(object_id)

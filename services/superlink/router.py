@@ -43,6 +43,8 @@ from .core import (
     plan_expiry,
     settle,
 )
+from .deliveries import DEFAULT_DELIVERY_LEASE, Deliveries
+from .late import LateAnswers
 from .linkstate import LinkState, StoredMessage
 from .objectstore import ObjectStore
 from .rounds import RoundBook
@@ -79,12 +81,19 @@ class Router:
     """Shared by the three handlers of one SuperLink; used from its event loop only."""
 
     def __init__(
-        self, state: LinkState, store: ObjectStore, clock: Clock, heartbeat_interval: float
+        self,
+        state: LinkState,
+        store: ObjectStore,
+        clock: Clock,
+        heartbeat_interval: float,
+        delivery_lease: float = DEFAULT_DELIVERY_LEASE,
     ) -> None:
         self.state = state
         self.store = store
         self.clock = clock
         self.liveness = Liveness(heartbeat_interval)
+        self.deliveries = Deliveries(delivery_lease)
+        self.late = LateAnswers()
         self.rounds = RoundBook()
         self.events = RouterEvents()
         self.node_waiters: Waiters[int] = Waiters()
@@ -176,6 +185,7 @@ class Router:
         if not message_ids:
             return
         self._arrivals.forget(message_ids)
+        self.deliveries.forget(message_ids)
         for object_id in self.state.delete_messages(message_ids):
             self.store.delete(object_id)
 
@@ -189,19 +199,24 @@ class Router:
         replies = self.state.find_replies(m.message_id for m in instructions)
         self._settle(settle(instructions, replies, self.complete), error_for)
 
-    def _settle(self, settlement: Settlement, error_for: Callable[[StoredMessage], Error]) -> None:
+    def _settle(
+        self, settlement: Settlement, error_for: Callable[[StoredMessage], Error]
+    ) -> list[StoredMessage]:
+        """Carry out `settlement`; the error replies it wrote."""
         self.release(settlement.discard)
         now = self.clock.time()
         errors = [error_for(m) for m in settlement.fail]
-        self.add(
-            [error_reply(m.envelope, e, now) for m, e in zip(settlement.fail, errors, strict=True)]
-        )
+        written = [
+            error_reply(m.envelope, e, now) for m, e in zip(settlement.fail, errors, strict=True)
+        ]
+        self.add(written)
         codes: dict[int, int] = {}
         for instruction, error in zip(settlement.fail, errors, strict=True):
             logger.debug("message %s: error reply (%s)", instruction.message_id, error)
             codes[error.code] = codes.get(error.code, 0) + 1
         for code, count in codes.items():
             self.events.error_replies(code, count)
+        return written
 
     def deliver_replies(self, replies: Sequence[StoredMessage]) -> None:
         """Replies went to the ServerApp side: their instructions are done; replies without
@@ -282,7 +297,9 @@ class Router:
         if expired:
             replies = self.state.find_replies(m.message_id for m in expired if not m.is_reply)
             plan = plan_expiry(expired, replies, self.complete)
-            self._settle(plan, _expired_error)
+            for answer in self._settle(plan, _expired_error):
+                meta = answer.envelope.metadata
+                self.late.expired(meta.reply_to_message_id, meta.src_node_id, meta.message_id)
 
 
 def _expired_error(instruction: StoredMessage) -> Error:

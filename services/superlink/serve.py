@@ -76,7 +76,9 @@ async def serve(
         fleet_auth, operator_auth = credentials.fleet(), credentials.operators
         async with (
             open_superlink(
-                settings.database, heartbeat_interval=settings.heartbeat_interval
+                settings.database,
+                heartbeat_interval=settings.heartbeat_interval,
+                run_lease=settings.run_lease,
             ) as link,
             observed(link, settings, authorize=dashboard_check(operator_auth)) as (
                 fleet,
@@ -87,6 +89,7 @@ async def serve(
                 settings,
                 socket_address(serverappio_socket),
                 socket_address(fleet_socket),
+                credentials,
             ) as launcher,
         ):
             link.control.launcher = launcher
@@ -97,7 +100,7 @@ async def serve(
                 for servicer, sock in (
                     (FleetServicer(fleet, drain, fleet_auth), fleet_socket),
                     (
-                        ServerAppIoServicer(serverappio, drain, operator_auth),
+                        ServerAppIoServicer(serverappio, drain, credentials.serverappio),
                         serverappio_socket,
                     ),
                     (ControlServicer(link.control, drain, operator_auth), control_socket),
@@ -128,10 +131,15 @@ async def serve(
 
 
 def _launcher(
-    link: SuperLink, settings: SuperLinkSettings, serverappio: str, fleet: str
+    link: SuperLink,
+    settings: SuperLinkSettings,
+    serverappio: str,
+    fleet: str,
+    credentials: Credentials,
 ) -> RunnerLauncher:
-    """Runner processes for submitted runs, which reach ServerAppIo on the loopback and
-    tell SuperNodes to use the Fleet API on this machine's name when it listens on all."""
+    """Runner processes for submitted runs, which reach ServerAppIo on the loopback (each
+    with a launch token of its own when operators need tokens) and tell SuperNodes to use
+    the Fleet API on this machine's name when it listens on all."""
     host, port = split_address(serverappio)
     loopback = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
     fleet_host, fleet_port = split_address(fleet)
@@ -145,6 +153,7 @@ def _launcher(
         link.files,
         f"{loopback}:{port}",
         root_certificates=None if certificates is None else certificates.ca,
+        tokens=None if credentials.operators.tokens is None else credentials.launched,
         fleet_address=f"{fleet_host}:{fleet_port}",
     )
 

@@ -14,6 +14,8 @@ from stamen.common.bundle import MAX_BUNDLE_SIZE
 from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
 from stamen.common.logging import LogFormat
 
+from .leases import DEFAULT_RUN_LEASE
+
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
 
 
@@ -44,6 +46,8 @@ class SuperLinkSettings(BaseModel):
     heartbeat_interval: float = Field(default=5.0, gt=0)
     max_bundle_size: float = Field(default=MAX_BUNDLE_SIZE / 2**20, gt=0, allow_inf_nan=False)
     """MiB: the largest app bundle a run may be submitted with."""
+    run_lease: float = Field(default=DEFAULT_RUN_LEASE, gt=0)
+    """Seconds a ServerApp runner's hold on its run lasts unrenewed (see `leases`)."""
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"
@@ -57,6 +61,9 @@ class SuperLinkSettings(BaseModel):
     auth_list_public_keys: Path | None = None
     auth_operator_tokens: Path | None = None
     """A file of `NAME:SHA256` lines: Control and ServerAppIo then require a bearer token."""
+    allow_unauthenticated_operators: bool = False
+    """TLS without operator tokens: Control and ServerAppIo open to whoever reaches them.
+    Local development only; without it a TLS SuperLink refuses to start with no tokens."""
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> SuperLinkSettings:
@@ -73,7 +80,29 @@ class SuperLinkSettings(BaseModel):
                 "--auth-operator-tokens needs TLS (--certificates): over --insecure the "
                 "tokens would travel in the clear"
             )
+        _operators_authenticated(self)
         return self
+
+
+def _operators_authenticated(settings: SuperLinkSettings) -> None:
+    """With TLS, Control and ServerAppIo need operator tokens unless explicitly opened."""
+    if settings.allow_unauthenticated_operators:
+        if settings.auth_operator_tokens is not None:
+            raise ValueError(
+                "--allow-unauthenticated-operators and --auth-operator-tokens exclude each "
+                "other: pass one"
+            )
+        if settings.insecure:
+            raise ValueError(
+                "--allow-unauthenticated-operators goes with --certificates: --insecure "
+                "already leaves Control and ServerAppIo open"
+            )
+    elif settings.certificates is not None and settings.auth_operator_tokens is None:
+        raise ValueError(
+            "with TLS, Control and ServerAppIo require operator credentials: pass "
+            "--auth-operator-tokens FILE (`make keys` makes one), or "
+            "--allow-unauthenticated-operators for local development"
+        )
 
 
 def describe(error: ValidationError) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "BUSY_RETRIES",
     "INTEGRITY_CHECK_BUDGET",
     "GuardedConnection",
+    "WriteOutage",
     "check_integrity",
     "storage_fault",
 ]
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 BUSY_RETRIES = 3
 """Times a statement that found the database busy or locked is tried again (each try
 already waits the connection's lock timeout) before it fails as UNAVAILABLE."""
+
+RECOVERY_QUIET = 5.0
+"""Seconds without a failed write before a write that goes through ends a storage outage.
+On a full disk some writes still fit (in pages the file has already), so writes fail and
+succeed by turns: the outage is logged once, not as ending and beginning with each."""
 
 INTEGRITY_CHECK_BUDGET = 10.0
 """Seconds `PRAGMA quick_check` may take at start-up; a larger file is checked for that
@@ -92,15 +98,38 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+class WriteOutage:
+    """Logs a storage location's write outage once when it begins and once when it ends
+    (writes went through for RECOVERY_QUIET seconds)."""
+
+    __slots__ = ("_failed_at", "_failing", "location")
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._failing = False
+        self._failed_at = 0.0  # monotonic time of the latest failed write
+
+    def failed(self, named: StamenError) -> None:
+        if not self._failing:
+            logger.warning("%s", named)
+        self._failing = True
+        self._failed_at = time.monotonic()
+
+    def succeeded(self) -> None:
+        if self._failing and time.monotonic() - self._failed_at >= RECOVERY_QUIET:
+            logger.info("SuperLink storage %s takes writes again", self.location)
+            self._failing = False
+
+
 class GuardedConnection:
     """A SQLite connection whose failures are named storage faults (see `storage_fault`)."""
 
-    __slots__ = ("_db", "_failing", "location")
+    __slots__ = ("_db", "_outage", "location")
 
     def __init__(self, db: sqlite3.Connection, location: str) -> None:
         self._db = db
         self.location = location
-        self._failing: StamenError | None = None  # the write outage in progress
+        self._outage = WriteOutage(location)
 
     @property
     def in_transaction(self) -> bool:
@@ -138,15 +167,13 @@ class GuardedConnection:
         named = storage_fault(exc, self.location)
         if named is None:
             return exc
-        if self._failing is None and _writes(sql):
-            self._failing = named
-            logger.warning("%s", named)
+        if _writes(sql):
+            self._outage.failed(named)
         return named
 
     def _succeeded(self, sql: str) -> None:
-        if self._failing is not None and _writes(sql):
-            logger.info("SuperLink storage %s takes writes again", self.location)
-            self._failing = None
+        if _writes(sql):
+            self._outage.succeeded()
 
 
 def _writes(sql: str) -> bool:

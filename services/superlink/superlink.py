@@ -23,6 +23,7 @@ from stamen.common.errors import ConfigError, TransientError
 
 from .control import ControlHandler
 from .core import DEFAULT_HEARTBEAT_INTERVAL
+from .deliveries import DEFAULT_DELIVERY_LEASE
 from .fleet import FleetHandler
 from .leases import DEFAULT_RUN_LEASE, RunLeases
 from .linkstate import LinkState
@@ -56,9 +57,12 @@ class SuperLink:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         sweep_interval: float | None = None,
         run_lease: float = DEFAULT_RUN_LEASE,
+        delivery_lease: float = DEFAULT_DELIVERY_LEASE,
         files: RunFiles | None = None,
     ) -> None:
-        self._router = Router(state, store, clock or SYSTEM_CLOCK, heartbeat_interval)
+        self._router = Router(
+            state, store, clock or SYSTEM_CLOCK, heartbeat_interval, delivery_lease
+        )
         self.files = files
         self.fleet = FleetHandler(self._router, files)
         self.serverappio = ServerAppIoHandler(self._router, RunLeases(run_lease))
@@ -166,6 +170,7 @@ def open_superlink(
     database: str,
     *,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    run_lease: float = DEFAULT_RUN_LEASE,
     clock: Clock | None = None,
 ) -> SuperLink:
     """A SuperLink over ":memory:" state, or over the SQLite file `database` with its
@@ -176,6 +181,7 @@ def open_superlink(
             MemoryObjectStore(),
             clock=clock,
             heartbeat_interval=heartbeat_interval,
+            run_lease=run_lease,
             files=RunFiles(),
         )
     try:
@@ -186,7 +192,12 @@ def open_superlink(
         store = FileObjectStore(f"{database}.objects")
         files = RunFiles(f"{database}.runs")
         link = SuperLink(
-            state, store, clock=clock, heartbeat_interval=heartbeat_interval, files=files
+            state,
+            store,
+            clock=clock,
+            heartbeat_interval=heartbeat_interval,
+            run_lease=run_lease,
+            files=files,
         )
     except OSError as exc:
         state.close()

@@ -308,12 +308,16 @@ def superlink_args(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """`stamen-superlink` on 127.0.0.1: TLS with the make-certs files in `certs`, else
-    insecure; ports (fleet, serverappio, control), 0 = any free port."""
+    insecure; ports (fleet, serverappio, control), 0 = any free port. With TLS and no
+    `--auth-operator-tokens` in `extra`, the operator APIs are opened explicitly
+    (`--allow-unauthenticated-operators`: these tests are about other things)."""
     fleet, serverappio, control = ports
     security = ["--insecure"]
     if certs is not None:
         files = (certs / "ca.crt", certs / "server.pem", certs / "server.key")
         security = ["--certificates", *map(str, files)]
+        if "--auth-operator-tokens" not in extra:
+            security.append("--allow-unauthenticated-operators")
     return [
         "stamen-superlink",
         *security,

@@ -7,8 +7,9 @@ every service's command as a local process with the same flags and files, the wa
 that must be healthy passes its own healthcheck), with the repository root as the
 working directory (the image's WORKDIR holds the examples and scripts), each named
 volume a directory under tmp_path, and each container address (`0.0.0.0:PORT`,
-`superlink:PORT`) a free port on 127.0.0.1. The ServerApp must exit 0 and every
-long-running service must stop cleanly on SIGTERM.
+`superlink:PORT`) a free port on 127.0.0.1. The ServerApp must exit 0 (with the operator
+token the SuperLink made), the SuperLink must refuse the `stamen` CLI without that token,
+and every long-running service must stop cleanly on SIGTERM.
 
 Here every process runs as one user, so the files' owners and modes are checked against
 a model of the containers instead: each service runs as its `user:` or the Dockerfile's
@@ -184,6 +185,7 @@ def test_compose_services_run_on_loopback(procs: Procs, tmp_path: Path) -> None:
     # Every round trains on every SuperNode the file starts.
     log = server.output()
     assert log.count(f"received {len(supernodes)} results and 0 failures") == 6, log
+    assert_operator_token_required(services, loopback)
     assert terminate_all(list(running.values())) == dict.fromkeys(
         (proc.name for proc in running.values()), 0
     )
@@ -191,10 +193,35 @@ def test_compose_services_run_on_loopback(procs: Procs, tmp_path: Path) -> None:
     superlink = running["superlink"].output()
     assert "(TLS)" in superlink, superlink
     assert "(insecure" not in superlink
+    assert "Control and ServerAppIo require an operator token" in superlink
     command = [str(token) for token in services["superlink"]["command"]]
     database = Path(loopback.token(command[command.index("--database") + 1]))
     assert database.is_file(), f"the SuperLink kept no state in {database}"
     assert database.parent in loopback.mounts.values(), "its state is not on a volume"
+
+
+def assert_operator_token_required(services: dict[str, dict[str, Any]], loopback: Loopback) -> None:
+    """The running SuperLink's Control API refuses the `stamen` CLI without the operator
+    token that the ServerApp holds, and answers it with that token."""
+    command = [str(token) for token in services["serverapp"]["command"]]
+    token_file = loopback.token(command[command.index("--operator-token-file") + 1])
+    ca = loopback.token(command[command.index("--root-certificates") + 1])
+    control = loopback.token("superlink:9093")
+    where = ["--superlink", control, "--root-certificates", ca]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAMEN_")}
+    listed = [BIN / "stamen", "ls", *where]
+    refused = subprocess.run(listed, capture_output=True, text=True, timeout=60, env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "requires an operator token" in refused.stderr
+    admitted = subprocess.run(
+        [*listed, "--operator-token-file", token_file],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert admitted.returncode == 0, admitted.stderr
+    assert "completed" in admitted.stdout
 
 
 def copied_paths() -> list[str]:
@@ -318,10 +345,16 @@ def test_certificate_files_belong_to_the_services_that_read_them(tmp_path: Path)
 
     setup = [n for n, s in services.items() if "scripts/with-certs.sh" in s["command"]]
     assert setup, "no service makes the certificates"
-    for name in setup:
+    for name in setup:  # its setup steps (each ends with `--`), then `true` for the service
         argv = loopback.command(services[name]["command"])
+        steps = argv[: len(argv) - argv[::-1].index("--")]
+        assert "scripts/with-operator-token.sh" in steps, "no service makes the operator token"
         subprocess.run(
-            [*argv[: argv.index("--") + 1], "true"], check=True, capture_output=True, timeout=60
+            [*steps, "true"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, **PATH_ENV},
         )
 
     checked = 0
@@ -348,8 +381,13 @@ def test_certificate_files_belong_to_the_services_that_read_them(tmp_path: Path)
             checked += 1
     assert checked, "no command names a file on a volume: nothing checked"
 
-    keys = [key for directory in loopback.mounts.values() for key in directory.glob("*.key")]
-    assert keys, "the certificate step wrote no private key"
+    keys = [
+        key
+        for directory in loopback.mounts.values()
+        for pattern in ("*.key", "*.token")
+        for key in directory.glob(pattern)
+    ]
+    assert {key.suffix for key in keys} == {".key", ".token"}, "no private key or no token"
     for key in keys:
         mode = key.stat().st_mode
         assert not mode & (stat.S_IRWXG | stat.S_IRWXO), f"{key.name} is {stat.filemode(mode)}"

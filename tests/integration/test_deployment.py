@@ -1,8 +1,8 @@
 """A deployment end to end, with real processes on loopback: SuperLink, SuperNodes and the
 ServerApp runner, over TLS, and what happens when one of them fails.
 
-- quickstart-pytorch on 10 SuperNodes over TLS trains to an accuracy that no broken
-  aggregation reaches, and every process exits cleanly;
+- quickstart-pytorch on 10 SuperNodes over TLS (the runner with an operator token) trains
+  to an accuracy that no broken aggregation reaches, and every process exits cleanly;
 - an insecure ServerApp runner or SuperNode is refused by a TLS SuperLink, in one line;
 - a SuperNode killed mid-round is a failure of that round, reported within a few
   heartbeat intervals, and the run goes on;
@@ -30,6 +30,7 @@ from procs import (
     supernode_args,
     terminate_all,
 )
+from stamen.auth.tokens import hash_token
 
 pytestmark = pytest.mark.integration
 
@@ -150,14 +151,28 @@ def history(log: str, section: str) -> dict[str, dict[int, float]]:
     return found
 
 
-def test_quickstart_pytorch_over_tls_with_ten_supernodes(procs: Procs, certs: Path) -> None:
-    link = SuperLink.started(procs.start("superlink", superlink_args(certs=certs)))
+def test_quickstart_pytorch_over_tls_with_ten_supernodes(
+    procs: Procs, certs: Path, tmp_path: Path
+) -> None:
+    # README "Deployment (TLS)": with TLS the operator APIs require a token.
+    (tmp_path / "operator.token").write_text("a-token\n")
+    (tmp_path / "operators.txt").write_text(f"operator:{hash_token('a-token')}\n")
+    tokens = ["--auth-operator-tokens", str(tmp_path / "operators.txt")]
+    link = SuperLink.started(procs.start("superlink", superlink_args(certs=certs, extra=tokens)))
     nodes = start_supernodes(procs, 10, "client:app", PYTORCH, link.fleet, certs=certs)
     server = procs.start(
         "serverapp",
-        serverapp_args(
-            "server:app", PYTORCH, link.serverappio, certs=certs, run_config="num-server-rounds=3"
-        ),
+        [
+            *serverapp_args(
+                "server:app",
+                PYTORCH,
+                link.serverappio,
+                certs=certs,
+                run_config="num-server-rounds=3",
+            ),
+            "--operator-token-file",
+            str(tmp_path / "operator.token"),
+        ],
     )
     assert server.wait(timeout=120) == 0, server.tail()
 

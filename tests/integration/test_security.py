@@ -4,10 +4,11 @@ deployment of the README end to end.
 - With node and operator authentication on (README "Deployment with authentication"):
   the quickstart runs to the end with SuperNodes signing with listed keys and the runner
   holding an operator token; a SuperNode whose key is not listed exits 2 at once with a
-  one-line hint; an attacker holding only the CA certificate can neither join, nor list
-  nodes or runs, nor stop a run.
-- With authentication off (the seed's commands): an attacker still cannot pull, answer,
-  heartbeat for or unregister another node, and the victim's run completes.
+  one-line hint; an attacker holding only the CA certificate (and no token, or a guessed
+  one) can neither join, nor list nodes or runs, nor create or stop a run.
+- With node authentication off (and the operator APIs opened explicitly,
+  `--allow-unauthenticated-operators`): an attacker still cannot pull, answer, heartbeat
+  for or unregister another node, and the victim's run completes.
 """
 
 from __future__ import annotations
@@ -139,7 +140,15 @@ async def _attack_operator_apis(link: SuperLink, certs: Path, keys: Path) -> Non
     control = connect(link.control, root_certificates=ca, insecure=False)
     operator = connect(link.control, root_certificates=ca, insecure=False)
     use_operator_token(operator, read_operator_token(keys / "operator.token"))
+    guessed = [connect(address, root_certificates=ca, insecure=False)
+               for address in (link.serverappio, link.control)]  # fmt: skip
+    for channel in guessed:
+        use_operator_token(channel, "a-guessed-token")
     try:
+        with pytest.raises(UnauthenticatedError, match="not on the SuperLink's list"):
+            await GrpcServerAppIoClient(guessed[0]).create_run("s:a", "c:a", {})
+        with pytest.raises(UnauthenticatedError, match="not on the SuperLink's list"):
+            await GrpcControlClient(guessed[1]).list_runs()
         with pytest.raises(UnauthenticatedError, match="not signed"):
             await GrpcFleetClient(fleet).register_node({})
         with pytest.raises(UnauthenticatedError, match="operator token"):
@@ -153,7 +162,7 @@ async def _attack_operator_apis(link: SuperLink, certs: Path, keys: Path) -> Non
             await GrpcControlClient(control).stop_run(run.run_id)
         assert (await GrpcControlClient(operator).get_run(run.run_id)).sub_status == "completed"
     finally:
-        for channel in (fleet, serverappio, control, operator):
+        for channel in (fleet, serverappio, control, operator, *guessed):
             channel.close()
 
 

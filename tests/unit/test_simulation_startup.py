@@ -13,7 +13,7 @@ import stamen.common
 from click.testing import CliRunner
 from stamen.common.context import Context
 from stamen.simulation.cli import simulation
-from stamen.workers import preload
+from stamen.workers import preload, warm
 from stamen.workers.launcher import APP_VARIABLE
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,7 +57,7 @@ def test_the_forkserver_preload_imports_what_the_app_would_import_lazily(
     )
     monkeypatch.setenv(APP_VARIABLE, json.dumps(["preload_app:app", str(tmp_path)]))
     lazy = {"json": "json.tool", "library_not_imported": "library_not_imported.lazy"}
-    monkeypatch.setattr(preload, "LAZY_IMPORTS", lazy)
+    monkeypatch.setattr(warm, "LAZY_IMPORTS", lazy)
     frozen: list[bool] = []
     monkeypatch.setattr(preload.gc, "freeze", lambda: frozen.append(True))
     monkeypatch.delitem(sys.modules, "json.tool", raising=False)

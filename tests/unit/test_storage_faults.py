@@ -8,6 +8,7 @@ overwritten on disk. I/O errors and busy locks are classified from the codes SQL
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -79,8 +80,9 @@ def instruction(run_id: int, size: int) -> StoredMessage:
 
 
 def test_a_full_database_says_so_keeps_serving_reads_and_recovers(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("stamen.superlink.storage.RECOVERY_QUIET", 0.0)
     caplog.set_level(logging.INFO, logger="stamen.superlink.storage")
     state = SqliteLinkState(tmp_path / "state.db")
     try:
@@ -107,6 +109,31 @@ def test_a_full_database_says_so_keeps_serving_reads_and_recovers(
     logged = [r.getMessage() for r in caplog.records]
     assert len([m for m in logged if m.startswith("SuperLink storage is full")]) == 1
     assert any("takes writes again" in m for m in logged)
+
+
+def test_writes_that_fail_and_succeed_by_turns_are_one_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk, writes that fit in pages the file has go through between failures:
+    until writes go through for RECOVERY_QUIET seconds, the outage goes on."""
+    monkeypatch.setattr("stamen.superlink.storage.RECOVERY_QUIET", 1e9)
+    caplog.set_level(logging.INFO, logger="stamen.superlink.storage")
+    state = SqliteLinkState(tmp_path / "state.db")
+    try:
+        state.add_messages([instruction(1, 100)])
+        (pages,) = state._db.execute("PRAGMA page_count").fetchone()
+        for _ in range(3):
+            state._db.execute(f"PRAGMA max_page_count={pages}")
+            with pytest.raises(StorageFullError):
+                state.add_messages([instruction(1, 20_000)])
+            state._db.execute("PRAGMA max_page_count=1000000")
+            state.add_messages([instruction(1, 100)])
+            (pages,) = state._db.execute("PRAGMA page_count").fetchone()
+    finally:
+        state.close()
+    logged = [r.getMessage() for r in caplog.records]
+    assert len([m for m in logged if m.startswith("SuperLink storage is full")]) == 1
+    assert not any("takes writes again" in m for m in logged)
 
 
 def test_a_read_only_database_is_unavailable_not_internal(tmp_path: Path) -> None:
@@ -162,21 +189,30 @@ def test_a_corrupt_database_is_refused_at_start(tmp_path: Path) -> None:
         open_superlink(str(path))
 
 
-async def test_a_full_object_store_is_resource_exhausted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_full_object_store_is_resource_exhausted_logged_once_per_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="stamen.superlink.storage")
+    monkeypatch.setattr("stamen.superlink.storage.RECOVERY_QUIET", 0.0)
     store = FileObjectStore(tmp_path / "objects")
+    data = b"abc"
 
     def no_space(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def chunks() -> AsyncIterator[bytes]:
-        yield b"abc"
+        yield data
 
-    monkeypatch.setattr("stamen.superlink.objectstore.tempfile.NamedTemporaryFile", no_space)
-    with pytest.raises(StorageFullError, match="SuperLink storage is full") as caught:
-        await store.put("a" * 64, 3, chunks())
-    assert caught.value.status.name == "RESOURCE_EXHAUSTED"
+    with monkeypatch.context() as full:
+        full.setattr("stamen.superlink.objectstore.tempfile.NamedTemporaryFile", no_space)
+        for _ in range(2):
+            with pytest.raises(StorageFullError, match="SuperLink storage is full") as caught:
+                await store.put(hashlib.sha256(data).hexdigest(), len(data), chunks())
+            assert caught.value.status.name == "RESOURCE_EXHAUSTED"
+    assert await store.put(hashlib.sha256(data).hexdigest(), len(data), chunks())
+    logged = [r.getMessage() for r in caplog.records]
+    assert len([m for m in logged if m.startswith("SuperLink storage is full")]) == 1
+    assert f"SuperLink storage {tmp_path / 'objects'} takes writes again" in logged
 
 
 async def test_fleet_callers_get_the_named_fault_and_heartbeats_go_on(tmp_path: Path) -> None:

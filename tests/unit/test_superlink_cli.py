@@ -77,6 +77,7 @@ def test_settings_need_exactly_one_of_insecure_and_certificates(tmp_path: Path) 
         (("--insecure", "--fleet-api-address", "nowhere"), None, "--fleet-api-address: 'nowhere'"),
         ((), {"STAMEN_INSECURE": "1", "STAMEN_CONTROL_API_ADDRESS": "x:y"}, "--control-api-add"),
         (("--insecure", "--heartbeat-interval", "-1"), None, "--heartbeat-interval: Input should"),
+        ((), {"STAMEN_INSECURE": "1", "STAMEN_RUN_LEASE": "0"}, "--run-lease: Input should"),
         (("--ssl-certfile", "b"), None, "go together: pass all three"),
         (("--certificates", "a", "b", "c", "--ssl-keyfile", "c"), None, "either --certificates"),
         (("--insecure", "--metrics-address", "x"), None, "--metrics-address: 'x' is not"),
@@ -98,12 +99,14 @@ def test_bad_input_is_one_line_and_exit_code_2(
 def test_an_unreadable_certificate_file_is_named(tmp_path: Path, no_log_setup: None) -> None:
     missing = tmp_path / "server.pem"
     ca, key = tmp_path / "ca.crt", tmp_path / "server.key"
-    code, output = invoke("--certificates", str(ca), str(missing), str(key))
+    open_operators = "--allow-unauthenticated-operators"
+    code, output = invoke("--certificates", str(ca), str(missing), str(key), open_operators)
     assert code == 2
     assert f"cannot read certificate file {ca}" in output  # the first one it reads
     code, output = invoke(
-        "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(missing), "--ssl-keyfile", str(key)
-    )
+        "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(missing), "--ssl-keyfile", str(key),
+        open_operators,
+    )  # fmt: skip
     assert (code, f"{ca}" in output) == (2, True)
 
 
@@ -138,7 +141,14 @@ def test_a_dashboard_address_it_cannot_listen_on_is_bad_input(no_log_setup: None
 def test_help_explains_and_version_prints() -> None:
     code, output = invoke("--help")
     assert code == 0
-    for text in ("--certificates CA CERT KEY", "--insecure", "STAMEN_DATABASE", "health check"):
+    for text in (
+        "--certificates CA CERT KEY",
+        "--insecure",
+        "STAMEN_DATABASE",
+        "health check",
+        "--run-lease SECONDS",
+        "STAMEN_RUN_LEASE",
+    ):
         assert text in output
     code, output = invoke("--version")
     assert code == 0
@@ -185,6 +195,14 @@ async def test_serve_binds_port_0_reports_the_ports_and_answers_health() -> None
         async with channel_to(listening.fleet) as channel:
             registration = await GrpcFleetClient(channel).register_node({})
             assert registration.heartbeat_interval == 5.0
+
+
+async def test_the_run_lease_setting_is_what_runners_are_granted() -> None:
+    async with serving(run_lease=4.5) as (listening, _), channel_to(listening.serverappio) as ch:
+        serverappio = GrpcServerAppIoClient(ch)
+        run_id = await serverappio.create_run("server:app", "client:app", {})
+        await serverappio.update_run_status(run_id, "running")
+        assert await serverappio.renew_run_lease(run_id, "runner-a") == 4.5
 
 
 async def test_stop_ends_long_polls_at_once_and_refuses_new_calls() -> None:

@@ -226,7 +226,7 @@ def test_deliverable_filters_what_a_node_must_not_get_yet() -> None:
     ready = stored(instruction("ready"))
     candidates = [
         ready,
-        stored(instruction("delivered"), delivered=True),
+        stored(instruction("leased"), delivered=True),
         stored(instruction("answered")),
         stored(instruction("expired"), expires_at=50.0),
         stored(instruction("other-run", run_id=2)),
@@ -235,6 +235,7 @@ def test_deliverable_filters_what_a_node_must_not_get_yet() -> None:
     out = deliverable(
         candidates,
         answered={"answered"},
+        leased=lambda message_id: message_id == "leased",
         running=lambda run_id: run_id == 1,
         complete=lambda env: not env.object_ids,
         now=50.0,

@@ -12,11 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stamen.codec.envelope import Envelope
 from stamen.common.clock import FakeClock
-from stamen.common.errors import InvalidMessageError, NodeNotFoundError, RunNotRunningError
-from stamen.common.message import ErrorCode
+from stamen.common.errors import (
+    InvalidMessageError,
+    MessageNotFoundError,
+    NodeNotFoundError,
+    RunNotRunningError,
+)
+from stamen.common.message import Error, ErrorCode
 from stamen.common.run import RunStatus
 from stamen.superlink import SuperLink, open_superlink
+from stamen.superlink.core import error_reply
 from superlink_support import (
     HEARTBEAT,
     Setup,
@@ -138,12 +145,70 @@ async def test_an_unanswered_instruction_expires_with_an_error_reply(
     await link.fleet.heartbeat(node_id)
     assert await link.fleet.pull_messages(node_id, timeout=0) == []  # too late to hand out
     link.sweep()
-    with pytest.raises(InvalidMessageError, match="already has a reply"):
-        await link.fleet.push_messages(node_id, [reply(ins)])
     (answer,) = await link.serverappio.pull_messages(run_id, [ins.message_id], timeout=0)
     error = error_of(answer)
     assert error.code == ErrorCode.MESSAGE_EXPIRED
     assert ins.message_id in error.reason
+
+
+def cancelled_report(ins: Envelope, node_id: int) -> Envelope:
+    """What a node sends when it cancelled the instruction's task at its expiry."""
+    reason = f"node {node_id} cancelled the ClientApp's task: its message expired"
+    return error_reply(ins, Error(ErrorCode.MESSAGE_EXPIRED, reason), now=5.0).envelope
+
+
+async def test_a_late_cancellation_report_replaces_the_expiry_error_not_yet_collected(
+    setup: Setup, clock: FakeClock
+) -> None:
+    link, run_id, node_id = setup.link, setup.run_id, setup.node_id
+    ins = instruction(run_id, node_id, ttl=2.0)
+    await link.serverappio.push_messages(run_id, [ins])
+    await link.fleet.pull_messages(node_id, timeout=0)
+    clock.advance(2.0)
+    link.sweep()
+    report = cancelled_report(ins, node_id)
+    result = await link.fleet.push_messages(node_id, [report])
+    assert result.missing_object_ids == ()
+    link.sweep()  # the node's report stands: it is complete
+    (answer,) = await link.serverappio.pull_messages(run_id, [ins.message_id], timeout=0)
+    assert answer == report
+    assert error_of(answer).reason.startswith(f"node {node_id} cancelled the ClientApp's task")
+
+
+async def test_a_late_answer_after_the_expiry_error_was_collected_is_taken_and_logged(
+    setup: Setup, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    link, run_id, node_id = setup.link, setup.run_id, setup.node_id
+    other = (await link.fleet.register_node({"partition-id": 1})).node_id
+    ins = instruction(run_id, node_id, ttl=2.0)
+    await link.serverappio.push_messages(run_id, [ins])
+    clock.advance(2.0)
+    await link.fleet.heartbeat(node_id)
+    await link.fleet.heartbeat(other)
+    link.sweep()
+    (answer,) = await link.serverappio.pull_messages(run_id, [ins.message_id], timeout=0)
+    assert error_of(answer).code == ErrorCode.MESSAGE_EXPIRED
+    report = cancelled_report(ins, node_id)
+    with caplog.at_level(logging.INFO, logger="stamen.superlink"):
+        result = await link.fleet.push_messages(node_id, [report])
+    assert result.message_ids == (report.message_id,)
+    assert f"node {node_id} answered message {ins.message_id} after it expired" in caplog.text
+    assert "its report: node" in caplog.text
+    with pytest.raises(MessageNotFoundError):  # only the instruction's own node answers it
+        await link.fleet.push_messages(other, [cancelled_report(ins, other)])
+
+
+async def test_only_the_expiry_error_gives_way_to_a_late_answer(
+    setup: Setup, clock: FakeClock
+) -> None:
+    link, run_id, node_id = setup.link, setup.run_id, setup.node_id
+    ins = instruction(run_id, node_id, ttl=2.0)
+    await link.serverappio.push_messages(run_id, [ins])
+    clock.advance(2.0)
+    link.sweep()
+    await link.fleet.push_messages(node_id, [cancelled_report(ins, node_id)])
+    with pytest.raises(InvalidMessageError, match="already has a reply"):
+        await link.fleet.push_messages(node_id, [reply(ins)])
 
 
 async def test_an_uncollected_reply_and_its_objects_go_when_its_ttl_ends(

@@ -8,6 +8,7 @@ from .authority import (
     Caller,
     FleetAuthority,
     OperatorAuthority,
+    RunnerAuthority,
     is_loopback,
 )
 from .keys import (
@@ -22,6 +23,7 @@ from .keys import (
 )
 from .signing import NODE_TOKEN_HEADER, RequestSigner, SignatureVerifier
 from .tokens import (
+    LaunchTokens,
     NodeTokens,
     OperatorTokens,
     hash_token,
@@ -36,12 +38,14 @@ __all__ = [
     "Authority",
     "Caller",
     "FleetAuthority",
+    "LaunchTokens",
     "NodeTokens",
     "OperatorAuthority",
     "OperatorTokens",
     "PrivateKey",
     "PublicKey",
     "RequestSigner",
+    "RunnerAuthority",
     "SignatureVerifier",
     "fingerprint",
     "generate_key",

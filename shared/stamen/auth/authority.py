@@ -11,6 +11,8 @@ PermissionDeniedError: credentials of someone else). The gRPC servicers ask it f
 - `OperatorAuthority` (Control and ServerAppIo): a bearer token from the hashed list when
   one is configured; without one, anyone who reaches the API (which is why the SuperLink
   binds those APIs to 127.0.0.1 by default, and warns when told to bind them wider).
+- `RunnerAuthority` (ServerAppIo): the operators, and the runners the SuperLink launched
+  itself, each with the launch token it was given; those tokens open nothing else.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .signing import NODE_TOKEN_HEADER, SignatureVerifier
-from .tokens import NodeTokens, OperatorTokens
+from .tokens import LaunchTokens, NodeTokens, OperatorTokens
 
 __all__ = [
     "ANONYMOUS",
@@ -30,6 +32,7 @@ __all__ = [
     "Caller",
     "FleetAuthority",
     "OperatorAuthority",
+    "RunnerAuthority",
     "is_loopback",
 ]
 
@@ -94,6 +97,24 @@ class OperatorAuthority:
         if self.tokens is None:
             return ANONYMOUS
         return Caller(operator=self.tokens.check(metadata.get(AUTHORIZATION_HEADER)))
+
+
+class RunnerAuthority:
+    """ServerAppIo: an operator, or a runner holding one of the SuperLink's launch tokens."""
+
+    __slots__ = ("launched", "operators")
+
+    def __init__(self, operators: OperatorAuthority, launched: LaunchTokens) -> None:
+        self.operators = operators
+        self.launched = launched
+
+    def authenticate(
+        self, method: str, metadata: Mapping[str, str], peer: tuple[str, int] | None
+    ) -> Caller:
+        name = self.launched.name_of(metadata.get(AUTHORIZATION_HEADER))
+        if name is not None:
+            return Caller(operator=name)
+        return self.operators.authenticate(method, metadata, peer)
 
 
 def is_loopback(host: str) -> bool:

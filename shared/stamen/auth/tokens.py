@@ -12,6 +12,9 @@ so the node registers again. The secret lives next to the SuperLink's database.
 Operator tokens: random bearer tokens (`Authorization: Bearer ...`) for Control and
 ServerAppIo. The SuperLink keeps only their SHA-256 in a file of `NAME:HEX` lines
 (`python -m stamen.auth operator-token` adds one), so the file reveals no token.
+
+Launch tokens: the bearer tokens the SuperLink makes for the runners it launches itself,
+one per runner, held in memory (as hashes) only while that runner lives.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from stamen.common.errors import (
 
 __all__ = [
     "NO_TOKEN",
+    "LaunchTokens",
     "NodeTokens",
     "OperatorTokens",
     "hash_token",
@@ -157,7 +161,7 @@ class OperatorTokens:
         if not authorization:
             raise UnauthenticatedError(
                 "this API requires an operator token (authorization: Bearer TOKEN): pass "
-                "--operator-token-file"
+                "--operator-token-file FILE or set STAMEN_OPERATOR_TOKEN"
             )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -168,3 +172,29 @@ class OperatorTokens:
                 "the operator token is not on the SuperLink's list (unknown or revoked)"
             )
         return name
+
+
+class LaunchTokens:
+    """Bearer tokens the SuperLink issues to the processes it starts (ServerApp runners):
+    each is good until revoked, and only its hash is kept."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def issue(self, name: str) -> str:
+        """A fresh token for `name`, accepted until `revoke(token)`."""
+        token = new_operator_token()
+        self._names[hash_token(token)] = name
+        return token
+
+    def revoke(self, token: str) -> None:
+        self._names.pop(hash_token(token), None)
+
+    def name_of(self, authorization: str | None) -> str | None:
+        """The name `authorization` (`Bearer TOKEN`) was issued to; None: not one of ours."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._names.get(hash_token(token.strip()))

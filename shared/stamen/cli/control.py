@@ -1,21 +1,32 @@
-"""Talking to a federation's SuperLink over its Control API, for the `stamen` commands."""
+"""Talking to a federation's SuperLink over its Control API, for the `stamen` commands.
+
+Every call carries the operator's token when there is one: `--operator-token-file FILE`
+(or $STAMEN_OPERATOR_TOKEN_FILE), else the federation's `operator-token-file`, else the
+token itself in $STAMEN_OPERATOR_TOKEN. A SuperLink that requires tokens refuses a call
+without one, or with one it does not know: one error line, exit code 2. No token is
+sent over an insecure channel.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+import click
 
 from stamen.common.cli import run as run_loop
 from stamen.common.errors import UnavailableError
 from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcControlClient
+from stamen.transport.grpc.guard import operator_token, use_operator_token
 
 from .federation import Federation
 
-__all__ = ["LOG_WAIT", "call", "describe_status", "print_logs"]
+__all__ = ["LOG_WAIT", "call", "describe_status", "print_logs", "token_option"]
 
 LOG_WAIT = 10.0
 """Seconds one log request waits for more lines of a running run."""
@@ -25,11 +36,22 @@ RETRIES = 5
 
 T = TypeVar("T")
 
+token_option = click.option(
+    "--operator-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STAMEN_OPERATOR_TOKEN_FILE",
+    show_envvar=True,
+    help="File holding the operator token, for a SuperLink started with "
+    "--auth-operator-tokens (default: the federation's operator-token-file). Without "
+    "either, the token in STAMEN_OPERATOR_TOKEN (if set) is sent.",
+)
+
 
 def call(federation: Federation, work: Callable[[GrpcControlClient], Awaitable[T]]) -> T:
     """Run `work` with a Control client of `federation`'s SuperLink, in a fresh loop."""
     address = federation.address
     assert address is not None
+    token = None if federation.insecure else operator_token(federation.operator_token_file)
 
     async def main() -> T:
         channel = connect(
@@ -37,6 +59,8 @@ def call(federation: Federation, work: Callable[[GrpcControlClient], Awaitable[T
             root_certificates=federation.root_certificates,
             insecure=federation.insecure,
         )
+        if token is not None:
+            use_operator_token(channel, token)
         try:
             return await work(GrpcControlClient(channel))
         finally:

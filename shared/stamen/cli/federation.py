@@ -9,13 +9,16 @@
     [tool.stamen.federations.remote]
     address = "superlink.example.org:9093"    the SuperLink's Control API
     root-certificates = "certs/ca.crt"        relative to the app folder; or insecure = true
+    operator-token-file = "keys/operator.token"   for a SuperLink that requires tokens
 
 The tools that only talk to a SuperLink (`ls`, `log`, `stop`, `pull`) take the same
-federation, or `--superlink HOST:PORT` with `--root-certificates`/`--insecure`.
+federation, or `--superlink HOST:PORT` with `--root-certificates`/`--insecure`. Every
+command may name the operator token with `--operator-token-file` (see `control.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from stamen.common.config import flatten_dict, split_address
 from stamen.common.errors import ConfigError
 from stamen.common.project import AppProject
 
-__all__ = ["Federation", "direct_federation", "resolve_federation"]
+__all__ = ["Federation", "direct_federation", "resolve_federation", "with_operator_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ class Federation:
     address: str | None = None
     root_certificates: Path | None = None
     insecure: bool = False
+    operator_token_file: Path | None = None
+    """The operator's bearer token for Control (None: $STAMEN_OPERATOR_TOKEN, if set)."""
     options: dict[str, Any] = field(default_factory=dict)
     """A simulation's options, flattened (`num-supernodes`, `backend.num_workers`...)."""
 
@@ -67,6 +72,13 @@ def direct_federation(address: str, root_certificates: Path | None, insecure: bo
     return _checked(Federation("--superlink", address, root_certificates, insecure))
 
 
+def with_operator_token(federation: Federation, path: Path | None) -> Federation:
+    """`federation` with the token file of `--operator-token-file` (None: as it is)."""
+    if path is None:
+        return federation
+    return _checked(dataclasses.replace(federation, operator_token_file=path))
+
+
 def _federation(name: str, entry: dict[str, Any], directory: Path) -> Federation:
     address = entry.get("address")
     options = entry.get("options", {})
@@ -91,8 +103,22 @@ def _federation(name: str, entry: dict[str, Any], directory: Path) -> Federation
     insecure = entry.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"federation {name!r}: insecure must be true or false")
-    path = None if certificates is None else directory / Path(certificates).expanduser()
-    return _checked(Federation(name, address, path, insecure))
+    token_file = entry.get("operator-token-file")
+    if token_file is not None and not isinstance(token_file, str):
+        raise ConfigError(f"federation {name!r}: operator-token-file must be a path")
+    return _checked(
+        Federation(
+            name,
+            address,
+            _relative(directory, certificates),
+            insecure,
+            operator_token_file=_relative(directory, token_file),
+        )
+    )
+
+
+def _relative(directory: Path, path: str | None) -> Path | None:
+    return None if path is None else directory / Path(path).expanduser()
 
 
 def _checked(federation: Federation) -> Federation:
@@ -102,5 +128,10 @@ def _checked(federation: Federation) -> Federation:
         raise ConfigError(
             f"federation {federation.name!r}: give exactly one of root-certificates (TLS) "
             "and insecure = true"
+        )
+    if federation.insecure and federation.operator_token_file is not None:
+        raise ConfigError(
+            f"federation {federation.name!r}: an operator token needs TLS (over insecure "
+            "it would travel in the clear): drop the token or use root-certificates"
         )
     return federation

@@ -27,8 +27,8 @@ from stamen.transport.grpc.clients import GrpcControlClient
 
 from .app import Failed, handled
 from .build import max_size_option
-from .control import call, describe_status, print_logs
-from .federation import Federation, resolve_federation
+from .control import call, describe_status, print_logs, token_option
+from .federation import Federation, resolve_federation, with_operator_token
 from .keys import sign_option, signed
 
 __all__ = ["run", "simulation_command"]
@@ -47,6 +47,7 @@ __all__ = ["run", "simulation_command"]
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @sign_option
 @max_size_option
+@token_option
 @handled
 def run(
     app_dir: Path,
@@ -56,6 +57,7 @@ def run(
     fmt: str,
     sign_key: Path | None,
     max_size: float,
+    operator_token_file: Path | None,
 ) -> None:
     """Run the app in APP_DIR on FEDERATION (default: the pyproject's default one)."""
     overrides = " ".join(run_config)
@@ -66,6 +68,7 @@ def run(
         if code:
             raise Failed("", code)  # the simulation printed its own error line
         return
+    target = with_operator_token(target, operator_token_file)
     bundle = signed(build_bundle(app_dir, int(max_size * 2**20)), sign_key)
 
     async def submit(client: GrpcControlClient) -> Run:

@@ -2,7 +2,8 @@
 
 Each names its SuperLink by a federation of the app in APP_DIR (default: the current
 folder and its default federation), or directly with `--superlink HOST:PORT` and
-`--root-certificates CA` or `--insecure`.
+`--root-certificates CA` or `--insecure`, and `--operator-token-file` when the SuperLink
+requires operator tokens.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from stamen.transport.grpc.clients import GrpcControlClient
 from stamen.transport.types import ResultFile
 
 from .app import Failed, handled
-from .control import call, describe_status, print_logs
-from .federation import Federation, direct_federation, resolve_federation
+from .control import call, describe_status, print_logs, token_option
+from .federation import (
+    Federation,
+    direct_federation,
+    resolve_federation,
+    with_operator_token,
+)
 
 __all__ = ["log", "ls", "pull", "stop"]
 
@@ -44,6 +50,7 @@ def _where(command: F) -> F:
                 help="With --superlink: the CA of its certificate (TLS).",
             ),
             click.option("--insecure", is_flag=True, help="With --superlink: no TLS."),
+            token_option,
         )
     ):
         command = decorator(command)
@@ -51,6 +58,10 @@ def _where(command: F) -> F:
 
 
 def _federation(options: dict[str, Any]) -> Federation:
+    return with_operator_token(_where_to(options), options["operator_token_file"])
+
+
+def _where_to(options: dict[str, Any]) -> Federation:
     if options["superlink"]:
         return direct_federation(
             options["superlink"], options["root_certificates"], options["insecure"]

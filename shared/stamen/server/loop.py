@@ -42,6 +42,7 @@ from stamen.common.records import ArrayRecord, RecordDict
 from .checkpoint import LoopState, decode_state, encode_state
 from .client_proxy import ClientProxy, failure_reason
 from .config import DEFAULT_ROUND_TIMEOUT, ServerConfig
+from .failure_policy import failure_policy
 from .grid import Grid
 from .legacy_context import LegacyContext
 
@@ -115,7 +116,7 @@ class RoundLoop:
         self.client_manager = context.client_manager
         self.history = context.history
         self.round_timeout = _round_timeout(context.config, context)
-        self.failure_policy = _failure_policy(context)
+        self.failure_policy = failure_policy(context.run_config)
         # Parameters -> their ArrayRecord, encoded once per round and shared by its messages.
         self._encoded: dict[int, tuple[Parameters, ArrayRecord]] = {}
 
@@ -307,41 +308,6 @@ class RoundLoop:
             entry = (parameters, parameters_to_arrayrecord(parameters))
             self._encoded[id(parameters)] = entry
         return entry[1]
-
-
-@dataclass(frozen=True)
-class _FailurePolicy:
-    """When a round's failures fail the run (run config, see `bind_client_manager`)."""
-
-    max_failure_rate: float = 1.0
-    allow_empty_rounds: bool = False
-
-    def check(self, server_round: int, phase: str, results: int, reasons: list[str]) -> None:
-        if not reasons:
-            return
-        if results == 0 and not self.allow_empty_rounds:
-            why = "none replied with a result (set run config allow-empty-rounds=true to go on)"
-            raise RoundFailedError(server_round, phase, reasons, why)
-        rate = len(reasons) / (results + len(reasons))
-        if rate > self.max_failure_rate:
-            why = f"{rate:.0%} of the nodes failed, over max-failure-rate {self.max_failure_rate:g}"
-            raise RoundFailedError(server_round, phase, reasons, why)
-
-
-def _failure_policy(context: Context) -> _FailurePolicy:
-    raw_rate = context.run_config.get("max-failure-rate", 1.0)
-    try:
-        rate = float(raw_rate)
-    except ValueError:
-        rate = -1.0
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(
-            f"run config 'max-failure-rate' must be a number in [0, 1], got {raw_rate!r}"
-        )
-    allow = context.run_config.get("allow-empty-rounds", False)
-    if not isinstance(allow, bool):
-        raise ConfigError(f"run config 'allow-empty-rounds' must be true or false, got {allow!r}")
-    return _FailurePolicy(rate, allow)
 
 
 def _seed(context: Context) -> int:

@@ -6,19 +6,16 @@ launches the forkserver), so that every forked worker starts with the app, and t
 scikit-learn with it, already imported: the import is paid once for all workers. A failure
 is left for the workers to meet again and report, so that the forkserver itself lives.
 
-An app that imported torch gets `torch._dynamo` too: torch imports it lazily the first
-time an optimizer is built (about a second), which each worker would otherwise pay. Then
-everything imported is frozen out of the garbage collector: the workers' collections
-skip it instead of walking (and so copying) those pages in every worker.
+An app that imported torch gets `torch._dynamo` too (`warm`). Then everything imported
+is frozen out of the garbage collector: the workers' collections skip it instead of
+walking (and so copying) those pages in every worker.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import os
-import sys
 
 from stamen.client import ClientApp
 from stamen.common.errors import AppLoadError
@@ -26,11 +23,9 @@ from stamen.common.loading import load_app
 
 from . import worker  # noqa: F401  (imports what every worker needs: the codec, the SDK)
 from .launcher import APP_VARIABLE
+from .warm import import_lazy_modules
 
 __all__: list[str] = []
-
-LAZY_IMPORTS = {"torch": "torch._dynamo"}
-"""Modules that a library imports on first use, by the library that does."""
 
 
 def _preload() -> None:
@@ -42,12 +37,7 @@ def _preload() -> None:
         load_app(app_ref, ClientApp, directory)
     except AppLoadError:
         return
-    for library, lazy in LAZY_IMPORTS.items():
-        if library in sys.modules:
-            try:
-                importlib.import_module(lazy)
-            except Exception:  # an optimization only: the worker meets it again if it must
-                continue
+    import_lazy_modules()
     gc.freeze()
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 
 from stamen.common.message import Message
-from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.server.grid import Grid
 from stamen.server.strategy.dp import CLIENTS_DISCREPANCY_WARNING
 from stamen.server.strategy.dp_core import CentralDP
@@ -42,6 +43,10 @@ def validate_replies(
     return True
 
 
+_DP = "dp"
+_INNER = "inner."
+
+
 class DifferentialPrivacyWrapper(CentralDP, Strategy):
     """Wraps `strategy`: evaluation is delegated; training adds clipping and noise."""
 
@@ -54,6 +59,29 @@ class DifferentialPrivacyWrapper(CentralDP, Strategy):
     ) -> None:
         super().__init__(noise_multiplier, num_sampled_clients, seed)
         self.strategy = strategy
+
+    def _checkpoint_state(self) -> RecordDict:
+        """The clipping norm, the noise generator's state, and the wrapped strategy's own
+        state (under "inner.")."""
+        noise = json.dumps(self.rng.bit_generator.state)
+        state = RecordDict(
+            {_DP: ConfigRecord({"clipping-norm": self.clipping_norm, "noise-generator": noise})}
+        )
+        for key, value in self.strategy._checkpoint_state().items():
+            state[_INNER + key] = value
+        return state
+
+    def _restore_state(self, state: RecordDict) -> None:
+        if _DP not in state:
+            super()._restore_state(state)  # nothing, or not this strategy's
+            return
+        saved = state.config_records[_DP]
+        self.clipping_norm = float(saved["clipping-norm"])  # type: ignore[arg-type]
+        self.rng.bit_generator.state = json.loads(str(saved["noise-generator"]))
+        inner = RecordDict(
+            {k.removeprefix(_INNER): v for k, v in state.items() if k.startswith(_INNER)}
+        )
+        self.strategy._restore_state(inner)
 
     def _add_noise(self, aggregated: ArrayRecord) -> ArrayRecord:
         keys = list(aggregated.keys())

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from stamen.common.errors import AggregationError
 from stamen.common.message import Message
-from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord
+from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.server.grid import Grid
 from stamen.server.strategy.server_opt import MomentumOptimizer
 
@@ -92,6 +92,18 @@ class FedAvgM(FedAvg):
         self.server_opt: bool = server_momentum != 0.0 or server_learning_rate != 1.0
         self.current_arrays: ArrayRecord | None = None
         self.optimizer = MomentumOptimizer(server_learning_rate, server_momentum)
+
+    def _checkpoint_state(self) -> RecordDict:
+        """The momentum vector (none before the first step, or without momentum)."""
+        momentum = self.optimizer.momentum_vector
+        return RecordDict() if momentum is None else RecordDict({"momentum": ArrayRecord(momentum)})
+
+    def _restore_state(self, state: RecordDict) -> None:
+        if set(state) != {"momentum"}:
+            super()._restore_state(state)  # nothing, or not this strategy's
+            return
+        momentum = state.array_records["momentum"].to_numpy_ndarrays()
+        self.optimizer.momentum_vector = [a.copy() for a in momentum]
 
     def summary(self) -> None:
         """Log the server optimizer's settings, then FedAvg's."""

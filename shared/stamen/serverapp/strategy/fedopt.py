@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from stamen.common.errors import AggregationError
 from stamen.common.message import Message
-from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord
+from stamen.common.records import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.server.grid import Grid
 from stamen.server.strategy.fedopt_base import FedOptArguments, OptimizerDefaults
 from stamen.server.strategy.server_opt import Variant
@@ -122,6 +122,21 @@ class FedOpt(FedOptArguments, FedAvg):
         if arrays is None or self.current_arrays is None:
             return None
         return dict(zip(self.current_arrays, arrays, strict=True))
+
+    def _checkpoint_state(self) -> RecordDict:
+        """The server optimizer's moments (none before its first step)."""
+        optimizer = self.optimizer
+        if optimizer is None or optimizer.m_t is None or optimizer.v_t is None:
+            return RecordDict()
+        return RecordDict({"m_t": ArrayRecord(optimizer.m_t), "v_t": ArrayRecord(optimizer.v_t)})
+
+    def _restore_state(self, state: RecordDict) -> None:
+        if self.optimizer is None or set(state) != {"m_t", "v_t"}:
+            super()._restore_state(state)  # nothing, or not this strategy's
+            return
+        moments = state.array_records
+        self.optimizer.m_t = [a.copy() for a in moments["m_t"].to_numpy_ndarrays()]
+        self.optimizer.v_t = [a.copy() for a in moments["v_t"].to_numpy_ndarrays()]
 
     def summary(self) -> None:
         """Log the optimizer's settings, then FedAvg's."""

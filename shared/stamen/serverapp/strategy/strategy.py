@@ -2,7 +2,10 @@
 
 A strategy turns the global model into instructions (`configure_*`) and replies back
 into a model and metrics (`aggregate_*`); `start` drives that over a Grid for a number
-of rounds, logging what Flower 1.42 logs, and returns a `Result`.
+of rounds, logging what Flower 1.42 logs, and returns a `Result`. Beyond Flower, `start`
+applies the run config's failure policy after each exchange (`failure_policy`), and
+checkpoints each round to the grid's `checkpoints` store when it has one, resuming from
+the latest checkpoint it finds (`_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
+from stamen.common.errors import InvalidMessageError
 from stamen.common.message import Message
-from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict, UserConfig
+from stamen.server.checkpoint import CheckpointStore
+from stamen.server.client_proxy import failure_reason
+from stamen.server.failure_policy import FailurePolicy, failure_policy
 from stamen.server.grid import Grid
 from stamen.server.tracking import report_result_round
 
+from ._checkpoint import StartState, decode_start_state, encode_start_state
 from .result import Result
 from .strategy_utils import log_strategy_start_info
 
@@ -62,6 +70,20 @@ class Strategy(ABC):
     def summary(self) -> None:
         """Log the strategy's settings (called by `start`)."""
 
+    def _checkpoint_state(self) -> RecordDict:
+        """What the strategy keeps from round to round beyond the global arrays, saved
+        with each checkpoint of `start` (none by default; a server optimizer overrides
+        it with its moments)."""
+        return RecordDict()
+
+    def _restore_state(self, state: RecordDict) -> None:
+        """Take back what `_checkpoint_state` saved (a run resumed from a checkpoint)."""
+        if state:
+            raise InvalidMessageError(
+                f"the checkpoint holds strategy state ({', '.join(state)}) that "
+                f"{type(self).__name__} does not keep: was it saved by another strategy?"
+            )
+
     def start(
         self,
         grid: Grid,
@@ -103,23 +125,31 @@ class Strategy(ABC):
 
         train_config = ConfigRecord() if train_config is None else train_config
         evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
-        result = Result()
+        policy = failure_policy(_run_config(grid))
+        store: CheckpointStore | None = getattr(grid, "checkpoints", None)
+        saved = _resume(store)
 
         started = time.time()
-        if evaluate_fn is not None:
-            metrics = evaluate_fn(0, initial_arrays)
-            logger.info("Initial global evaluation results: %s", metrics)
-            if metrics is not None:
-                result.evaluate_metrics_serverapp[0] = metrics
+        if saved is not None:
+            logger.info("Resuming from the checkpoint of round %d", saved.server_round)
+            self._restore_state(saved.strategy)
+            result, arrays, first = saved.result, saved.arrays, saved.server_round + 1
+        else:
+            result, arrays, first = Result(), initial_arrays, 1
+            if evaluate_fn is not None:
+                metrics = evaluate_fn(0, initial_arrays)
+                logger.info("Initial global evaluation results: %s", metrics)
+                if metrics is not None:
+                    result.evaluate_metrics_serverapp[0] = metrics
 
-        arrays = initial_arrays
-        for server_round in range(1, num_rounds + 1):
+        for server_round in range(first, num_rounds + 1):
             round_started = time.perf_counter()
             logger.info("")
             logger.info("[ROUND %s/%s]", server_round, num_rounds)
 
-            instructions = self.configure_train(server_round, arrays, train_config, grid)
+            instructions = list(self.configure_train(server_round, arrays, train_config, grid))
             replies = grid.send_and_receive(instructions, timeout=timeout)
+            _check_failures(policy, server_round, "train", instructions, replies, timeout)
             new_arrays, train_metrics = self.aggregate_train(server_round, replies)
             if new_arrays is not None:
                 result.arrays = arrays = new_arrays
@@ -127,8 +157,11 @@ class Strategy(ABC):
                 logger.info("\t└──> Aggregated MetricRecord: %s", train_metrics)
                 result.train_metrics_clientapp[server_round] = train_metrics
 
-            instructions = self.configure_evaluate(server_round, arrays, evaluate_config, grid)
+            instructions = list(
+                self.configure_evaluate(server_round, arrays, evaluate_config, grid)
+            )
             replies = grid.send_and_receive(instructions, timeout=timeout)
+            _check_failures(policy, server_round, "evaluate", instructions, replies, timeout)
             evaluate_metrics = self.aggregate_evaluate(server_round, replies)
             if evaluate_metrics is not None:
                 logger.info("\t└──> Aggregated MetricRecord: %s", evaluate_metrics)
@@ -141,6 +174,9 @@ class Strategy(ABC):
                 if metrics is not None:
                     result.evaluate_metrics_serverapp[server_round] = metrics
             took = time.perf_counter() - round_started
+            if store is not None:
+                state = self._checkpoint_state()
+                store.save(encode_start_state(server_round, arrays, result, state))
             report_result_round(result, server_round, took, _run_id(grid))
 
         logger.info("")
@@ -152,6 +188,40 @@ class Strategy(ABC):
             logger.info("\t%s", line.strip("\n"))
         logger.info("")
         return result
+
+
+def _resume(store: CheckpointStore | None) -> StartState | None:
+    record = None if store is None else store.load()
+    return None if record is None else decode_start_state(record)
+
+
+def _check_failures(
+    policy: FailurePolicy,
+    server_round: int,
+    phase: str,
+    instructions: list[Message],
+    replies: list[Message],
+    timeout: float,
+) -> None:
+    """Log each node that sent no result, and fail the run when the run config's
+    failure policy says so (RoundFailedError)."""
+    answers = {reply.metadata.reply_to_message_id: reply for reply in replies}
+    results, reasons = 0, []
+    for instruction in instructions:
+        reply = answers.get(instruction.metadata.message_id)
+        if reply is not None and reply.has_content():
+            results += 1
+            continue
+        reason = f"node {instruction.metadata.dst_node_id}: {failure_reason(reply, timeout)}"
+        logger.warning("round %d %s failure: %s", server_round, phase, reason)
+        reasons.append(reason)
+    policy.check(server_round, phase, results, reasons)
+
+
+def _run_config(grid: Grid) -> UserConfig:
+    """The run config of the grid's run (empty for a grid that does not say)."""
+    run = getattr(grid, "run", None)
+    return dict(getattr(run, "run_config", None) or {})
 
 
 def _run_id(grid: Grid) -> int:

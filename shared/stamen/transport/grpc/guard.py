@@ -16,6 +16,7 @@ the channel's SendRequest event, so any stub or client on that channel carries t
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -34,8 +35,10 @@ from .errors import as_grpc, grpc_errors
 
 __all__ = [
     "MAX_HEADER_LIST_SIZE",
+    "OPERATOR_TOKEN_ENV",
     "current_caller",
     "guard",
+    "operator_token",
     "read_operator_token",
     "sign_requests",
     "use_operator_token",
@@ -45,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 MAX_HEADER_LIST_SIZE = 64 << 10
 """Bytes of metadata (names and values) a request may carry: HTTP/2's usual 64 KiB."""
+
+OPERATOR_TOKEN_ENV = "STAMEN_OPERATOR_TOKEN"
+"""The environment variable that may hold an operator token (instead of a token file)."""
 
 _CALLER: ContextVar[Caller] = ContextVar("stamen_caller", default=ANONYMOUS)
 
@@ -144,7 +150,20 @@ def read_operator_token(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else exc
         raise ConfigError(f"cannot read the operator token file {path}: {reason}") from None
+    return _checked_token(text, str(path))
+
+
+def operator_token(path: Path | None) -> str | None:
+    """The operator token of a client: from `path` (a token file flag) when given, else
+    from $STAMEN_OPERATOR_TOKEN, else None. ConfigError saying why one is unusable."""
+    if path is not None:
+        return read_operator_token(path)
+    text = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    return _checked_token(text, f"${OPERATOR_TOKEN_ENV}") if text.strip() else None
+
+
+def _checked_token(text: str, where: str) -> str:
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token or any(ch.isspace() for ch in token):
-        raise ConfigError(f"{path} holds no operator token (one line, no spaces)")
+        raise ConfigError(f"{where} holds no operator token (one line, no spaces)")
     return token

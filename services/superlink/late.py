@@ -1,0 +1,50 @@
+"""LateAnswers: instructions the SuperLink answered for their node when they expired.
+
+When an instruction's TTL ends, the sweep answers it MESSAGE_EXPIRED for its node. The
+node's own answer may still come a moment later: most often its report that it
+cancelled the task, which says more than the SuperLink's error (what the task was doing,
+on which node). So the node's late answer is taken, not refused: it replaces the
+SuperLink's error reply while that has not gone to the ServerApp side, and is otherwise
+logged (the ServerApp has its answer already). Remembered in memory, for the latest
+`capacity` expiries: a late answer after a restart or much later is refused as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["LateAnswers"]
+
+CAPACITY = 4096
+"""Expired instructions remembered: far more than the nodes of one round."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    node_id: int
+    """The node the instruction was for: only it may answer late."""
+    error_reply_id: str
+    """The reply the SuperLink wrote for it."""
+
+
+class LateAnswers:
+    """The latest expired instructions, by id."""
+
+    __slots__ = ("_capacity", "_expired")
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self._capacity = capacity
+        self._expired: OrderedDict[str, Expiry] = OrderedDict()
+
+    def expired(self, instruction_id: str, node_id: int, error_reply_id: str) -> None:
+        """The sweep answered the instruction with `error_reply_id` for `node_id`."""
+        self._expired[instruction_id] = Expiry(node_id, error_reply_id)
+        self._expired.move_to_end(instruction_id)
+        if len(self._expired) > self._capacity:
+            self._expired.popitem(last=False)
+
+    def expiry(self, instruction_id: str, node_id: int) -> Expiry | None:
+        """The instruction's expiry, when it expired lately and was for `node_id`."""
+        found = self._expired.get(instruction_id)
+        return found if found is not None and found.node_id == node_id else None
