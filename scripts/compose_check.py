@@ -305,7 +305,7 @@ def faults(compose: list[str]) -> str:
             raise CheckFailed(
                 f"round {killed_in}, {victim} killed: fit got {outcome}, expected 1 failure"
             )
-        failure = rf"round {killed_in} fit failure: node {killed} went offline"
+        failure = rf"round {killed_in} fit failure: node {killed}( \([^)]*\))? went offline"
         if not re.search(failure, stack.logs("serverapp")):
             raise CheckFailed(f"round {killed_in}'s failure is not {victim}'s (node {killed})")
         notes.append(f"kill {victim} in round {killed_in}: {outcome[0]} results, 1 failure")

@@ -39,7 +39,8 @@ from stamen.common.project import open_project
 from stamen.common.signals import serve_until_signalled, until_stopped
 from stamen.server import ServerApp
 from stamen.server.history import History
-from stamen.server.results import write_results
+from stamen.server.results import save_final_arrays, write_results
+from stamen.server.summary import summary_table
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcServerAppIoClient
 from stamen.transport.grpc.guard import operator_token, use_operator_token
@@ -110,6 +111,27 @@ _PROG = "stamen-serverapp"
     help="Seconds a round waits for its replies (sets the run config's 'round-timeout', "
     "which overrides the app's ServerConfig) [default: the app's, else 600].",
 )
+@click.option(
+    "--node-wait-timeout",
+    type=float,
+    envvar="STAMEN_NODE_WAIT_TIMEOUT",
+    help="Seconds the ServerApp waits for the nodes its strategy needs before the run "
+    "fails (sets the run config's 'min-available-timeout') [default: the run config's, "
+    "else 300].",
+)
+@click.option(
+    "--fleet-address",
+    envvar="STAMEN_FLEET_ADDRESS",
+    help="The SuperLink's Fleet API address, HOST:PORT, that the 'waiting for nodes' "
+    "line tells SuperNodes to use [default: the --server host, port 9092].",
+)
+@click.option(
+    "--save-final-arrays",
+    type=click.Path(path_type=Path),
+    envvar="STAMEN_SAVE_FINAL_ARRAYS",
+    help="Save the final model's arrays to this .npz file when the run completes "
+    "(checked for writing before the run starts).",
+)
 @flwr_compat_option
 @click.version_option(__version__, "--version", prog_name=_PROG)
 def main(**flags: Any) -> None:
@@ -172,21 +194,26 @@ async def serve(
             run_config=_run_config(settings),
             run_id=settings.run_id,
             resume=settings.resume,
+            fleet_address=settings.nodes_connect_to,
         )
         if ready is not None:
             ready.set()
         history = await until_stopped(running, stop)
-        if history is not None and settings.output_dir is not None:
-            _write_results(history, settings.output_dir)
+        if history is not None:
+            _finished(history, settings)
         return history
     finally:
         channel.close()
 
 
 def _run_config(settings: ServerAppSettings) -> dict[str, Any]:
-    if settings.round_timeout is None:
-        return dict(settings.run_config)
-    return {**settings.run_config, "round-timeout": settings.round_timeout}
+    """The run config with the flags that set keys of it applied."""
+    config = dict(settings.run_config)
+    if settings.round_timeout is not None:
+        config["round-timeout"] = settings.round_timeout
+    if settings.node_wait_timeout is not None:
+        config["min-available-timeout"] = settings.node_wait_timeout
+    return config
 
 
 def _write_results(history: History, directory: Path) -> None:
@@ -195,6 +222,26 @@ def _write_results(history: History, directory: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"--output-dir: cannot write the results: {exc}") from None
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
+
+
+def _finished(history: History, settings: ServerAppSettings) -> None:
+    """The round table on stdout (the run's log, for a run the SuperLink launched), then
+    the files asked for."""
+    table = summary_table(history)
+    if table:
+        click.echo(table)
+    if settings.output_dir is not None:
+        _write_results(history, settings.output_dir)
+    if settings.save_final_arrays is not None:
+        _save_final_arrays(history, settings.save_final_arrays)
+
+
+def _save_final_arrays(history: History, path: Path) -> None:
+    try:
+        save_final_arrays(history, path)
+    except (OSError, ValueError) as exc:
+        raise StamenError(f"--save-final-arrays: {exc}") from None
+    logger.info("final arrays saved to %s", path)
 
 
 def _fail(error: BaseException | str, code: int) -> NoReturn:

@@ -74,10 +74,12 @@ class ServerAppIoGrid:
         cache_bytes: int = CACHE_BYTES,
         resume_from: int | None = None,
         checkpoints: bool = True,
+        fleet_address: str | None = None,
     ) -> None:
         """`resume_from`: the run whose checkpoint the loop starts from (default: this
         one's, which a runner that drives the run again finds); `checkpoints=False`: the
-        round loop finds no checkpoint store and takes no checkpoints."""
+        round loop finds no checkpoint store and takes no checkpoints; `fleet_address`:
+        where SuperNodes connect, named by a loop waiting for nodes (None: simulation)."""
         self._io = serverappio
         self._run = run
         self._loop = loop
@@ -91,6 +93,7 @@ class ServerAppIoGrid:
         self._limits = ReplyLimits.from_run_config(run.run_config)
         source = run.run_id if resume_from is None else resume_from
         self.checkpoints = _RunCheckpoints(self, source) if checkpoints else None
+        self.fleet_address = fleet_address
 
     @property
     def run(self) -> Run:

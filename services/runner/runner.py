@@ -60,6 +60,7 @@ async def run_serverapp(
     resume: int | None = None,
     checkpoints: bool = True,
     poll_timeout: float = POLL_TIMEOUT,
+    fleet_address: str | None = None,
 ) -> History:
     """Run `server_app` to its end as run `run_id` (a new run when None); return its History.
 
@@ -72,6 +73,8 @@ async def run_serverapp(
     lease held by a runner that died is waited out), a finished one (failed, stopped) goes
     on as a new run with the same config.
     `checkpoints=False` takes none (a simulation: its run dies with its process).
+    `fleet_address`: where SuperNodes connect (a deployment's Fleet API), which the
+    grid's `fleet_address` tells a ServerApp that waits for nodes.
     """
     run, lease, resume_from = await _leased_run(
         serverappio, server_app_ref, client_app_ref, run_config, run_id, resume
@@ -89,11 +92,14 @@ async def run_serverapp(
         poll_timeout=poll_timeout,
         resume_from=resume_from,
         checkpoints=checkpoints,
+        fleet_address=fleet_address,
     )
+    where = "" if fleet_address is None else f"; SuperNodes connect to {fleet_address} (Fleet API)"
     logger.info(
-        "run %d: starting ServerApp %s",
+        "run %d: starting ServerApp %s%s",
         run_id,
         server_app_ref or "(in-process)",
+        where,
         extra={"run_id": run_id},
     )
     start = time.perf_counter()

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from stamen.common.config import split_address
 from stamen.common.errors import ConfigError
-from stamen.common.fields import Address, LogLevel, UserConfigText
+from stamen.common.fields import Address, LogLevel, UserConfigText, WritableFile
 from stamen.common.logging import LogFormat
 from stamen.transport.grpc.guard import operator_token
 from stamen.transport.grpc.tls import client_context
 
-__all__ = ["DEFAULT_SERVER", "ServerAppSettings"]
+__all__ = ["DEFAULT_FLEET_PORT", "DEFAULT_SERVER", "ServerAppSettings"]
 
 DEFAULT_SERVER = "127.0.0.1:9091"
 """The SuperLink's ServerAppIo API on this machine."""
+DEFAULT_FLEET_PORT = 9092
+"""The SuperLink's Fleet API port, unless it was started with another."""
 
 
 class ServerAppSettings(BaseModel):
@@ -37,6 +40,9 @@ class ServerAppSettings(BaseModel):
     log_level: LogLevel = "INFO"
     max_wait_time: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     round_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    node_wait_timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fleet_address: Address | None = None
+    save_final_arrays: WritableFile | None = None
     log_format: LogFormat = "text"
     operator_token_file: Path | None = None
 
@@ -60,3 +66,12 @@ class ServerAppSettings(BaseModel):
                 "token would travel in the clear"
             )
         return self
+
+    @property
+    def nodes_connect_to(self) -> str:
+        """The Fleet address SuperNodes should use: --fleet-address, else the SuperLink's
+        host (from --server) with the default Fleet port."""
+        if self.fleet_address is not None:
+            return self.fleet_address
+        host, _ = split_address(self.server)
+        return f"[{host}]:{DEFAULT_FLEET_PORT}" if ":" in host else f"{host}:{DEFAULT_FLEET_PORT}"

@@ -53,7 +53,6 @@ from .ending import end_process
 from .progress import RoundProgress, StatusLine, stderr_above
 from .references import check_reference
 from .settings import SimulationSettings, describe
-from .summary import summary_table
 
 if TYPE_CHECKING:
     from stamen.server.history import History
@@ -141,6 +140,14 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     "matplotlib: pip install 'stamen[plot]').",
 )
 @click.option(
+    "--save-final-arrays",
+    metavar="PATH",
+    envvar="STAMEN_SAVE_FINAL_ARRAYS",
+    show_envvar=True,
+    help="Save the final model's arrays to this .npz file (as --output-dir's "
+    "final_arrays.npz; checked for writing before the run starts).",
+)
+@click.option(
     "--dashboard-address",
     metavar="[HOST:]PORT",
     envvar="STAMEN_DASHBOARD_ADDRESS",
@@ -198,11 +205,15 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     if history is None:  # a signal stopped the run
         assert served.signal is not None
         ctx.exit(_fail(f"stopped by {served.signal.name}", exit_stopped(served.signal)))
+    from stamen.server.summary import summary_table  # imported by the run already
+
     table = summary_table(history)
     if table:
         click.echo(table)
     if settings.output_dir is not None:
         _write_results(ctx, history, settings.output_dir)
+    if settings.save_final_arrays is not None:
+        _save_final_arrays(ctx, history, settings.save_final_arrays)
 
 
 def _with_project(options: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +366,16 @@ def _write_results(ctx: click.Context, history: History, directory: Path) -> Non
     except OSError as exc:
         ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
+
+
+def _save_final_arrays(ctx: click.Context, history: History, path: Path) -> None:
+    from stamen.server.results import save_final_arrays
+
+    try:
+        save_final_arrays(history, path)
+    except (OSError, ValueError) as exc:
+        ctx.exit(_fail(f"--save-final-arrays: {exc}", EXIT_FAILED))
+    logger.info("final arrays saved to %s", path)
 
 
 def _fail(message: str, code: int) -> int:

@@ -18,6 +18,7 @@ from stamen.common.fields import (
     LogLevel,
     OutputDirectory,
     UserConfigText,
+    WritableFile,
     describe_invalid,
 )
 from stamen.common.logging import LogFormat
@@ -44,6 +45,7 @@ class SimulationSettings(BaseModel):
     seed: int | None = None
     directory: ExistingDirectory = Path()
     output_dir: OutputDirectory | None = None
+    save_final_arrays: WritableFile | None = None
     dashboard_address: HttpAddress | None = None
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"

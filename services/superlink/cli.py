@@ -17,6 +17,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 from stamen.common.allocator import tune_allocator
+from stamen.common.bundle import MAX_BUNDLE_SIZE
 from stamen.common.cli import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -138,6 +139,15 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     show_envvar=True,
     help="Seconds between a SuperNode's heartbeats; a node that misses its deadline is "
     "offline and the messages waiting for it get error replies.",
+)
+@click.option(
+    "--max-bundle-size",
+    type=float,
+    default=MAX_BUNDLE_SIZE / 2**20,
+    show_default=True,
+    envvar="STAMEN_MAX_BUNDLE_SIZE",
+    show_envvar=True,
+    help="MiB: the largest app bundle `stamen run` may submit (it is sent in chunks).",
 )
 @click.option(
     "--run-lease",

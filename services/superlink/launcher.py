@@ -50,9 +50,13 @@ class RunnerLauncher:
         root_certificates: Path | None = None,
         tokens: LaunchTokens | None = None,
         stop_grace: float = STOP_GRACE,
+        fleet_address: str | None = None,
     ) -> None:
+        """`fleet_address`: where SuperNodes reach this SuperLink, which a runner waiting
+        for nodes names."""
         self._files = files
         self._serverappio = serverappio
+        self._fleet_address = fleet_address
         self._root_certificates = root_certificates
         self._tokens = tokens
         self._stop_grace = stop_grace
@@ -116,6 +120,7 @@ class RunnerLauncher:
             "--server",
             self._serverappio,
             *security,
+            *([] if self._fleet_address is None else ["--fleet-address", self._fleet_address]),
             "--output-dir",
             str(self._files.results_folder(run_id)),
         ]

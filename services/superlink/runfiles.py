@@ -82,6 +82,15 @@ class RunFiles:
             staging.replace(path)
         return SubmittedApp(digest, directory, server_app, client_app)
 
+    def stored_app(self, digest: str) -> SubmittedApp:
+        """The app of the kept bundle `digest`; NotFoundError when none was kept."""
+        path = self.bundle_path(digest)
+        if not path.is_file():
+            raise NotFoundError(
+                f"bundle {digest[:12]} is not on this SuperLink: push it first (PushBundle)"
+            )
+        return self.store_bundle(path.read_bytes())  # unpacked again if its folder went
+
     def bundle_path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise IntegrityError(f"{digest!r} is not a bundle hash (64 hex digits)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 
 from grpclib.server import Server
@@ -83,9 +84,16 @@ async def serve(
                 fleet,
                 serverappio,
             ),
-            _launcher(link, settings, socket_address(serverappio_socket), credentials) as launcher,
+            _launcher(
+                link,
+                settings,
+                socket_address(serverappio_socket),
+                socket_address(fleet_socket),
+                credentials,
+            ) as launcher,
         ):
             link.control.launcher = launcher
+            link.control.max_bundle_size = int(settings.max_bundle_size * 2**20)
             drain = Drain()
             servers: list[Server] = []
             try:
@@ -123,12 +131,22 @@ async def serve(
 
 
 def _launcher(
-    link: SuperLink, settings: SuperLinkSettings, serverappio: str, credentials: Credentials
+    link: SuperLink,
+    settings: SuperLinkSettings,
+    serverappio: str,
+    fleet: str,
+    credentials: Credentials,
 ) -> RunnerLauncher:
     """Runner processes for submitted runs, which reach ServerAppIo on the loopback (each
-    with a launch token of its own when operators need tokens)."""
+    with a launch token of its own when operators need tokens) and tell SuperNodes to use
+    the Fleet API on this machine's name when it listens on all."""
     host, port = split_address(serverappio)
     loopback = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    fleet_host, fleet_port = split_address(fleet)
+    if fleet_host in ("0.0.0.0", "::", ""):
+        fleet_host = socket.gethostname()
+    elif ":" in fleet_host:
+        fleet_host = f"[{fleet_host}]"
     certificates = settings.certificates
     assert link.files is not None  # open_superlink always keeps run files
     return RunnerLauncher(
@@ -136,6 +154,7 @@ def _launcher(
         f"{loopback}:{port}",
         root_certificates=None if certificates is None else certificates.ca,
         tokens=None if credentials.operators.tokens is None else credentials.launched,
+        fleet_address=f"{fleet_host}:{fleet_port}",
     )
 
 

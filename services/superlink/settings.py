@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from stamen.common.bundle import MAX_BUNDLE_SIZE
 from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
 from stamen.common.logging import LogFormat
 
@@ -43,6 +44,8 @@ class SuperLinkSettings(BaseModel):
     database: str = "stamen-superlink.db"
     """An SQLite file that keeps state across restarts; ":memory:" keeps nothing."""
     heartbeat_interval: float = Field(default=5.0, gt=0)
+    max_bundle_size: float = Field(default=MAX_BUNDLE_SIZE / 2**20, gt=0, allow_inf_nan=False)
+    """MiB: the largest app bundle a run may be submitted with."""
     run_lease: float = Field(default=DEFAULT_RUN_LEASE, gt=0)
     """Seconds a ServerApp runner's hold on its run lasts unrenewed (see `leases`)."""
     grace_period: float = Field(default=5.0, ge=0)

@@ -104,11 +104,11 @@ def test_a_run_ends_with_the_summary_table(procs: Procs, app_dir: Path) -> None:
     assert proc.wait(timeout=90) == 0, proc.tail()
     lines = proc.output().splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("round "))
-    assert lines[header].split() == ["round", "loss", "accuracy", "seconds"]
+    assert lines[header].split() == ["round", "loss", "accuracy", "failures", "seconds"]
     # evaluate returns the partition id as the loss: the mean over partitions 0..3
-    assert [row.split()[:3] for row in lines[header + 1 :]] == [
-        ["1", "1.5", "0.5"],
-        ["2", "1.5", "0.5"],
+    assert [row.split()[:4] for row in lines[header + 1 :]] == [
+        ["1", "1.5", "0.5", "0"],
+        ["2", "1.5", "0.5", "0"],
     ]
     assert proc.matches(r"\[ROUND 2\]")
     assert not proc.matches(r"node \d+ registered")  # per-node lines stay quiet at INFO
@@ -118,7 +118,11 @@ def test_output_dir_gets_the_history_csv_arrays_and_plot(
     procs: Procs, app_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "results" / "run"
-    proc = procs.start("simulation", simulation(app_dir, "--output-dir", str(out)))
+    model = tmp_path / "model.npz"
+    proc = procs.start(
+        "simulation",
+        simulation(app_dir, "--output-dir", str(out), "--save-final-arrays", str(model)),
+    )
 
     assert proc.wait(timeout=90) == 0, proc.tail()
     assert proc.matches(rf"results in {out}: history.json, metrics.csv, final_arrays.npz")
@@ -133,6 +137,9 @@ def test_output_dir_gets_the_history_csv_arrays_and_plot(
     with np.load(out / "final_arrays.npz") as saved:
         # each of partitions 0..3 adds its id to the zeros, every round: mean 1.5 twice
         np.testing.assert_allclose(saved["0"], np.full(10, 3.0))
+    with np.load(model) as saved:  # --save-final-arrays: the same arrays, where asked
+        np.testing.assert_allclose(saved["0"], np.full(10, 3.0))
+    assert proc.matches(rf"final arrays saved to {model}")
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -191,6 +198,11 @@ def test_an_output_dir_that_is_a_file_is_bad_input(
         ),
         (["--run-config", "rounds"], "stamen-simulation: error: --run-config: config entry"),
         (["--num-supernodes", "0"], "stamen-simulation: error: --num-supernodes: Input should"),
+        (
+            ["--save-final-arrays", "/nonexistent/folder/model.npz"],
+            "stamen-simulation: error: --save-final-arrays: cannot write "
+            "'/nonexistent/folder/model.npz': No such file or directory",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(

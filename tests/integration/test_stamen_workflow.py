@@ -4,7 +4,9 @@
 simulation; then a TLS SuperLink with three SuperNodes that have no app of their own takes
 both apps at once (`stamen run` submits their bundles; the SuperLink launches a runner
 per run; the nodes fetch each run's bundle), and `ls`, `log --follow`, `stop` and `pull`
-work on them. A third app whose ServerApp does not import shows a failed run with why.
+work on them. One app carries 20 MiB of data, more than one gRPC message: its bundle
+travels in chunks both ways. A third app whose ServerApp does not import shows a failed
+run with why.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from procs import Proc, Procs, SuperLink, iter_nodes, superlink_args
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 
 STEP_TIMEOUT = 180.0
+BIG_FILE = 20 << 20
+"""Bytes of data in app-b: its bundle is over the 16 MiB a gRPC message may carry."""
 
 
 def stamen(procs: Procs, *args: str, cwd: Path) -> Proc:
@@ -47,6 +51,8 @@ def test_new_run_ls_log_stop_pull(procs: Procs, tmp_path: Path, certs: Path) -> 
     finished(stamen(procs, "new", "app-a", "--template", "numpy", cwd=work))
     finished(stamen(procs, "new", "app-b", "--template", "sklearn", cwd=work))
     finished(stamen(procs, "new", "app-c", "--template", "numpy", cwd=work))
+    weights = np.random.default_rng(0).bytes(BIG_FILE)  # incompressible: a bundle this big
+    (work / "app-b" / "weights.bin").write_bytes(weights)
     broken = work / "app-c" / "app_c" / "server_app.py"
     broken.write_text(broken.read_text() + "\nraise RuntimeError('no server today')\n")
 
@@ -108,6 +114,8 @@ def test_new_run_ls_log_stop_pull(procs: Procs, tmp_path: Path, certs: Path) -> 
     for node in nodes:  # every node served both apps
         node.wait_for(r"ClientApp app_a\.client_app:app of bundle")
         assert node.matches(r"ClientApp app_b\.client_app:app of bundle")
+    cached = tmp_path / "bundles" / runs[run_b]["bundle"] / "weights.bin"
+    assert cached.read_bytes() == weights  # the big bundle reached the nodes whole
 
     # 4. log --follow of a finished run prints it all and exits 0.
     log_b = finished(stamen(procs, "log", str(run_b), "app-b", "tls", "--follow", cwd=work))
@@ -129,6 +137,7 @@ def test_new_run_ls_log_stop_pull(procs: Procs, tmp_path: Path, certs: Path) -> 
     assert history
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("round,")
+    assert "failures" in rows[0].split(",")
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
     with np.load(out / "final_arrays.npz") as arrays:
         assert sorted(arrays[name].shape for name in arrays.files) == [(10,), (10, 64)]

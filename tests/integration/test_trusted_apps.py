@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import zipfile
+from collections.abc import AsyncIterator
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from procs import Proc, Procs, SuperLink, superlink_args
+from stamen.codec.objects import iter_chunks
+from stamen.common.bundle import bundle_hash
 from stamen.common.project import open_project
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcControlClient
@@ -48,13 +51,21 @@ def tampered(bundle: bytes) -> bytes:
     return changed.getvalue()
 
 
+async def _chunks(data: bytes) -> AsyncIterator[memoryview]:
+    for chunk in iter_chunks(data):
+        yield chunk
+
+
 def submit(control: str, bundle: bytes, app: Path) -> int:
     _, config = open_project(app, RUN_CONFIG)
 
     async def main() -> int:
         channel = connect(control, root_certificates=None, insecure=True)
         try:
-            return (await GrpcControlClient(channel).submit_run(bundle, config)).run_id
+            client = GrpcControlClient(channel)
+            digest = bundle_hash(bundle)
+            await client.push_bundle(digest, len(bundle), _chunks(bundle))
+            return (await client.submit_run(digest, config)).run_id
         finally:
             channel.close()
 

@@ -7,6 +7,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from stamen.common import bundle as bundles
 from stamen.common.bundle import build_bundle, bundle_hash, unpack_bundle
@@ -75,8 +76,11 @@ def test_an_app_needs_a_pyproject_naming_both_components(tmp_path: Path) -> None
 
 
 def test_a_bundle_over_the_limit_is_refused(app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bundles, "MAX_BUNDLE_SIZE", 100)
-    with pytest.raises(ConfigError, match=r"over the 0 MiB limit: leave data and weights out"):
+    (app_dir / "weights.bin").write_bytes(np.random.default_rng(0).bytes(2 << 20))
+    with pytest.raises(ConfigError, match=r"is 2\.0 MiB, over the 1 MiB limit: leave data"):
+        build_bundle(app_dir, max_size=1 << 20)
+    monkeypatch.setattr(bundles, "MAX_BUNDLE_SIZE", 1 << 20)  # the default limit
+    with pytest.raises(ConfigError, match=r"over the 1 MiB limit: .*raise --max-bundle-size"):
         build_bundle(app_dir)
 
 

@@ -94,6 +94,15 @@ def test_a_bad_app_reference_is_bad_input(app_dir: Path, reference: str, why: st
         ("--server", "localhost", "not an address of the form HOST:PORT"),
         ("--max-wait-time", "0", "--max-wait-time: Input should be greater than 0"),
         ("--round-timeout", "-1", "--round-timeout: Input should be greater than 0"),
+        ("--node-wait-timeout", "-1", "--node-wait-timeout: Input should be greater than"),
+        ("--fleet-address", "9092", "--fleet-address: '9092' is not an address"),
+        (
+            "--save-final-arrays",
+            "/nonexistent/folder/model.npz",
+            "--save-final-arrays: cannot write '/nonexistent/folder/model.npz': "
+            "No such file or directory",
+        ),
+        ("--save-final-arrays", "/", "--save-final-arrays: cannot write '/': it is a directory"),
     ],
 )
 def test_bad_flag_values_are_bad_input(app_dir: Path, flag: str, value: str, why: str) -> None:

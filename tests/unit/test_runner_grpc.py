@@ -1,10 +1,12 @@
 """The runner over gRPC against an in-process SuperLink on 127.0.0.1: `stop` (the first
-signal's effect) stops the run, marked stopped, and a run outlives a SuperLink restart
-(SQLite state, same address)."""
+signal's effect) stops the run, marked stopped, a run outlives a SuperLink restart
+(SQLite state, same address), a run waiting for nodes names the Fleet API and gives up,
+--save-final-arrays, and the round table the runner prints at the end."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -12,16 +14,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from stamen.common.context import Context
-from stamen.common.errors import UnavailableError
+from stamen.common.errors import ServerAppError, StamenError, UnavailableError
 from stamen.common.node import Node
+from stamen.common.records import ArrayRecord
 from stamen.common.run import Run, RunStatus
 from stamen.runner import cli
 from stamen.runner.retry import RetryingServerAppIo
 from stamen.runner.runner import run_serverapp
 from stamen.runner.settings import ServerAppSettings
-from stamen.server import Grid, History
+from stamen.server import (
+    Grid,
+    History,
+    ServerApp,
+    ServerAppComponents,
+    ServerConfig,
+)
+from stamen.server.strategy import FedAvg
 from stamen.superlink.serve import Listening, serve
 from stamen.superlink.settings import SuperLinkSettings
 from stamen.transport.api import ServerAppIoApi
@@ -153,3 +164,88 @@ async def test_a_run_outlives_a_superlink_restart(tmp_path: Path) -> None:
 
     assert nodes_seen == [[], []]
     assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.COMPLETED)
+
+
+def needs_two_nodes(_context: Context) -> ServerAppComponents:
+    strategy = FedAvg(min_available_clients=2, min_fit_clients=2)
+    return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=1))
+
+
+async def test_waiting_for_nodes_names_the_fleet_api_and_times_out(
+    caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="stamen")
+    app = ServerApp(server_fn=needs_two_nodes)
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            node_wait_timeout=0.3,
+            fleet_address=listening.fleet,
+        )
+        with pytest.raises(ServerAppError) as info:
+            await cli.serve(settings)
+        run = await get_run(listening.serverappio, info.value.run_id)
+
+    assert "only 0 of the 2 nodes needed are online after waiting 0.3s" in str(info.value)
+    assert (run.status, run.sub_status) == (RunStatus.FINISHED, RunStatus.FAILED)
+    assert (
+        f"waiting for nodes: 0 of 2 online (start SuperNodes with --superlink "
+        f"{listening.fleet}, the Fleet API)" in caplog.text
+    )
+
+
+def test_the_fleet_address_defaults_to_the_superlinks_host() -> None:
+    settings = ServerAppSettings(app="server:app", server="10.0.0.5:9091", insecure=True)
+    assert settings.nodes_connect_to == "10.0.0.5:9092"
+    settings = ServerAppSettings(app="server:app", server="[::1]:9091", insecure=True)
+    assert settings.nodes_connect_to == "[::1]:9092"
+
+
+async def test_save_final_arrays_writes_the_final_model(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def app(grid: Grid, context: Context) -> History:
+        history = History()
+        history.add_loss_distributed(1, 0.5)
+        history.add_failures(1, 2)
+        history.final_arrays = ArrayRecord([np.arange(3.0), np.ones((2, 2))])
+        return history
+
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
+    path = tmp_path / "model.npz"
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            save_final_arrays=path,
+        )
+        assert await cli.serve(settings) is not None
+
+    with np.load(path) as saved:
+        np.testing.assert_array_equal(saved["0"], np.arange(3.0))
+        np.testing.assert_array_equal(saved["1"], np.ones((2, 2)))
+    # the round table on stdout (a launched run's log), with its failures column
+    assert capsys.readouterr().out.splitlines() == ["round  loss  failures", "1      0.5   2"]
+
+
+async def test_save_final_arrays_of_a_run_without_a_model_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def app(grid: Grid, context: Context) -> History:
+        return History()  # a loop that did not know its model
+
+    monkeypatch.setattr(cli, "load_app", lambda *_args: app)
+    async with running_superlink() as listening:
+        settings = ServerAppSettings(
+            app="server:app",
+            server=listening.serverappio,
+            insecure=True,
+            save_final_arrays=tmp_path / "model.npz",
+        )
+        with pytest.raises(StamenError, match="--save-final-arrays: the run left no final arrays"):
+            await cli.serve(settings)
+    assert not (tmp_path / "model.npz").exists()

@@ -201,13 +201,15 @@ def test_a_raising_client_is_a_failure_not_the_end(caplog) -> None:
     caplog.set_level(logging.INFO, logger="stamen")
     strategy = Recording(min_fit_clients=3, min_available_clients=3)
     app = ServerApp(config=ServerConfig(num_rounds=1), strategy=strategy)
-    app(grid_of(3, fail_on={1}), context())
+    history = app(grid_of(3, fail_on={1}), context())
     assert "aggregate_fit: received 2 results and 1 failures" in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     failure_lines = [w for w in warnings if "fit failure" in w]
-    assert failure_lines == [
-        f"round 1 fit failure: node {900 - 13}: ZeroDivisionError: partition is cursed"
+    assert failure_lines == [  # the node by its config too: what a person knows it by
+        f"round 1 fit failure: node {900 - 13} (partition-id=1): "
+        "ZeroDivisionError: partition is cursed"
     ]
+    assert history.failures == [(1, 1)]  # fit's one failure and evaluate's none
     np.testing.assert_allclose(final_parameters(strategy.produced)[0], expected_after(1, [0, 2]))
 
 
@@ -262,12 +264,13 @@ def test_missing_replies_count_as_failures(caplog) -> None:
     strategy = Recording(min_fit_clients=3, min_available_clients=3)
     params = ndarrays_to_parameters(INITIAL)
     strategy.initial_parameters = params
-    ServerApp(config=ServerConfig(num_rounds=1, round_timeout=0.5), strategy=strategy)(
+    history = ServerApp(config=ServerConfig(num_rounds=1, round_timeout=0.5), strategy=strategy)(
         grid, context()
     )
     assert "aggregate_fit: received 2 results and 1 failures" in caplog.text
     assert "aggregate_evaluate: received 2 results and 1 failures" in caplog.text
-    assert "round 1 fit failure: node 900: no reply within 0.5s" in caplog.text
+    assert "round 1 fit failure: node 900 (partition-id=0): no reply within 0.5s" in caplog.text
+    assert history.failures == [(1, 2)]  # the silent node, in both phases
     np.testing.assert_allclose(final_parameters(strategy.produced)[0], expected_after(1, [1, 2]))
 
 

@@ -81,7 +81,21 @@ def test_waiting_for_nodes_logs_progress_and_gives_up(caplog) -> None:
     with pytest.raises(NotEnoughNodesError, match=r"only 2 of the 5 nodes .* 0\.05s") as info:
         manager.sample(5)
     assert (info.value.required, info.value.available) == (5, 2)
-    assert "waiting for nodes: 2 of 5 online" in caplog.text
+    assert "waiting for nodes: 2 of 5 online; giving up in 0s" in caplog.text
+
+
+def test_waiting_for_nodes_names_the_fleet_address_the_grid_knows(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="stamen")
+    grid = InProcessGrid.with_apps(never_called, [1])
+    grid.fleet_address = "10.0.0.5:9092"  # type: ignore[attr-defined]  # a deployment's grid
+    manager = ClientManager()
+    manager.bind(grid, wait_timeout=0.05)
+    with pytest.raises(NotEnoughNodesError, match=r"only 1 of the 2 nodes"):
+        manager.sample(2)
+    assert (
+        "waiting for nodes: 1 of 2 online (start SuperNodes with --superlink 10.0.0.5:9092, "
+        "the Fleet API); giving up in 0s" in caplog.text
+    )
 
 
 def test_waiting_sees_nodes_that_come_online() -> None:

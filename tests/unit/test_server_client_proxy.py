@@ -17,6 +17,7 @@ from stamen.common.legacy import (
     parameters_to_ndarrays,
 )
 from stamen.server import ClientProxy
+from stamen.server.client_proxy import node_label
 
 
 class Doubler(NumPyClient):
@@ -66,10 +67,10 @@ def test_legacy_calls_round_trip_through_the_grid() -> None:
 def test_error_and_missing_replies_raise_node_reply_error() -> None:
     grid, client = proxy()
     params = ndarrays_to_parameters([np.ones(3)])
-    with pytest.raises(NodeReplyError, match="node 42: RuntimeError: boom"):
+    with pytest.raises(NodeReplyError, match=r"node 42 \(partition-id=0\): RuntimeError: boom"):
         client.fit(FitIns(params, {"explode": True}), timeout=1.0, group_id=1)
     grid.silent.add(42)
-    with pytest.raises(NodeReplyError, match="node 42: no reply within 2s"):
+    with pytest.raises(NodeReplyError, match=r"node 42 \(partition-id=0\): no reply within 2s"):
         client.evaluate(EvaluateIns(params, {}), timeout=2.0, group_id=1)
 
 
@@ -79,3 +80,24 @@ def test_cid_is_the_partition_id_else_the_node_id() -> None:
     assert ClientProxy(9, {"partition-id": "3"}, grid).partition_id == 3
     assert ClientProxy(9, {}, grid).cid == "9"
     assert ClientProxy(9, {"partition-id": "train"}, grid).cid == "9"
+
+
+@pytest.mark.parametrize(
+    ("node_config", "label"),
+    [
+        ({}, "node 7"),
+        ({"partition-id": 1, "num-partitions": 4}, "node 7 (partition-id=1)"),
+        ({"name": "hospital-a", "region": "eu"}, "node 7 (name=hospital-a, region=eu)"),
+        ({"num-partitions": 4}, "node 7 (num-partitions=4)"),
+        ({"path": "x" * 80}, "node 7 (path=" + "x" * 52 + "...)"),
+    ],
+)
+def test_a_node_is_named_by_its_config(node_config: dict, label: str) -> None:
+    assert node_label(7, node_config) == label
+
+
+def test_a_reason_that_names_the_node_is_not_named_twice() -> None:
+    _, client = proxy()
+    assert client.labelled("node 42 went offline") == "node 42 (partition-id=0) went offline"
+    assert client.labelled("no reply") == "node 42 (partition-id=0): no reply"
+    assert client.labelled("node 421 went offline").startswith("node 42 (partition-id=0): ")

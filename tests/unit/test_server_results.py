@@ -14,7 +14,7 @@ import pytest
 from stamen.common.legacy import ndarrays_to_parameters
 from stamen.common.records import ArrayRecord
 from stamen.server.history import History
-from stamen.server.results import metrics_table, write_results
+from stamen.server.results import metrics_table, save_final_arrays, write_results
 from stamen.server.tracking import (
     RoundReport,
     add_round_hook,
@@ -35,6 +35,7 @@ def history() -> History:
         h.add_metrics_distributed(r, {"accuracy": 0.5 + r / 10})
         h.add_metrics_distributed_fit(r, {"train_loss": 3.0 / r, "tag": b"\x01"})
         h.add_metrics_centralized(r, {"accuracy": 0.4 + r / 10})
+        h.add_failures(r, r - 1)
         h.add_round_time(r, 0.25 * r)
     return h
 
@@ -47,6 +48,7 @@ def test_to_dict_is_json_and_from_dict_gives_the_same_history() -> None:
     again = History.from_dict(data)
     assert repr(again) == repr(history())
     assert again.round_times == history().round_times
+    assert again.failures == [(1, 0), (2, 1), (3, 2)]
 
 
 def test_from_dict_refuses_what_is_not_a_history() -> None:
@@ -67,6 +69,7 @@ def test_csv_has_a_row_per_round_and_a_column_per_series(tmp_path: Path) -> None
     assert float(rows[3]["fit_train_loss"]) == pytest.approx(1.0)
     assert rows[1]["fit_tag"] == "01"
     assert float(rows[3]["seconds"]) == pytest.approx(0.75)
+    assert [row["failures"] for row in rows] == ["", "0", "1", "2"]
     header, _ = metrics_table(History())
     assert header == ["round"]
 
@@ -195,3 +198,23 @@ def test_a_message_api_result_fills_the_recorded_history_round_by_round() -> Non
         (4, 1, {"fit/loss": 1.0, "evaluate/acc": 0.5}),
         (4, 2, {"fit/loss": 0.5, "evaluate/acc": 1.0}),
     ]
+
+
+def test_save_final_arrays_writes_the_npz_the_results_folder_gets(tmp_path: Path) -> None:
+    h = history()
+    h.final_arrays = ArrayRecord([np.arange(3.0), np.ones((2, 2), dtype=np.float32)])
+    write_results(h, tmp_path / "results", plot=False)
+
+    path = save_final_arrays(h, tmp_path / "model.npz")
+
+    assert path == tmp_path / "model.npz"
+    with np.load(path) as saved, np.load(tmp_path / "results" / "final_arrays.npz") as same:
+        assert sorted(saved) == sorted(same) == ["0", "1"]
+        for name in saved:
+            np.testing.assert_array_equal(saved[name], same[name])
+
+
+def test_save_final_arrays_without_arrays_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the run left no final arrays"):
+        save_final_arrays(history(), tmp_path / "model.npz")
+    assert list(tmp_path.iterdir()) == []

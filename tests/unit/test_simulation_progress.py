@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from stamen.codec.envelope import Envelope
 from stamen.common.message import MessageType, Metadata
 from stamen.server.history import History
+from stamen.server.summary import summary_table
 from stamen.simulation.cli import simulation
 from stamen.simulation.progress import RoundProgress, StatusLine, stderr_above
-from stamen.simulation.summary import summary_table
 
 _ids = itertools.count(1)
 
@@ -130,6 +130,8 @@ def test_the_summary_table_has_a_row_per_round() -> None:
         history.add_loss_distributed(server_round, loss)
         history.add_metrics_distributed(server_round, {"accuracy": 0.75 + server_round / 100})
         history.add_metrics_distributed_fit(server_round, {"accuracy": 0.5, "examples": 300})
+        history.add_failures(server_round, server_round - 1)  # fit's
+        history.add_failures(server_round, 1)  # evaluate's, in the same round's cell
         history.add_round_time(server_round, 0.3141)
 
     lines = summary_table(history).splitlines()
@@ -141,12 +143,13 @@ def test_the_summary_table_has_a_row_per_round() -> None:
         "accuracy",
         "fit accuracy",
         "examples",
+        "failures",
         "seconds",
     ]
     assert [line.split() for line in lines[1:]] == [
-        ["0", "-", "2.5", "-", "-", "-", "-"],
-        ["1", "0.8165", "-", "0.76", "0.5", "300", "0.31"],
-        ["2", "0.5", "-", "0.77", "0.5", "300", "0.31"],
+        ["0", "-", "2.5", "-", "-", "-", "-", "-"],
+        ["1", "0.8165", "-", "0.76", "0.5", "300", "1", "0.31"],
+        ["2", "0.5", "-", "0.77", "0.5", "300", "2", "0.31"],
     ]
     assert summary_table(History()) == ""
 

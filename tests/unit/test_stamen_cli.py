@@ -7,6 +7,7 @@ tests/integration/test_stamen_cli.py.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tomllib
 from pathlib import Path
@@ -91,6 +92,14 @@ def test_build_writes_a_bundle_named_by_its_hash(app: Path, tmp_path: Path) -> N
     assert first == second
     assert Path(first["path"]).name == f"my-app-1.0.0.{first['sha256'][:8]}.bundle"
     assert "my_app/client_app.py" in first["files"]
+
+
+def test_build_over_max_bundle_size_says_so(app: Path) -> None:
+    (app / "weights.bin").write_bytes(os.urandom(1 << 20))
+    result = invoke("build", str(app), "--max-bundle-size", "0.5")
+    assert result.exit_code == 2
+    assert "MiB, over the 0.5 MiB limit: leave data and weights out" in error_line(result)
+    assert invoke("build", str(app), "--max-bundle-size", "2").exit_code == 0
 
 
 def test_build_of_a_folder_without_an_app(tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ def test_settings_need_exactly_one_of_insecure_and_certificates(tmp_path: Path) 
         (("--certificates", "a", "b", "c", "--ssl-keyfile", "c"), None, "either --certificates"),
         (("--insecure", "--metrics-address", "x"), None, "--metrics-address: 'x' is not"),
         (("--insecure", "--dashboard-address", "a:b"), None, "--dashboard-address: 'a:b' is"),
+        (("--insecure", "--max-bundle-size", "0"), None, "--max-bundle-size: Input should be"),
+        ((), {"STAMEN_INSECURE": "1", "STAMEN_MAX_BUNDLE_SIZE": "-2"}, "--max-bundle-size: "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(

@@ -12,16 +12,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from stamen.common.bundle import build_bundle
+from stamen.common.bundle import build_bundle, bundle_hash
 from stamen.common.errors import (
     InvalidMessageError,
     NotFoundError,
     PermissionDeniedError,
     UnavailableError,
 )
-from stamen.common.run import RunStatus
+from stamen.common.records import UserConfig
+from stamen.common.run import Run, RunStatus
 from stamen.superlink import SuperLink
 from stamen.superlink.control import ExitFn
+from stamen.superlink.launcher import RunnerLauncher
+from stamen.superlink.runfiles import RunFiles
 from stamen.superlink.superlink import open_superlink
 from stamen.transport.memory.apis import MemoryControl
 
@@ -75,7 +78,7 @@ async def test_a_submitted_run_has_its_bundle_and_components(
     link: SuperLink, launcher: FakeLauncher, bundle: bytes
 ) -> None:
     control = MemoryControl(link.control)
-    run = await control.submit_run(bundle, {"lr": 0.1})
+    run = await submit(control, bundle, {"lr": 0.1})
     assert (run.server_app, run.client_app, run.run_config) == (
         "server:app",
         "client:app",
@@ -86,7 +89,7 @@ async def test_a_submitted_run_has_its_bundle_and_components(
     app_dir, _ = launcher.launched[run.run_id]
     assert (app_dir / "server.py").read_text() == "app = None\n"
     assert (await control.get_run(run.run_id)).bundle == run.bundle
-    again = await control.submit_run(bundle, {})
+    again = await submit(control, bundle, {})
     assert again.bundle == run.bundle
     assert again.run_id != run.run_id
 
@@ -96,26 +99,26 @@ async def test_a_bundle_that_is_not_an_app_is_refused(
 ) -> None:
     control = MemoryControl(link.control)
     with pytest.raises(InvalidMessageError, match="not an app bundle"):
-        await control.submit_run(b"not a zip", {})
+        await submit(control, b"not a zip", {})
     app = tmp_path / "half"
     app.mkdir()
     (app / "pyproject.toml").write_text('[tool.stamen.app.components]\nserverapp = "s:a"\n')
     with pytest.raises(InvalidMessageError, match="names no clientapp in"):
         # built by hand: build_bundle itself refuses such an app
-        await control.submit_run(_zip({"pyproject.toml": (app / "pyproject.toml").read_text()}), {})
+        await submit(control, _zip({"pyproject.toml": (app / "pyproject.toml").read_text()}), {})
     assert launcher.launched == {}
 
 
 async def test_without_a_launcher_submitting_is_unavailable(link: SuperLink, bundle: bytes) -> None:
     with pytest.raises(UnavailableError, match="does not launch runs"):
-        await MemoryControl(link.control).submit_run(bundle, {})
+        await submit(MemoryControl(link.control), bundle, {})
 
 
 async def test_a_runner_that_exits_early_fails_its_run_with_the_reason(
     link: SuperLink, launcher: FakeLauncher, bundle: bytes
 ) -> None:
     control = MemoryControl(link.control)
-    run = await control.submit_run(bundle, {})
+    run = await submit(control, bundle, {})
     _, on_exit = launcher.launched[run.run_id]
     on_exit(run.run_id, 1, "stamen-serverapp: error: cannot load app 'server:app'")
     failed = await control.get_run(run.run_id)
@@ -132,7 +135,7 @@ async def test_stopping_a_run_stops_its_runner(
     link: SuperLink, launcher: FakeLauncher, bundle: bytes
 ) -> None:
     control = MemoryControl(link.control)
-    run = await control.submit_run(bundle, {})
+    run = await submit(control, bundle, {})
     stopped = await control.stop_run(run.run_id)
     assert stopped.sub_status == RunStatus.STOPPED
     assert launcher.stopped == [run.run_id]
@@ -142,7 +145,7 @@ async def test_a_log_is_followed_until_it_closes(
     link: SuperLink, launcher: FakeLauncher, bundle: bytes
 ) -> None:
     control = MemoryControl(link.control)
-    run = await control.submit_run(bundle, {})
+    run = await submit(control, bundle, {})
     files = link.files
     assert files is not None
     waiting = asyncio.create_task(control.get_logs(run.run_id, 0, 30.0))
@@ -165,7 +168,7 @@ async def test_results_are_listed_and_read_back(
     link: SuperLink, launcher: FakeLauncher, bundle: bytes
 ) -> None:
     control = MemoryControl(link.control)
-    run = await control.submit_run(bundle, {})
+    run = await submit(control, bundle, {})
     assert await control.list_results(run.run_id) == []
     files = link.files
     assert files is not None
@@ -184,13 +187,25 @@ async def test_nodes_fetch_the_bundle_of_an_open_run_only(
 ) -> None:
     control = MemoryControl(link.control)
     node = await link.fleet.register_node({})
-    run = await control.submit_run(bundle, {})
+    run = await submit(control, bundle, {})
     pulled = b"".join([bytes(c) async for c in link.fleet.pull_object(node.node_id, run.bundle)])
     assert pulled == bundle
     await control.stop_run(run.run_id)
     with pytest.raises((NotFoundError, PermissionDeniedError)):
         async for _ in link.fleet.pull_object(node.node_id, run.bundle):
             pass
+
+
+async def submit(control: MemoryControl, bundle: bytes, run_config: UserConfig) -> Run:
+    """What `stamen run` does: push the bundle in chunks, then submit a run naming it."""
+    digest = bundle_hash(bundle)
+    await control.push_bundle(digest, len(bundle), chunks_of(bundle))
+    return await control.submit_run(digest, run_config)
+
+
+async def chunks_of(data: bytes, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    for start in range(0, max(len(data), 1), size):
+        yield data[start : start + size]
 
 
 def _zip(files: dict[str, str]) -> bytes:
@@ -202,3 +217,11 @@ def _zip(files: dict[str, str]) -> bytes:
         for name, text in files.items():
             archive.writestr(name, text)
     return buffer.getvalue()
+
+
+def test_a_launched_runner_is_told_where_nodes_connect(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path / "runs")
+    launcher = RunnerLauncher(files, "127.0.0.1:9091", fleet_address="link.example:9092")
+    command = launcher.command(7, tmp_path / "app")
+    assert command[command.index("--fleet-address") + 1] == "link.example:9092"
+    assert "--fleet-address" not in RunnerLauncher(files, "127.0.0.1:9091").command(7, tmp_path)

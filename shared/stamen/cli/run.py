@@ -3,7 +3,8 @@
 The run config is the app's defaults with `--run-config` applied, checked here against
 the keys the app declares. A federation without an address runs the app in a local
 simulation (the `stamen-simulation` command, as a child process); one with an address
-gets the app's bundle over its Control API and launches the run; `--stream` then follows
+gets the app's bundle over its Control API, in chunks (`PushBundle`), then the run that
+names it (`SubmitRun`), and launches the run; `--stream` then follows
 its log to the end and exits with the run's outcome.
 """
 
@@ -13,16 +14,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import click
 
+from stamen.codec.objects import iter_chunks
 from stamen.common.bundle import build_bundle
 from stamen.common.project import open_project
 from stamen.common.run import Run, RunStatus
 from stamen.transport.grpc.clients import GrpcControlClient
 
 from .app import Failed, handled
+from .build import max_size_option
 from .control import call, describe_status, print_logs, token_option
 from .federation import Federation, resolve_federation, with_operator_token
 from .keys import sign_option, signed
@@ -42,6 +46,7 @@ __all__ = ["run", "simulation_command"]
 @click.option("--stream", is_flag=True, help="Follow the run's log to its end (deployment).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @sign_option
+@max_size_option
 @token_option
 @handled
 def run(
@@ -51,6 +56,7 @@ def run(
     stream: bool,
     fmt: str,
     sign_key: Path | None,
+    max_size: float,
     operator_token_file: Path | None,
 ) -> None:
     """Run the app in APP_DIR on FEDERATION (default: the pyproject's default one)."""
@@ -63,10 +69,11 @@ def run(
             raise Failed("", code)  # the simulation printed its own error line
         return
     target = with_operator_token(target, operator_token_file)
-    bundle = signed(build_bundle(app_dir), sign_key)
+    bundle = signed(build_bundle(app_dir, int(max_size * 2**20)), sign_key)
 
     async def submit(client: GrpcControlClient) -> Run:
-        submitted = await client.submit_run(bundle.data, config)
+        await client.push_bundle(bundle.hash, len(bundle.data), _chunks(bundle.data))
+        submitted = await client.submit_run(bundle.hash, config)
         _announce(submitted, target, fmt)
         if not stream:
             return submitted
@@ -75,6 +82,11 @@ def run(
     outcome = call(target, submit)
     if stream and outcome.sub_status != RunStatus.COMPLETED:
         raise Failed(f"run {outcome.run_id} {describe_status(outcome)}")
+
+
+async def _chunks(data: bytes) -> AsyncIterator[memoryview]:
+    for chunk in iter_chunks(data):
+        yield chunk
 
 
 def _announce(submitted: Run, federation: Federation, fmt: str) -> None:

@@ -40,8 +40,10 @@ __all__ = [
 ]
 
 BUNDLE_SUFFIX = ".bundle"
-MAX_BUNDLE_SIZE = 8 * 1024 * 1024
-"""Bytes: a bundle carries code and small files; data and weights stay on the nodes."""
+MAX_BUNDLE_SIZE = 64 * 1024 * 1024
+"""Bytes, by default: a bundle carries code and small files; data and weights stay on
+the nodes. It travels in chunks, so the limit is a choice (`stamen build/run
+--max-bundle-size`, `stamen-superlink --max-bundle-size`), not the wire's."""
 
 _EXCLUDED_DIRS = {"__pycache__", "build", "dist"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo", BUNDLE_SUFFIX)
@@ -68,9 +70,10 @@ def bundle_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_bundle(directory: str | Path) -> Bundle:
+def build_bundle(directory: str | Path, max_size: int | None = None) -> Bundle:
     """Zip the app folder `directory` reproducibly; ConfigError when it is not an app (no
-    pyproject naming both components) or the bundle would exceed MAX_BUNDLE_SIZE."""
+    pyproject naming both components) or the bundle would exceed `max_size` bytes
+    (default MAX_BUNDLE_SIZE)."""
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError(f"{str(directory)!r} is not a directory")
@@ -89,11 +92,13 @@ def build_bundle(directory: str | Path) -> Bundle:
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, (root / name).read_bytes())
     data = buffer.getvalue()
-    if len(data) > MAX_BUNDLE_SIZE:
+    limit = MAX_BUNDLE_SIZE if max_size is None else max_size
+    if len(data) > limit:
         raise ConfigError(
             f"the bundle of {str(directory)!r} is {len(data) / 2**20:.1f} MiB, over the "
-            f"{MAX_BUNDLE_SIZE // 2**20} MiB limit: leave data and weights out with "
-            "[tool.stamen.app] exclude = [...] in its pyproject.toml"
+            f"{limit / 2**20:g} MiB limit: leave data and weights out with "
+            "[tool.stamen.app] exclude = [...] in its pyproject.toml (or raise "
+            "--max-bundle-size)"
         )
     return Bundle(data, bundle_hash(data), project.name, project.version, tuple(files))
 

@@ -268,7 +268,7 @@ class NotEnoughNodesError(StamenError):
             f"only {available} of the {required} nodes needed are online after waiting "
             f"{waited:g}s: start more SuperNodes, lower the strategy's minimum "
             "(min_available_clients, min_fit_clients, ...), or raise the run config's "
-            "'min-available-timeout'"
+            "'min-available-timeout' (stamen-serverapp --node-wait-timeout)"
         )
         self.required = required
         self.available = available

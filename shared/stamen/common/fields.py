@@ -23,6 +23,7 @@ __all__ = [
     "LogLevel",
     "OutputDirectory",
     "UserConfigText",
+    "WritableFile",
     "describe_invalid",
 ]
 
@@ -67,6 +68,21 @@ def _output_directory(value: Path) -> Path:
     return value
 
 
+def _writable_file(value: Path) -> Path:
+    """Write and remove `<value>.part`, as the atomic writers of results do: a missing
+    folder or a read-only one is found before a run, not after it."""
+    if value.is_dir():
+        raise ValueError(f"cannot write {str(value)!r}: it is a directory")
+    probe = value.with_name(value.name + ".part")
+    try:
+        with probe.open("wb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"cannot write {str(value)!r}: {exc.strerror or exc}") from None
+    return value
+
+
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
 """A log level name, in any case."""
 
@@ -78,6 +94,9 @@ ExistingDirectory = Annotated[Path, AfterValidator(_existing_directory)]
 
 OutputDirectory = Annotated[Path, AfterValidator(_output_directory)]
 """A folder to write results into: made when missing, refused when a file is in the way."""
+
+WritableFile = Annotated[Path, AfterValidator(_writable_file)]
+"""A file to write (replaced if it exists) in a folder that exists and may be written."""
 
 Address = Annotated[str, AfterValidator(_address)]
 """`HOST:PORT` (or `[v6]:PORT`), to listen on or to connect to."""

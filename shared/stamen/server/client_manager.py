@@ -106,7 +106,9 @@ class ClientManager:
 
     def wait_for(self, num_clients: int, timeout: float | None = None) -> bool:
         """Wait until `num_clients` nodes are available; False after `timeout` seconds
-        (default: `wait_timeout`). Logs progress at INFO every `log_interval` seconds."""
+        (default: `wait_timeout`). Logs progress at INFO every `log_interval` seconds,
+        naming the Fleet address the nodes should use when the grid knows it (a
+        deployment's `fleet_address`)."""
         bound = self.wait_timeout if timeout is None else timeout
         deadline = time.monotonic() + bound
         next_log = 0.0
@@ -119,11 +121,23 @@ class ClientManager:
             if now >= deadline:
                 return False
             if now >= next_log:
-                logger.info("waiting for nodes: %d of %d online", available, num_clients)
+                logger.info(
+                    "waiting for nodes: %d of %d online%s; giving up in %.0fs",
+                    available,
+                    num_clients,
+                    self._where_nodes_connect(),
+                    deadline - now,
+                )
                 next_log = now + self.log_interval
             with self._changed:
                 if self.num_available() < num_clients:
                     self._changed.wait(min(self.poll_interval, deadline - now))
+
+    def _where_nodes_connect(self) -> str:
+        address = getattr(self._grid, "fleet_address", None)
+        if not address:
+            return ""
+        return f" (start SuperNodes with --superlink {address}, the Fleet API)"
 
     def sample(
         self,

@@ -33,7 +33,10 @@ from stamen.common.records import RecordDict, UserConfig
 
 from .grid import Grid
 
-__all__ = ["ClientProxy", "failure_reason", "order_key", "partition_id"]
+__all__ = ["ClientProxy", "failure_reason", "node_label", "order_key", "partition_id"]
+
+LABEL_WIDTH = 60
+"""Characters of a node's config shown in its label; more is cut with "..."."""
 
 
 def partition_id(node_config: UserConfig) -> int | None:
@@ -56,6 +59,23 @@ def order_key(node_id: int, node_config: UserConfig) -> tuple[int, int, int]:
     id; then the rest by node id. The same in simulation and deployment."""
     partition = partition_id(node_config)
     return (1, 0, node_id) if partition is None else (0, partition, node_id)
+
+
+def node_label(node_id: int, node_config: UserConfig) -> str:
+    """How log lines name a node: its id and the config it was started with, which is
+    what a person knows it by ("node 8123 (partition-id=1)"; "num-partitions" is left
+    out beside a partition id, as it is the same for every node)."""
+    shown = [
+        f"{key}={value}"
+        for key, value in node_config.items()
+        if not (key == "num-partitions" and "partition-id" in node_config)
+    ]
+    if not shown:
+        return f"node {node_id}"
+    text = ", ".join(shown)
+    if len(text) > LABEL_WIDTH:
+        text = text[: LABEL_WIDTH - 3] + "..."
+    return f"node {node_id} ({text})"
 
 
 def failure_reason(reply: Message | None, timeout: float | None) -> str:
@@ -85,6 +105,19 @@ class ClientProxy:
     @property
     def cid(self) -> str:
         return str(self.node_id if self.partition_id is None else self.partition_id)
+
+    @property
+    def label(self) -> str:
+        """The node as failure lines name it: `node_label`."""
+        return node_label(self.node_id, self.node_config)
+
+    def labelled(self, reason: str) -> str:
+        """`reason` as a failure line of this node: "node 7 (partition-id=1): ...", and
+        "node 7 (partition-id=1) went offline" for a reason that names the node already."""
+        named = f"node {self.node_id} "
+        if reason.startswith(named):
+            return f"{self.label} {reason.removeprefix(named)}"
+        return f"{self.label}: {reason}"
 
     @property
     def order_key(self) -> tuple[int, int, int]:
@@ -132,7 +165,7 @@ class ClientProxy:
         replies = self._grid.send_and_receive([message], timeout=timeout)
         reply = next((r for r in replies if r.metadata.reply_to_message_id == wanted), None)
         if reply is None or not reply.has_content():
-            raise NodeReplyError(self.node_id, failure_reason(reply, timeout))
+            raise NodeReplyError(self.node_id, self.labelled(failure_reason(reply, timeout)))
         return reply.content
 
     def __repr__(self) -> str:

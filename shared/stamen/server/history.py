@@ -13,13 +13,16 @@ if TYPE_CHECKING:
 __all__ = ["History"]
 
 _SERIES = ("losses_distributed", "losses_centralized", "round_times")
+_COUNTS = ("failures",)
 _METRICS = ("metrics_distributed_fit", "metrics_distributed", "metrics_centralized")
 
 
 class History:
     """Losses as `[(round, loss)]`; metrics as `{name: [(round, value)]}`; how long each
-    round took as `round_times`, `[(round, seconds)]`. `final_arrays`: the global model
-    after the last round, where the loop that made the History knows it (else None)."""
+    round took as `round_times`, `[(round, seconds)]`; how many of a round's replies
+    failed (an error, a timeout, a refusal: all phases together) as `failures`,
+    `[(round, count)]`. `final_arrays`: the global model after the last round, where the
+    loop that made the History knows it (else None)."""
 
     def __init__(self) -> None:
         self.losses_distributed: list[tuple[int, float]] = []
@@ -28,6 +31,7 @@ class History:
         self.metrics_distributed: dict[str, list[tuple[int, Scalar]]] = {}
         self.metrics_centralized: dict[str, list[tuple[int, Scalar]]] = {}
         self.round_times: list[tuple[int, float]] = []
+        self.failures: list[tuple[int, int]] = []
         self.final_arrays: ArrayRecord | None = None
 
     def add_loss_distributed(self, server_round: int, loss: float) -> None:
@@ -38,6 +42,12 @@ class History:
 
     def add_round_time(self, server_round: int, seconds: float) -> None:
         self.round_times.append((server_round, seconds))
+
+    def add_failures(self, server_round: int, count: int) -> None:
+        """Count `count` more failed replies in `server_round` (0 records a round without)."""
+        if self.failures and self.failures[-1][0] == server_round:
+            count += self.failures.pop()[1]
+        self.failures.append((server_round, count))
 
     def add_metrics_distributed_fit(self, server_round: int, metrics: Mapping[str, Scalar]) -> None:
         _add_metrics(self.metrics_distributed_fit, server_round, metrics)
@@ -52,7 +62,9 @@ class History:
         """Everything but `final_arrays`, as JSON-ready lists: `{"losses_distributed":
         [[round, loss], ...], "metrics_distributed": {name: [[round, value], ...]}, ...}`.
         A bytes metric becomes `{"bytes": hex}`."""
-        out: dict[str, Any] = {name: [[r, v] for r, v in getattr(self, name)] for name in _SERIES}
+        out: dict[str, Any] = {
+            name: [[r, v] for r, v in getattr(self, name)] for name in (*_SERIES, *_COUNTS)
+        }
         for name in _METRICS:
             series: dict[str, list[tuple[int, Scalar]]] = getattr(self, name)
             out[name] = {
@@ -68,6 +80,8 @@ class History:
         try:
             for name in _SERIES:
                 getattr(history, name).extend((int(r), float(v)) for r, v in data.get(name, ()))
+            for name in _COUNTS:
+                getattr(history, name).extend((int(r), int(v)) for r, v in data.get(name, ()))
             for name in _METRICS:
                 target: dict[str, list[tuple[int, Scalar]]] = getattr(history, name)
                 for key, values in dict(data.get(name, {})).items():

@@ -196,7 +196,7 @@ class RoundLoop:
             if res.status.code == Code.OK:
                 logger.info("Received initial parameters from one random client")
                 return res.parameters
-            reason = f"node {proxy.node_id}: {res.status.code.name}: {res.status.message}"
+            reason = proxy.labelled(f"{res.status.code.name}: {res.status.message}")
         logger.warning(
             "Failed to receive initial parameters from the client (%s). "
             "Empty initial parameters will be used.",
@@ -268,28 +268,33 @@ class RoundLoop:
         }
         results: list[tuple[ClientProxy, Res]] = []
         failures: Failures[Res] = []
+        reasons: list[str] = []  # one line per failure, naming the node by its config
         for message_id, proxy in sent.items():
             reply = replies.get(message_id)
             if reply is None or not reply.has_content():
-                failures.append(NodeReplyError(proxy.node_id, failure_reason(reply, timeout)))
+                reason = proxy.labelled(failure_reason(reply, timeout))
+                failures.append(NodeReplyError(proxy.node_id, reason))
+                reasons.append(reason)
                 continue
             try:
                 res = phase.decode(reply.content)
             except (InvalidMessageError, TypeError, ValueError) as exc:
-                reason = f"{phase.name} reply cannot be read: {exc}"
+                reason = proxy.labelled(f"{phase.name} reply cannot be read: {exc}")
                 failures.append(NodeReplyError(proxy.node_id, reason))
+                reasons.append(reason)
                 continue
             if res.status.code == Code.OK:
                 results.append((proxy, res))
             else:
                 failures.append((proxy, res))
+                reasons.append(proxy.labelled(f"{res.status.code.name}: {res.status.message}"))
         logger.info(
             "aggregate_%s: received %d results and %d failures",
             phase.name,
             len(results),
             len(failures),
         )
-        reasons = [_describe(failure) for failure in failures]
+        self.history.add_failures(server_round, len(failures))
         for reason in reasons:
             logger.warning("round %d %s failure: %s", server_round, phase.name, reason)
         if reasons and not getattr(self.strategy, "accept_failures", True):
@@ -303,13 +308,6 @@ class RoundLoop:
             entry = (parameters, parameters_to_arrayrecord(parameters))
             self._encoded[id(parameters)] = entry
         return entry[1]
-
-
-def _describe(failure: tuple[ClientProxy, FitRes | EvaluateRes] | BaseException) -> str:
-    if isinstance(failure, BaseException):
-        return str(failure)
-    proxy, res = failure
-    return f"node {proxy.node_id}: {res.status.code.name}: {res.status.message}"
 
 
 def _seed(context: Context) -> int:

@@ -4,14 +4,16 @@
 
 - `history.json`: `History.to_dict()`;
 - `metrics.csv`: one row per round; columns `round`, `loss_distributed`,
-  `loss_centralized`, `fit_<name>`, `evaluate_<name>`, `centralized_<name>`, `seconds`
-  (only those with values);
+  `loss_centralized`, `fit_<name>`, `evaluate_<name>`, `centralized_<name>`, `failures`,
+  `seconds` (only those with values);
 - `final_arrays.npz`: the final arrays by name (`np.load(...)["0"]`), when known; with
   `torch_state_dict=True` also `final_state_dict.pt` (`torch.load` it into the model);
 - `metrics.png`: the loss and each metric per round (`stamen.server.plot`), when
   matplotlib is installed (`pip install 'stamen[plot]'`); else one log line says so.
 
-`stamen-simulation --output-dir` and `stamen pull` both call `write_results`.
+`stamen-simulation --output-dir` and `stamen pull` both call `write_results`;
+`--save-final-arrays PATH` (the runner's and the simulation's) calls `save_final_arrays`,
+which writes the same `.npz` to a path of the user's choosing.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "STATE_DICT_FILE",
     "Arrays",
     "metrics_table",
+    "save_final_arrays",
     "write_results",
 ]
 
@@ -78,10 +81,7 @@ def write_results(
         writer.writerows(rows)
     named = _named_arrays(history.final_arrays if arrays is None else arrays)
     if named is not None:
-        path = folder / ARRAYS_FILE
-        with _atomic(path, binary=True) as out:
-            np.savez(out, **named)  # type: ignore[arg-type]  # names are free-form
-        written.append(path)
+        written.append(_save_npz(named, folder / ARRAYS_FILE))
         if torch_state_dict:
             written.append(_save_state_dict(named, folder / STATE_DICT_FILE))
     if plot:
@@ -91,6 +91,16 @@ def write_results(
         if plot_history(history, path):
             written.append(path)
     return written
+
+
+def save_final_arrays(history: History, path: str | os.PathLike[str]) -> Path:
+    """Write the run's final arrays to `path` as an `.npz` (as `final_arrays.npz`);
+    ValueError when the History holds none (the loop did not know its model), OSError
+    when `path` cannot be written."""
+    named = _named_arrays(history.final_arrays)
+    if named is None:
+        raise ValueError("the run left no final arrays (its loop did not report a model)")
+    return _save_npz(named, Path(path))
 
 
 def metrics_table(history: History) -> tuple[list[str], list[list[Scalar | str]]]:
@@ -109,6 +119,8 @@ def metrics_table(history: History) -> tuple[list[str], list[list[Scalar | str]]
     ):
         for key, values in metrics.items():
             columns[f"{prefix}_{key}"] = dict(values)
+    if history.failures:
+        columns["failures"] = dict(history.failures)
     if history.round_times:
         columns["seconds"] = dict(history.round_times)
     rounds = sorted({r for values in columns.values() for r in values})
@@ -132,6 +144,12 @@ def _named_arrays(arrays: Arrays | None) -> dict[str, npt.NDArray[Any]] | None:
     if isinstance(arrays, Mapping):
         return {str(name): np.asarray(array) for name, array in arrays.items()}
     return {str(i): np.asarray(array) for i, array in enumerate(arrays)}
+
+
+def _save_npz(named: Mapping[str, npt.NDArray[Any]], path: Path) -> Path:
+    with _atomic(path, binary=True) as out:
+        np.savez(out, **named)  # type: ignore[arg-type]  # names are free-form
+    return path
 
 
 def _save_state_dict(named: Mapping[str, npt.NDArray[Any]], path: Path) -> Path:

@@ -103,8 +103,14 @@ class ControlApi(Protocol):
 
     async def stop_run(self, run_id: int) -> Run: ...
 
-    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
-        """Store the app bundle and start a run of it (the SuperLink launches its ServerApp)."""
+    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+        """Store the app bundle whose sha256 is `bundle`, sent in `chunks` (any number,
+        up to the SuperLink's --max-bundle-size in all); False when it was there already."""
+        ...
+
+    async def submit_run(self, bundle: str, run_config: UserConfig) -> Run:
+        """Start a run of the pushed bundle `bundle` (its sha256): the SuperLink launches
+        its ServerApp."""
         ...
 
     async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:

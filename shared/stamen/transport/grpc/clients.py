@@ -359,7 +359,11 @@ class GrpcControlClient(_Client):
             )
             return _run(reply)
 
-    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+        first = pb.ObjectChunk(object_id=bundle, total_size=total_size)
+        return await self._push_object(self._stub.push_bundle, first, chunks)
+
+    async def submit_run(self, bundle: str, run_config: UserConfig) -> Run:
         request = pb.SubmitRunRequest(bundle=bundle, run_config=user_config_to_proto(run_config))
         async with self._call():
             return _run(await self._stub.submit_run(request, timeout=self.stream_timeout))

@@ -282,6 +282,16 @@ class ControlServicer(_Servicer, pb.ControlBase):
             run = await self._api.stop_run(_run_id(message.run_id))
             return pb.GetRunResponse(run=run_to_proto(run))
 
+    async def push_bundle(self, messages: AsyncIterator[pb.ObjectChunk]) -> pb.PushObjectResponse:
+        async with self._serving("PushBundle"):
+            first = await _first_chunk(messages)
+            stored = await self._api.push_bundle(
+                first.object_id, first.total_size, _chunk_data(first, messages)
+            )
+            async for _ in messages:  # what the handler did not need (it had the bundle)
+                pass
+        return pb.PushObjectResponse(object_id=first.object_id, stored=stored)
+
     async def submit_run(self, message: pb.SubmitRunRequest) -> pb.GetRunResponse:
         async with self._serving("SubmitRun"):
             run_config = user_config_from_proto(message.run_config)

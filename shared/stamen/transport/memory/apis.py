@@ -159,9 +159,13 @@ class MemoryControl:
         with as_over_wire("Control.StopRun"):
             return await self._handler.stop_run(run_id)
 
-    async def submit_run(self, bundle: bytes, run_config: UserConfig) -> Run:
+    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+        with as_over_wire("Control.PushBundle"):
+            return await self._handler.push_bundle(bundle, total_size, chunks)
+
+    async def submit_run(self, bundle: str, run_config: UserConfig) -> Run:
         with as_over_wire("Control.SubmitRun"):
-            return await self._handler.submit_run(bytes(bundle), dict(run_config))
+            return await self._handler.submit_run(bundle, dict(run_config))
 
     async def get_logs(self, run_id: int, offset: int, timeout: float) -> LogChunk:
         with as_over_wire("Control.GetLogs"):

@@ -898,16 +898,16 @@ default_message_pool.register_message("stamen.v1", "StringList", StringList)
 
 @dataclass(eq=False, repr=False)
 class SubmitRunRequest(betterproto2.Message):
-    bundle: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
-    """
-    the app bundle: a zip named by its sha256 (stamen build)
-    """
-
     run_config: "ConfigRecord | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
     """
     the app's defaults with the user's overrides applied
+    """
+
+    bundle: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    sha256 of the app bundle (stamen build) sent with PushBundle
     """
 
 
@@ -1012,6 +1012,29 @@ class ControlStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def push_bundle(
+        self,
+        messages: "AsyncIterable[ObjectChunk] | Iterable[ObjectChunk]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PushObjectResponse":
+        """
+        Store an app bundle, in chunks (the first names its sha256 and total size), for
+        SubmitRun to name; refused above the SuperLink's --max-bundle-size.
+        """
+
+        return await self._stream_unary(
+            "/stamen.v1.Control/PushBundle",
+            messages,
+            ObjectChunk,
+            PushObjectResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def submit_run(
         self,
         message: "SubmitRunRequest",
@@ -1021,7 +1044,7 @@ class ControlStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "GetRunResponse":
         """
-        Store an app bundle and start a run of it: the SuperLink launches its ServerApp.
+        Start a run of a pushed bundle: the SuperLink launches its ServerApp.
         """
 
         return await self._unary_unary(
@@ -1564,9 +1587,17 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def push_bundle(self, messages: "AsyncIterator[ObjectChunk]") -> "PushObjectResponse":
+        """
+        Store an app bundle, in chunks (the first names its sha256 and total size), for
+        SubmitRun to name; refused above the SuperLink's --max-bundle-size.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def submit_run(self, message: "SubmitRunRequest") -> "GetRunResponse":
         """
-        Store an app bundle and start a run of it: the SuperLink launches its ServerApp.
+        Start a run of a pushed bundle: the SuperLink launches its ServerApp.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -1615,6 +1646,13 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.stop_run(request)
+        await stream.send_message(response)
+
+    async def __rpc_push_bundle(
+        self, stream: "grpclib.server.Stream[ObjectChunk, PushObjectResponse]"
+    ) -> None:
+        request = stream.__aiter__()
+        response = await self.push_bundle(request)
         await stream.send_message(response)
 
     async def __rpc_submit_run(
@@ -1671,6 +1709,12 @@ class ControlBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 StopRunRequest,
                 GetRunResponse,
+            ),
+            "/stamen.v1.Control/PushBundle": grpclib.const.Handler(
+                self.__rpc_push_bundle,
+                grpclib.const.Cardinality.STREAM_UNARY,
+                ObjectChunk,
+                PushObjectResponse,
             ),
             "/stamen.v1.Control/SubmitRun": grpclib.const.Handler(
                 self.__rpc_submit_run,

@@ -1,12 +1,14 @@
-"""The table printed when a simulation ends: one row per round, built from its History.
+"""The table printed when a run ends (`stamen-simulation`, `stamen-serverapp`): one row
+per round, built from its History.
 
-    round  loss    accuracy  train_loss  seconds
-    1      0.8164  0.7614    1.107       0.31
-    2      0.5532  0.8427    0.6928      0.22
+    round  loss    accuracy  train_loss  failures  seconds
+    1      0.8164  0.7614    1.107       0         0.31
+    2      0.5532  0.8427    0.6928      1         0.22
 
 Columns: the distributed (federated evaluation) loss, the centralized loss and metrics
 (prefixed "central"), the evaluation metrics, the training metrics (prefixed "fit" where a
-name would clash), and the round's duration (`History.round_times`); columns with no
+name would clash), the replies that failed (`History.failures`: errors and timeouts, all
+phases together), and the round's duration (`History.round_times`); columns with no
 values are left out.
 """
 
@@ -41,6 +43,7 @@ def summary_table(history: History) -> str:
         add(name if name not in columns else f"evaluate {name}", series)
     for name, series in history.metrics_distributed_fit.items():
         add(name if name not in columns else f"fit {name}", series)
+    add("failures", history.failures)
     add("seconds", [(r, round(s, 2)) for r, s in history.round_times])
     rounds = sorted({r for values in columns.values() for r in values})
     if not rounds:
