@@ -18,6 +18,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Protocol
 
+from stamen.common.buffers import Buffer
 from stamen.common.bundle import MAX_BUNDLE_SIZE, bundle_hash
 from stamen.common.errors import (
     IntegrityError,
@@ -27,7 +28,6 @@ from stamen.common.errors import (
 )
 from stamen.common.records import UserConfig
 from stamen.common.run import Run, RunStatus
-from stamen.transport.api import Chunk
 from stamen.transport.types import LogChunk, ResultFile
 
 from .core import new_id, transition_run
@@ -83,7 +83,9 @@ class ControlHandler:
             self.launcher.stop(run_id)
         return stopped
 
-    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+    async def push_bundle(
+        self, bundle: str, total_size: int, chunks: AsyncIterable[Buffer]
+    ) -> bool:
         """Keep the bundle whose sha256 is `bundle` (False: it was kept already).
         RequestTooLargeError above `max_bundle_size`; IntegrityError when the bytes do not
         match the hash or the size announced; ConfigError when it is not an app."""

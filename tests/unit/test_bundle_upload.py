@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from stamen.codec.objects import MAX_MESSAGE_SIZE, iter_chunks
+from stamen.common.buffers import Buffer
 from stamen.common.bundle import build_bundle, bundle_hash
 from stamen.common.errors import InvalidMessageError, NotFoundError, StamenError
 from stamen.superlink import SuperLink
 from stamen.superlink.control import ExitFn
 from stamen.superlink.superlink import open_superlink
-from stamen.transport.api import Chunk
 from stamen.transport.grpc.channel import connect
 from stamen.transport.grpc.clients import GrpcControlClient
 from stamen.transport.grpc.server import api_server, listen, socket_address
@@ -86,7 +86,7 @@ async def control_over_grpc(link: SuperLink) -> AsyncIterator[GrpcControlClient]
         sock.close()
 
 
-async def chunks_of(data: bytes) -> AsyncIterator[Chunk]:
+async def chunks_of(data: bytes) -> AsyncIterator[Buffer]:
     for chunk in iter_chunks(data):
         yield chunk
 
@@ -118,7 +118,7 @@ async def test_a_bundle_over_the_superlinks_limit_is_refused_before_it_is_sent(
     bundle = build_bundle(big_app)
     sent: list[int] = []
 
-    async def counted() -> AsyncIterator[Chunk]:
+    async def counted() -> AsyncIterator[Buffer]:
         async for chunk in chunks_of(bundle.data):
             sent.append(len(chunk))
             yield chunk
@@ -143,7 +143,7 @@ async def test_a_stream_longer_than_announced_is_cut_short(link: SuperLink, big_
     data = build_bundle(big_app).data
     read: list[int] = []
 
-    async def counted() -> AsyncIterator[Chunk]:
+    async def counted() -> AsyncIterator[Buffer]:
         async for chunk in chunks_of(data):
             read.append(len(chunk))
             yield chunk

@@ -103,7 +103,9 @@ class ControlApi(Protocol):
 
     async def stop_run(self, run_id: int) -> Run: ...
 
-    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+    async def push_bundle(
+        self, bundle: str, total_size: int, chunks: AsyncIterable[Buffer]
+    ) -> bool:
         """Store the app bundle whose sha256 is `bundle`, sent in `chunks` (any number,
         up to the SuperLink's --max-bundle-size in all); False when it was there already."""
         ...

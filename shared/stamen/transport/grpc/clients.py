@@ -359,7 +359,9 @@ class GrpcControlClient(_Client):
             )
             return _run(reply)
 
-    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+    async def push_bundle(
+        self, bundle: str, total_size: int, chunks: AsyncIterable[Buffer]
+    ) -> bool:
         first = pb.ObjectChunk(object_id=bundle, total_size=total_size)
         return await self._push_object(self._stub.push_bundle, first, chunks)
 

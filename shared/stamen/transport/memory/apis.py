@@ -159,7 +159,9 @@ class MemoryControl:
         with as_over_wire("Control.StopRun"):
             return await self._handler.stop_run(run_id)
 
-    async def push_bundle(self, bundle: str, total_size: int, chunks: AsyncIterable[Chunk]) -> bool:
+    async def push_bundle(
+        self, bundle: str, total_size: int, chunks: AsyncIterable[Buffer]
+    ) -> bool:
         with as_over_wire("Control.PushBundle"):
             return await self._handler.push_bundle(bundle, total_size, chunks)
 
