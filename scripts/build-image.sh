@@ -41,7 +41,7 @@ if [[ ,$extras, == *,torch,* ]]; then
     requirements+=("$torch")
 fi
 echo "wheelhouse: ${requirements[*]} -> $wheels"
-rm -rf "$wheels"
+rm -rf "$wheels" && mkdir -p build
 if ! "$python" -m pip wheel --wheel-dir "$wheels" "${requirements[@]}" >build/wheelhouse.log 2>&1; then
     echo "$0: pip wheel failed; see build/wheelhouse.log" >&2
     exit 1
