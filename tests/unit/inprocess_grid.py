@@ -29,13 +29,18 @@ class InProcessNode:
 class InProcessGrid:
     """The Grid protocol over a list of in-process nodes; records every instruction."""
 
-    def __init__(self, nodes: Iterable[InProcessNode], run_id: int = 1) -> None:
+    def __init__(
+        self,
+        nodes: Iterable[InProcessNode],
+        run_id: int = 1,
+        run_config: UserConfig | None = None,
+    ) -> None:
         self.nodes: dict[int, InProcessNode] = {node.node_id: node for node in nodes}
         self.offline: set[int] = set()
         self.silent: set[int] = set()
         self.sent: list[Message] = []
         self._replies: dict[str, Message] = {}
-        self._run = Run(run_id=run_id)
+        self._run = Run(run_id=run_id, run_config=dict(run_config or {}))
 
     @classmethod
     def with_apps(
@@ -55,7 +60,7 @@ class InProcessGrid:
             )
             context = Context(1, node_id, dict(config), RecordDict(), dict(run_config or {}))
             nodes.append(InProcessNode(node_id, config, app, context))
-        return cls(nodes)
+        return cls(nodes, run_config=run_config)
 
     @property
     def run(self) -> Run:

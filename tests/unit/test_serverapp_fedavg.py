@@ -10,7 +10,7 @@ import pytest
 from inprocess_grid import InProcessGrid
 from stamen.client import ClientApp
 from stamen.common.context import Context
-from stamen.common.errors import InconsistentMessageReplies, NotEnoughNodesError
+from stamen.common.errors import ConfigError, InconsistentMessageReplies, NotEnoughNodesError
 from stamen.common.message import Error, ErrorCode, Message, MessageType
 from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.serverapp.strategy import FedAvg, Result
@@ -217,6 +217,22 @@ def test_too_few_nodes_is_an_error_after_the_wait() -> None:
     grid = InProcessGrid.with_apps(app, [1])
     with pytest.raises(NotEnoughNodesError, match="only 1 of the 2 nodes"):
         utils.sample_nodes(grid, 2, 1, timeout=0.05)
+
+
+def test_the_wait_takes_the_run_configs_timeout_and_names_the_fleet_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    grid = InProcessGrid.with_apps(app, [1], run_config={"min-available-timeout": 0.05})
+    grid.fleet_address = "10.0.0.5:9092"  # type: ignore[attr-defined]
+    with caplog.at_level(logging.INFO), pytest.raises(NotEnoughNodesError, match=r"0\.05"):
+        utils.sample_nodes(grid, 2, 1)
+    assert "(start SuperNodes with --superlink 10.0.0.5:9092, the Fleet API)" in caplog.text
+
+
+def test_a_bad_wait_timeout_in_the_run_config_is_one_clear_error() -> None:
+    grid = InProcessGrid.with_apps(app, [1], run_config={"min-available-timeout": "soon"})
+    with pytest.raises(ConfigError, match="'min-available-timeout' must be seconds >= 0"):
+        utils.sample_nodes(grid, 2, 1)
 
 
 def test_the_utilities_name_a_missing_weight_without_validation_first() -> None:

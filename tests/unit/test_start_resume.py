@@ -10,7 +10,9 @@ and seeded node sampling. The failure policy is the run config's, as in DefaultW
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -176,10 +178,15 @@ def test_a_strategy_without_state_refuses_a_checkpoint_with_some() -> None:
         FedAvg()._restore_state(RecordDict({"m_t": ArrayRecord()}))
 
 
-async def test_starts_failure_policy_is_the_run_configs() -> None:
+async def test_starts_failure_policy_is_the_run_configs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with open_superlink(":memory:") as link, nodes(link):
-        tolerant = await drive(link, FedAvg(min_available_nodes=4), {"broken-partition": 1})
+        with caplog.at_level(logging.WARNING, logger="stamen.serverapp"):
+            tolerant = await drive(link, FedAvg(min_available_nodes=4), {"broken-partition": 1})
         assert sorted(tolerant.train_metrics_clientapp) == [1, 2, 3, 4]
+        # Failure lines name the node as a person knows it: by its node_config.
+        assert re.search(r"round 1 train failure: node \d+ \(partition-id=1\): ", caplog.text)
         strict = {"broken-partition": 1, "max-failure-rate": 0.2}
         with pytest.raises(ServerAppError, match=r"over max-failure-rate 0\.2") as raised:
             await drive(link, FedAvg(min_available_nodes=4), strict)

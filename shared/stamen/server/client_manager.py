@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Protocol
 
-from stamen.common.errors import NotEnoughNodesError
+from stamen.common.errors import ConfigError, NotEnoughNodesError
+from stamen.common.records import UserConfig
 
 from .client_proxy import ClientProxy
 from .grid import Grid
@@ -26,6 +27,28 @@ logger = logging.getLogger(__name__)
 DEFAULT_WAIT_TIMEOUT = 300.0
 """Seconds `sample` waits for enough nodes before it gives up (run config
 'min-available-timeout' overrides it)."""
+
+
+def wait_timeout(run_config: UserConfig) -> float:
+    """Seconds to wait for enough nodes: the run config's 'min-available-timeout'
+    (stamen-serverapp --node-wait-timeout sets it), else DEFAULT_WAIT_TIMEOUT."""
+    raw = run_config.get("min-available-timeout", DEFAULT_WAIT_TIMEOUT)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"run config 'min-available-timeout' must be seconds >= 0, got {raw!r}")
+    return value
+
+
+def where_nodes_connect(grid: Grid | None) -> str:
+    """The hint that a wait-for-nodes line ends with: the Fleet address SuperNodes should
+    use, when the grid knows it (a deployment's `fleet_address`), else nothing."""
+    address = getattr(grid, "fleet_address", None)
+    if not address:
+        return ""
+    return f" (start SuperNodes with --superlink {address}, the Fleet API)"
 
 
 class Criterion(Protocol):
@@ -125,19 +148,13 @@ class ClientManager:
                     "waiting for nodes: %d of %d online%s; giving up in %.0fs",
                     available,
                     num_clients,
-                    self._where_nodes_connect(),
+                    where_nodes_connect(self._grid),
                     deadline - now,
                 )
                 next_log = now + self.log_interval
             with self._changed:
                 if self.num_available() < num_clients:
                     self._changed.wait(min(self.poll_interval, deadline - now))
-
-    def _where_nodes_connect(self) -> str:
-        address = getattr(self._grid, "fleet_address", None)
-        if not address:
-            return ""
-        return f" (start SuperNodes with --superlink {address}, the Fleet API)"
 
     def sample(
         self,

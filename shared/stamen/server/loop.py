@@ -40,6 +40,7 @@ from stamen.common.message import MessageType
 from stamen.common.records import ArrayRecord, RecordDict
 
 from .checkpoint import LoopState, decode_state, encode_state
+from .client_manager import wait_timeout
 from .client_proxy import ClientProxy, failure_reason
 from .config import DEFAULT_ROUND_TIMEOUT, ServerConfig
 from .failure_policy import failure_policy
@@ -103,7 +104,9 @@ def bind_client_manager(grid: Grid, context: LegacyContext) -> None:
     fails the run; default 1.0) and "allow-empty-rounds" (default false: a round in which
     every node failed fails the run).
     """
-    context.client_manager.bind(grid, seed=_seed(context), wait_timeout=_wait_timeout(context))
+    context.client_manager.bind(
+        grid, seed=_seed(context), wait_timeout=wait_timeout(context.run_config)
+    )
 
 
 class RoundLoop:
@@ -316,17 +319,6 @@ def _seed(context: Context) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"run config 'seed' must be an integer, got {raw!r}") from None
-
-
-def _wait_timeout(context: Context) -> float:
-    raw = context.run_config.get("min-available-timeout", 300.0)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise ConfigError(f"run config 'min-available-timeout' must be seconds >= 0, got {raw!r}")
-    return value
 
 
 def _round_timeout(config: ServerConfig, context: Context) -> float:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from stamen.common.errors import InvalidMessageError
 from stamen.common.message import Message
-from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict, UserConfig
+from stamen.common.records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from stamen.server.checkpoint import CheckpointStore
 from stamen.server.client_proxy import failure_reason
 from stamen.server.failure_policy import FailurePolicy, failure_policy
@@ -27,7 +27,7 @@ from stamen.server.tracking import report_result_round
 
 from ._checkpoint import StartState, decode_start_state, encode_start_state
 from .result import Result
-from .strategy_utils import log_strategy_start_info
+from .strategy_utils import log_strategy_start_info, node_labels, run_config
 
 __all__ = ["EvaluateFn", "Strategy"]
 
@@ -125,7 +125,7 @@ class Strategy(ABC):
 
         train_config = ConfigRecord() if train_config is None else train_config
         evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
-        policy = failure_policy(_run_config(grid))
+        policy = failure_policy(run_config(grid))
         store: CheckpointStore | None = getattr(grid, "checkpoints", None)
         saved = _resume(store)
 
@@ -149,7 +149,7 @@ class Strategy(ABC):
 
             instructions = list(self.configure_train(server_round, arrays, train_config, grid))
             replies = grid.send_and_receive(instructions, timeout=timeout)
-            _check_failures(policy, server_round, "train", instructions, replies, timeout)
+            _check_failures(policy, server_round, "train", instructions, replies, timeout, grid)
             new_arrays, train_metrics = self.aggregate_train(server_round, replies)
             if new_arrays is not None:
                 result.arrays = arrays = new_arrays
@@ -161,7 +161,7 @@ class Strategy(ABC):
                 self.configure_evaluate(server_round, arrays, evaluate_config, grid)
             )
             replies = grid.send_and_receive(instructions, timeout=timeout)
-            _check_failures(policy, server_round, "evaluate", instructions, replies, timeout)
+            _check_failures(policy, server_round, "evaluate", instructions, replies, timeout, grid)
             evaluate_metrics = self.aggregate_evaluate(server_round, replies)
             if evaluate_metrics is not None:
                 logger.info("\t└──> Aggregated MetricRecord: %s", evaluate_metrics)
@@ -202,26 +202,25 @@ def _check_failures(
     instructions: list[Message],
     replies: list[Message],
     timeout: float,
+    grid: Grid,
 ) -> None:
-    """Log each node that sent no result, and fail the run when the run config's
-    failure policy says so (RoundFailedError)."""
+    """Log each node that sent no result, named by its node_config, and fail the run
+    when the run config's failure policy says so (RoundFailedError)."""
     answers = {reply.metadata.reply_to_message_id: reply for reply in replies}
     results, reasons = 0, []
+    labels: dict[int, str] | None = None
     for instruction in instructions:
         reply = answers.get(instruction.metadata.message_id)
         if reply is not None and reply.has_content():
             results += 1
             continue
-        reason = f"node {instruction.metadata.dst_node_id}: {failure_reason(reply, timeout)}"
+        if labels is None:
+            labels = node_labels(grid)
+        node_id = instruction.metadata.dst_node_id
+        reason = f"{labels.get(node_id, f'node {node_id}')}: {failure_reason(reply, timeout)}"
         logger.warning("round %d %s failure: %s", server_round, phase, reason)
         reasons.append(reason)
     policy.check(server_round, phase, results, reasons)
-
-
-def _run_config(grid: Grid) -> UserConfig:
-    """The run config of the grid's run (empty for a grid that does not say)."""
-    run = getattr(grid, "run", None)
-    return dict(getattr(run, "run_config", None) or {})
 
 
 def _run_id(grid: Grid) -> int:

@@ -24,9 +24,10 @@ from stamen.common.records import (
     MetricRecord,
     MetricValue,
     RecordDict,
+    UserConfig,
 )
-from stamen.server.client_manager import DEFAULT_WAIT_TIMEOUT
-from stamen.server.client_proxy import order_key
+from stamen.server.client_manager import wait_timeout, where_nodes_connect
+from stamen.server.client_proxy import node_label, order_key
 from stamen.server.grid import Grid
 from stamen.server.strategy.aggregate import weighted_average
 from stamen.server.strategy.xgb import aggregate_bagging
@@ -78,6 +79,17 @@ def log_strategy_start_info(
         "\t├── ConfigRecord (evaluate): %s",
         config_to_str(evaluate_config) if evaluate_config else "(empty!)",
     )
+
+
+def run_config(grid: Grid) -> UserConfig:
+    """The run config of the grid's run (empty for a grid that does not say)."""
+    run = getattr(grid, "run", None)
+    return dict(getattr(run, "run_config", None) or {})
+
+
+def node_labels(grid: Grid) -> dict[int, str]:
+    """How log lines name each node the grid knows: its id and its node_config."""
+    return {node.node_id: node_label(node.node_id, node.node_config) for node in grid.get_nodes()}
 
 
 def node_order(grid: Grid) -> NodeOrder:
@@ -203,16 +215,20 @@ def sample_nodes(
     min_available_nodes: int,
     sample_size: int,
     *,
-    timeout: float = DEFAULT_WAIT_TIMEOUT,
+    timeout: float | None = None,
 ) -> tuple[list[int], list[int]]:
     """`sample_size` node ids drawn with `random.sample`, and all the online node ids.
 
     First waits until `max(min_available_nodes, sample_size)` nodes are online, at most
-    `timeout` seconds (Flower waits forever; Stamen raises NotEnoughNodesError). Nodes
+    `timeout` seconds (default: the run config's 'min-available-timeout', else 300; Flower
+    waits forever, Stamen raises NotEnoughNodesError). The waiting lines name the Fleet
+    address nodes should use when the grid knows it. Nodes
     are listed by partition id, so a seeded `random` draws the same partitions in
     simulation and in deployment.
     """
     needed = max(min_available_nodes, sample_size)
+    if timeout is None:
+        timeout = wait_timeout(run_config(grid))
     deadline = time.monotonic() + timeout
     next_log = 0.0
     while True:
@@ -225,9 +241,10 @@ def sample_nodes(
             raise NotEnoughNodesError(needed, len(all_nodes), timeout)
         if now >= next_log:
             logger.info(
-                "Waiting for nodes to connect: %d connected (minimum required: %d).",
+                "Waiting for nodes to connect: %d connected (minimum required: %d)%s.",
                 len(all_nodes),
                 needed,
+                where_nodes_connect(grid),
             )
             next_log = now + 1.0
         time.sleep(min(POLL_INTERVAL, deadline - now))
