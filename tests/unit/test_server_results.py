@@ -186,9 +186,10 @@ def test_a_message_api_result_fills_the_recorded_history_round_by_round() -> Non
         for r in (1, 2):
             result.train_metrics_clientapp[r] = MetricRecord({"loss": 1.0 / r, "hist": [1, 2]})
             result.evaluate_metrics_clientapp[r] = MetricRecord({"acc": 0.5 * r})
-            report_result_round(result, r, 0.25, run_id=4)
+            report_result_round(result, r, 0.25, run_id=4, failures=r - 1)
 
     recorded = recording.history
+    assert recorded.failures == [(1, 0), (2, 1)]
     assert recorded.metrics_centralized == {"acc": [(0, 0.1)]}
     assert recorded.metrics_distributed_fit == {"loss": [(1, 1.0), (2, 0.5)]}
     assert recorded.metrics_distributed == {"acc": [(1, 0.5), (2, 1.0)]}

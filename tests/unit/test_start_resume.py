@@ -185,7 +185,14 @@ async def test_starts_failure_policy_is_the_run_configs(
         with caplog.at_level(logging.WARNING, logger="stamen.serverapp"):
             tolerant = await drive(link, FedAvg(min_available_nodes=4), {"broken-partition": 1})
         assert sorted(tolerant.train_metrics_clientapp) == [1, 2, 3, 4]
-        # Failure lines name the node as a person knows it: by its node_config.
+        # The round table counts them; failure lines name the node by its node_config.
+        history = await run_serverapp(
+            MemoryServerAppIo(link.serverappio),
+            server_app(FedAvg(min_available_nodes=4), []),
+            server_app_ref="server:app",
+            run_config={"seed": 3, "broken-partition": 1},
+        )
+        assert history.failures == [(1, 1), (2, 1), (3, 1), (4, 1)]
         assert re.search(r"round 1 train failure: node \d+ \(partition-id=1\): ", caplog.text)
         strict = {"broken-partition": 1, "max-failure-rate": 0.2}
         with pytest.raises(ServerAppError, match=r"over max-failure-rate 0\.2") as raised:

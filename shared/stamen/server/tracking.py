@@ -130,9 +130,12 @@ def record_history(history: History) -> None:
         recording.history = history
 
 
-def report_result_round(result: Result, server_round: int, seconds: float, run_id: int) -> None:
-    """A Message-API strategy finished `server_round`: copy that round of `result` into
-    the recorded History (if one is open) and tell every hook."""
+def report_result_round(
+    result: Result, server_round: int, seconds: float, run_id: int, *, failures: int = 0
+) -> None:
+    """A Message-API strategy finished `server_round`, in which `failures` nodes sent no
+    result: copy that round of `result` into the recorded History (if one is open) and
+    tell every hook."""
     recording = _recording.get()
     history = History() if recording is None else recording.history
     rounds = (0, server_round) if server_round == 1 else (server_round,)
@@ -145,6 +148,7 @@ def report_result_round(result: Result, server_round: int, seconds: float, run_i
             if r in by_round:
                 add(r, _scalars(by_round[r]))
     history.add_round_time(server_round, seconds)
+    history.add_failures(server_round, failures)
     history.final_arrays = result.arrays
     report_round(history, server_round, run_id)
 

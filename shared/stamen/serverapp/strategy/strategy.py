@@ -149,7 +149,9 @@ class Strategy(ABC):
 
             instructions = list(self.configure_train(server_round, arrays, train_config, grid))
             replies = grid.send_and_receive(instructions, timeout=timeout)
-            _check_failures(policy, server_round, "train", instructions, replies, timeout, grid)
+            failures = _check_failures(
+                policy, server_round, "train", instructions, replies, timeout, grid
+            )
             new_arrays, train_metrics = self.aggregate_train(server_round, replies)
             if new_arrays is not None:
                 result.arrays = arrays = new_arrays
@@ -161,7 +163,9 @@ class Strategy(ABC):
                 self.configure_evaluate(server_round, arrays, evaluate_config, grid)
             )
             replies = grid.send_and_receive(instructions, timeout=timeout)
-            _check_failures(policy, server_round, "evaluate", instructions, replies, timeout, grid)
+            failures += _check_failures(
+                policy, server_round, "evaluate", instructions, replies, timeout, grid
+            )
             evaluate_metrics = self.aggregate_evaluate(server_round, replies)
             if evaluate_metrics is not None:
                 logger.info("\t└──> Aggregated MetricRecord: %s", evaluate_metrics)
@@ -177,7 +181,7 @@ class Strategy(ABC):
             if store is not None:
                 state = self._checkpoint_state()
                 store.save(encode_start_state(server_round, arrays, result, state))
-            report_result_round(result, server_round, took, _run_id(grid))
+            report_result_round(result, server_round, took, _run_id(grid), failures=failures)
 
         logger.info("")
         logger.info("Strategy execution finished in %.2fs", time.time() - started)
@@ -203,9 +207,10 @@ def _check_failures(
     replies: list[Message],
     timeout: float,
     grid: Grid,
-) -> None:
+) -> int:
     """Log each node that sent no result, named by its node_config, and fail the run
-    when the run config's failure policy says so (RoundFailedError)."""
+    when the run config's failure policy says so (RoundFailedError); else the number
+    of nodes that sent no result (the round table's failures)."""
     answers = {reply.metadata.reply_to_message_id: reply for reply in replies}
     results, reasons = 0, []
     labels: dict[int, str] | None = None
@@ -221,6 +226,7 @@ def _check_failures(
         logger.warning("round %d %s failure: %s", server_round, phase, reason)
         reasons.append(reason)
     policy.check(server_round, phase, results, reasons)
+    return len(reasons)
 
 
 def _run_id(grid: Grid) -> int:
