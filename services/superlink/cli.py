@@ -33,6 +33,7 @@ from stamen.common.options import log_options, metrics_address_option
 from stamen.common.signals import serve_until_signalled
 
 from .auth import Credentials
+from .deliveries import DEFAULT_DELIVERY_LEASE
 from .leases import DEFAULT_RUN_LEASE
 from .serve import serve
 from .settings import Certificates, SuperLinkSettings, describe
@@ -160,6 +161,17 @@ _PATH = click.Path(path_type=Path, dir_okay=False)
     help="Seconds a ServerApp runner's lease on its run lasts unrenewed (runners renew "
     "every third of it): the run of a runner silent that long is marked failed "
     "(`stamen-serverapp --resume RUN_ID` continues it).",
+)
+@click.option(
+    "--delivery-lease",
+    type=float,
+    default=DEFAULT_DELIVERY_LEASE,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="STAMEN_DELIVERY_LEASE",
+    show_envvar=True,
+    help="Seconds an instruction a SuperNode pulled but has not answered waits before it "
+    "is handed out again (a pull whose response was lost; the node runs it once).",
 )
 @click.option(
     "--grace-period",

@@ -79,6 +79,7 @@ async def serve(
                 settings.database,
                 heartbeat_interval=settings.heartbeat_interval,
                 run_lease=settings.run_lease,
+                delivery_lease=settings.delivery_lease,
             ) as link,
             observed(link, settings, authorize=dashboard_check(operator_auth)) as (
                 fleet,

@@ -14,6 +14,7 @@ from stamen.common.bundle import MAX_BUNDLE_SIZE
 from stamen.common.fields import Address, HttpAddress, LogLevel, describe_invalid
 from stamen.common.logging import LogFormat
 
+from .deliveries import DEFAULT_DELIVERY_LEASE
 from .leases import DEFAULT_RUN_LEASE
 
 __all__ = ["Certificates", "SuperLinkSettings", "describe"]
@@ -48,6 +49,9 @@ class SuperLinkSettings(BaseModel):
     """MiB: the largest app bundle a run may be submitted with."""
     run_lease: float = Field(default=DEFAULT_RUN_LEASE, gt=0)
     """Seconds a ServerApp runner's hold on its run lasts unrenewed (see `leases`)."""
+    delivery_lease: float = Field(default=DEFAULT_DELIVERY_LEASE, gt=0)
+    """Seconds a pulled, unanswered instruction waits before it is handed out again
+    (see `deliveries`)."""
     grace_period: float = Field(default=5.0, ge=0)
     """Seconds a shutdown waits for calls in flight before it cancels them."""
     log_level: LogLevel = "INFO"

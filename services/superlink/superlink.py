@@ -171,6 +171,7 @@ def open_superlink(
     *,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     run_lease: float = DEFAULT_RUN_LEASE,
+    delivery_lease: float = DEFAULT_DELIVERY_LEASE,
     clock: Clock | None = None,
 ) -> SuperLink:
     """A SuperLink over ":memory:" state, or over the SQLite file `database` with its
@@ -182,6 +183,7 @@ def open_superlink(
             clock=clock,
             heartbeat_interval=heartbeat_interval,
             run_lease=run_lease,
+            delivery_lease=delivery_lease,
             files=RunFiles(),
         )
     try:
@@ -197,6 +199,7 @@ def open_superlink(
             clock=clock,
             heartbeat_interval=heartbeat_interval,
             run_lease=run_lease,
+            delivery_lease=delivery_lease,
             files=files,
         )
     except OSError as exc:

@@ -78,6 +78,7 @@ def test_settings_need_exactly_one_of_insecure_and_certificates(tmp_path: Path) 
         ((), {"STAMEN_INSECURE": "1", "STAMEN_CONTROL_API_ADDRESS": "x:y"}, "--control-api-add"),
         (("--insecure", "--heartbeat-interval", "-1"), None, "--heartbeat-interval: Input should"),
         ((), {"STAMEN_INSECURE": "1", "STAMEN_RUN_LEASE": "0"}, "--run-lease: Input should"),
+        (("--insecure", "--delivery-lease", "0"), None, "--delivery-lease: Input should"),
         (("--ssl-certfile", "b"), None, "go together: pass all three"),
         (("--certificates", "a", "b", "c", "--ssl-keyfile", "c"), None, "either --certificates"),
         (("--insecure", "--metrics-address", "x"), None, "--metrics-address: 'x' is not"),
@@ -148,6 +149,8 @@ def test_help_explains_and_version_prints() -> None:
         "health check",
         "--run-lease SECONDS",
         "STAMEN_RUN_LEASE",
+        "--delivery-lease SECONDS",
+        "STAMEN_DELIVERY_LEASE",
     ):
         assert text in output
     code, output = invoke("--version")

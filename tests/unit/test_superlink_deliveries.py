@@ -19,6 +19,7 @@ from stamen.common.clock import FakeClock
 from stamen.common.errors import UnavailableError
 from stamen.superlink import MemoryLinkState, MemoryObjectStore, SuperLink
 from stamen.superlink.deliveries import Deliveries
+from stamen.superlink.superlink import open_superlink
 from stamen.supernode.agent import SuperNodeAgent
 from stamen.transport.api import FleetApi
 from stamen.transport.grpc import GrpcFleetClient, connect
@@ -65,13 +66,20 @@ async def test_an_unanswered_instruction_is_handed_out_again_once_its_lease_laps
         link.close()
 
 
-async def test_a_long_poll_returns_the_instruction_when_its_lease_lapses() -> None:
-    async with SuperLink(MemoryLinkState(), MemoryObjectStore(), delivery_lease=0.2) as link:
+@pytest.mark.parametrize("made", ["constructed", "opened"])
+async def test_a_long_poll_returns_the_instruction_when_its_lease_lapses(made: str) -> None:
+    # "opened": as serve() makes its SuperLink, from --delivery-lease.
+    link = (
+        open_superlink(":memory:", delivery_lease=0.2)
+        if made == "opened"
+        else SuperLink(MemoryLinkState(), MemoryObjectStore(), delivery_lease=0.2)
+    )
+    async with link:
         setup = await running_setup(link)
         ins = instruction(setup.run_id, setup.node_id)
         await link.serverappio.push_messages(setup.run_id, [ins])
         assert await link.fleet.pull_messages(setup.node_id, timeout=0) == [ins]
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(5):  # well inside the default lease, 10 s
             assert await link.fleet.pull_messages(setup.node_id, timeout=20) == [ins]
 
 
