@@ -11,8 +11,9 @@ logged (the ServerApp has its answer already). Remembered in memory, for the lat
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+
+from stamen.common.lru import Lru
 
 __all__ = ["LateAnswers"]
 
@@ -31,18 +32,14 @@ class Expiry:
 class LateAnswers:
     """The latest expired instructions, by id."""
 
-    __slots__ = ("_capacity", "_expired")
+    __slots__ = ("_expired",)
 
     def __init__(self, capacity: int = CAPACITY) -> None:
-        self._capacity = capacity
-        self._expired: OrderedDict[str, Expiry] = OrderedDict()
+        self._expired: Lru[str, Expiry] = Lru(capacity)
 
     def expired(self, instruction_id: str, node_id: int, error_reply_id: str) -> None:
         """The sweep answered the instruction with `error_reply_id` for `node_id`."""
-        self._expired[instruction_id] = Expiry(node_id, error_reply_id)
-        self._expired.move_to_end(instruction_id)
-        if len(self._expired) > self._capacity:
-            self._expired.popitem(last=False)
+        self._expired.put(instruction_id, Expiry(node_id, error_reply_id))
 
     def expiry(self, instruction_id: str, node_id: int) -> Expiry | None:
         """The instruction's expiry, when it expired lately and was for `node_id`."""

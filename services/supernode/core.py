@@ -24,12 +24,12 @@ the random generator at the first outage), so 10,000 idle virtual nodes stay sma
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from stamen.common.backoff import Backoff, Outage
 from stamen.common.context import Context
 from stamen.common.errors import NodeNotFoundError, StamenError, UnavailableError
+from stamen.common.lru import Lru
 from stamen.common.message import ErrorCode, Metadata
 from stamen.common.records import UserConfig
 from stamen.common.run import Run, RunStatus
@@ -130,8 +130,8 @@ class NodeCore:
         self.task_run: int | None = None
         """The run of the instruction in hand (None between tasks)."""
         self._cancelled: tuple[int, str] | None = None
-        self._contexts: OrderedDict[int, Context] | None = None
-        self._answered: OrderedDict[str, None] | None = None
+        self._contexts: Lru[int, Context] | None = None
+        self._answered: Lru[str, bool] | None = None
 
     @property
     def node_config(self) -> UserConfig:
@@ -159,10 +159,8 @@ class NodeCore:
 
     def answered(self, message_id: str) -> None:
         if self._answered is None:
-            self._answered = OrderedDict()
-        self._answered[message_id] = None
-        if len(self._answered) > MAX_ANSWERED:
-            self._answered.popitem(last=False)
+            self._answered = Lru(MAX_ANSWERED)
+        self._answered.put(message_id, True)
 
     def context(self, run_id: int, node_id: int) -> Context | None:
         """The run's Context if the node keeps it (marked as just used), as `node_id`:
@@ -171,23 +169,20 @@ class NodeCore:
             return None
         context = self._contexts.get(run_id)
         if context is not None:
-            self._contexts.move_to_end(run_id)
             context.node_id = node_id
         return context
 
     def run_fetched(self, run: Run, node_id: int) -> Context:
         """The new Context of a run met for the first time (with the run's config)."""
         if self._contexts is None:
-            self._contexts = OrderedDict()
+            self._contexts = Lru(MAX_RUNS)
         context = Context(
             run_id=run.run_id,
             node_id=node_id,
             node_config=dict(self._node_config),
             run_config=dict(run.run_config),
         )
-        self._contexts[run.run_id] = context
-        if len(self._contexts) > MAX_RUNS:
-            self._contexts.popitem(last=False)
+        self._contexts.put(run.run_id, context)
         return context
 
     # Failed calls.
