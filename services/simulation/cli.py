@@ -333,14 +333,12 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
     if fork_blocker(start_method, specs[0].threads) is None:
         from stamen.client import ClientApp
         from stamen.common.loading import load_app
-        from stamen.workers.warm import import_lazy_modules
 
-        from .backend import worker_pool
+        from .backend import prefork_warm, worker_pool
 
         load_app(settings.client_app, ClientApp, settings.directory)
-        import_lazy_modules()  # once here, not in each worker at its first training step
         pool = worker_pool(settings.client_app, settings.directory, backend)
-        pool.prefork()  # when it may not after all, the pool starts its workers itself
+        prefork_warm(pool)  # when it may not after all, the pool starts its workers itself
         yield pool
         return
     open_context(start_method, settings.client_app, str(settings.directory), specs[0].threads)

@@ -47,7 +47,7 @@ from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
 from stamen.workers import WorkerPool
 
 from .apps import AppRef, client_app_ref, server_app_of
-from .backend import worker_pool
+from .backend import prefork_warm, worker_pool
 from .config import BackendConfig, parse_backend_config
 from .progress import ObservedServerAppIo, RunObserver
 from .references import check_reference
@@ -110,7 +110,7 @@ def run_simulation(
         asyncio.get_running_loop()
     except RuntimeError:
         if client.reference.partition(":")[0] in sys.modules:
-            pool.prefork()  # when it is safe: see stamen.workers.launcher.fork_blocker
+            prefork_warm(pool)  # when it is safe: see stamen.workers.launcher.fork_blocker
         return run(simulate())
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
         return thread.submit(lambda: run(simulate())).result()
