@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from stamen.server.history import History
     from stamen.workers import WorkerPool
 
+    from .plotter import Plotter
 __all__ = ["entry", "main", "serve", "simulation"]
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,25 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
             ctx.exit(
                 _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
             )
+        from .plotter import Plotter
+
+        plotter = Plotter.start()  # first: it imports matplotlib while this process imports
+    else:
+        plotter = None
+    try:
+        _simulate_and_report(ctx, settings, status, plotter)
+    finally:
+        if plotter is not None:
+            plotter.close()
+
+
+def _simulate_and_report(
+    ctx: click.Context,
+    settings: SimulationSettings,
+    status: StatusLine | None,
+    plotter: Plotter | None,
+) -> None:
+    """Run the simulation, then print its summary table and write what was asked for."""
     try:
         with contextlib.nullcontext() if status is None else stderr_above(status):
             served = _simulate(settings, status)
@@ -211,7 +231,7 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     if table:
         click.echo(table)
     if settings.output_dir is not None:
-        _write_results(ctx, history, settings.output_dir)
+        _write_results(ctx, history, settings.output_dir, plotter)
     if settings.save_final_arrays is not None:
         _save_final_arrays(ctx, history, settings.save_final_arrays)
 
@@ -352,15 +372,24 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
         stopper.join(FORKSERVER_STOP_TIMEOUT)
 
 
-def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
-    from stamen.server.results import write_results
+def _write_results(
+    ctx: click.Context, history: History, directory: Path, plotter: Plotter | None
+) -> None:
+    from stamen.server.plot import plot_history
+    from stamen.server.results import PLOT_FILE, write_results
 
     # A torch app gets its final model as a state dict too: the ServerApp imported torch
     # and the arrays have a state dict's names (not "0", "1", ...).
     names = list(history.final_arrays or ())
     state_dict = "torch" in sys.modules and bool(names) and not all(n.isdigit() for n in names)
     try:
-        written = write_results(history, directory, torch_state_dict=state_dict)
+        written = write_results(history, directory, torch_state_dict=state_dict, plot=False)
+        picture = directory / PLOT_FILE  # drawn last, as write_results would
+        drawn = None if plotter is None else plotter.draw(history, picture)
+        if drawn is None:  # the plotter could not: draw it here
+            drawn = plot_history(history, picture)
+        if drawn:
+            written.append(picture)
     except OSError as exc:
         ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))
