@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import deploy
-from benchmarks.measure import Sample, base_env, run_command
+from benchmarks.measure import Sample, base_env, compile_sources, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMEN_PY = ROOT / ".venv/bin/python"
@@ -171,6 +171,7 @@ def main() -> None:
     if "flower" in frameworks:
         ensure_flower_venv()
     rows = {} if args.smoke else existing_rows(args.out)
+    compile_sources(ROOT)
     imports = import_seconds()
     for scenario in chosen:
         able = [f for f in frameworks if f in scenario.frameworks]
