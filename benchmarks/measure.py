@@ -39,10 +39,11 @@ class TreeMemory:
 
     RSS is cheap to read; PSS makes the kernel walk each process's page tables (5-10 ms
     for a torch process), which on 2 cores would slow the run it measures. So PSS is read
-    at most one tenth of the time: after a reading that took t, not again for 9 t.
+    at most a quarter of the time: after a reading that took t, not again for 3 t. (Its
+    peak is the highest reading, so a short peak may fall between two: a lower bound.)
     """
 
-    PSS_SHARE = 0.1
+    PSS_SHARE = 0.25
     """The largest share of one core that reading PSS may take."""
 
     def __init__(self, roots: Sequence[int], interval: float = 0.05) -> None:
