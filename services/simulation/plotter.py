@@ -85,10 +85,13 @@ class Plotter:
 
 
 def _serve(conn: Connection) -> NoReturn:
-    """The child: import matplotlib, draw the one History it is sent, leave."""
+    """The child: import what drawing needs, draw the one History it is sent, leave."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        from stamen.server.history import History
+        from stamen.server.plot import plot_history
+
         try:
             import matplotlib
 
@@ -102,9 +105,6 @@ def _serve(conn: Connection) -> NoReturn:
         if not available:
             conn.send(("absent", None))
         else:
-            from stamen.server.history import History
-            from stamen.server.plot import plot_history
-
             try:
                 conn.send(("drawn", plot_history(History.from_dict(data), path)))
             except Exception as exc:  # the CLI reports it, as if it had drawn the picture
