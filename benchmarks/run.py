@@ -113,6 +113,13 @@ def headline(scenario: Scenario, sample: Sample) -> float:
     return sample.wall
 
 
+def firsts_cell(firsts: dict[str, list[float]]) -> str:
+    """When training first started; "-" for an app that does not say (the seed app)."""
+    if not any(firsts.values()):
+        return "-"
+    return f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))}"
+
+
 def run_cell(runs: dict[str, list[float]]) -> str:
     """The ServerApp's own run time (deployment scenarios)."""
     if not any(runs.values()):
@@ -218,7 +225,7 @@ def main() -> None:
         rows[scenario.key] = (
             f"| {scenario.key} | {scenario.title} | {scenario.metric} | {fmt(s)} | {fmt(f)} | "
             f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
-            f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
+            f"{firsts_cell(firsts)} | "
             f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} | "
             f"{fmt(psses.get('stamen'))} / {fmt(psses.get('flower'))} | "
             f"{run_cell(runs)} | "
