@@ -11,7 +11,8 @@ importing, then the workers come first. Where it is safe (`fork_blocker` in
 `stamen.workers.launcher`), this process imports the ClientApp and forks the workers from
 itself, so that the import is paid once for all; else the worker pool's forkserver is
 launched (it imports the ClientApp at once). Only then does this process import the rest
-of Stamen and the ServerApp.
+of Stamen and the ServerApp. Before all that, `--output-dir` forks the child that will
+draw metrics.png (`plotter`): it imports matplotlib meanwhile, on another core.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from stamen.workers import WorkerPool
 
     from .plotter import Plotter
+
 __all__ = ["entry", "main", "serve", "simulation"]
 
 logger = logging.getLogger(__name__)
