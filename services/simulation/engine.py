@@ -3,8 +3,8 @@
 The SuperLink core with in-memory state, N virtual SuperNodes, each the deployment's
 `SuperNodeAgent` over the memory transport with a handle on the shared `WorkerPool` as
 its executor (started when its node is first sent an instruction: `nodes.py`), and the
-ServerApp runner. Nothing here routes messages or runs apps: it
-only connects those parts, so a simulation behaves as a deployment does.
+ServerApp runner. Nothing here routes messages or runs apps: it only connects those
+parts, so a simulation behaves as a deployment does.
 
 Start-up order hides the app's import time: the pool starts first, so the workers
 import the ClientApp (torch: seconds) while this process imports the ServerApp,

@@ -372,7 +372,9 @@ class WorkerPool:
         return (slot in self._idle) + (slot in self._spare)
 
     def _free_place(self, slot: Slot) -> None:
-        (self._spare if slot in self._idle else self._idle).append(slot)
+        """`slot` takes one more task: a place behind a running task goes to `_spare`;
+        once the worker runs nothing, its first place goes to `_idle`."""
+        (self._idle if slot in self._spare else self._spare).append(slot)
 
     def _dispatch(self) -> None:
         while self._queue and (self._idle or self._spare):
