@@ -97,6 +97,8 @@ SCENARIOS = [
              deploy.scenario(nodes=10, rounds=3, HIDDEN="0", MODE="echo")),
     Scenario("S4", "simulation, 10,000 nodes, 1 round, 1%", "wall s", "(finishes)",
              simulation(10000, 1, 0.01), max_runs=1),
+    Scenario("S6", "simulation, 100,000 nodes, 2 rounds, 0.1%", "wall s", "finishes, peak <= 1 GB",
+             simulation(100000, 2, 0.001), max_runs=1),
 ]  # fmt: skip
 
 
