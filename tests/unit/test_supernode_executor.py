@@ -199,6 +199,38 @@ async def test_an_app_that_imports_too_slowly_fails_the_start(tmp_path: Path) ->
     assert our_processes() <= processes_before
 
 
+TORCH_APP = """
+import sys
+
+import torch  # noqa: F401  (an app of a library with lazy imports)
+
+from stamen.client import ClientApp, NumPyClient
+
+
+class Probe(NumPyClient):
+    def fit(self, parameters, config):
+        return parameters, 1, {"warmed": int("torch._dynamo" in sys.modules)}
+
+
+app = ClientApp(client_fn=lambda context: Probe())
+"""
+
+
+@pytest.mark.timeout(120)
+async def test_the_warm_worker_imports_the_libraries_lazy_modules_before_the_first_task(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "probe.py").write_text(textwrap.dedent(TORCH_APP))
+    executor = WorkerProcessExecutor("probe:app", tmp_path, start_timeout=100)
+    try:
+        await executor.start()
+        _, metrics = fit_reply(await executor.execute(train_task()))
+    finally:
+        await executor.aclose()
+    assert metrics["warmed"] == 1  # not left for the first optimizer step of round one
+
+
 class Doubler(NumPyClient):
     def fit(
         self, parameters: list[np.typing.NDArray[np.float32]], config: dict[str, ConfigValue]

@@ -38,6 +38,7 @@ __all__ = [
     "content_object_ids",
     "envelope_from_proto",
     "envelope_to_proto",
+    "envelope_to_wire",
     "error_from_proto",
     "error_to_proto",
     "metadata_from_proto",
@@ -184,6 +185,13 @@ def envelope_to_proto(envelope: Envelope) -> pb.Message:
     message = parse_proto(pb.Message, envelope.payload)
     message.metadata = metadata_to_proto(envelope.metadata)
     return message
+
+
+def envelope_to_wire(envelope: Envelope) -> bytes:
+    """The bytes of `envelope_to_proto(envelope)`, without decoding the payload: the
+    metadata field, then the payload's own fields. A payload never holds metadata (it is
+    a body that `encode_message` or `envelope_from_proto` made), so the two never merge."""
+    return bytes(pb.Message(metadata=metadata_to_proto(envelope.metadata))) + envelope.payload
 
 
 def envelope_from_proto(message: pb.Message) -> Envelope:

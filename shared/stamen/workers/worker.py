@@ -15,6 +15,10 @@ What the app imported lives as long as the worker, so it is frozen out of the ga
 collector: collections would walk torch's objects again and again (and copy their pages
 in a forked worker), and so would the interpreter's teardown in a spawned worker (most
 of a second; forked workers leave by `os._exit`, as multiprocessing has them do).
+Before that, a spawned worker imports what the app's libraries would import lazily at its
+first task (`warm`: torch's optimizer imports `torch._dynamo`, about a second of CPU), so
+that a warm worker (a SuperNode's, started before any run) pays it at start, not in round
+one; a forked worker has it from its parent already.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from stamen.common.records import RecordDict
 
 from .resources import THREAD_VARIABLES, WorkerSpec
 from .shm import Attachments, ReplyArena, SharedRef
+from .warm import import_lazy_modules
 
 __all__ = [
     "INTERRUPT",
@@ -138,6 +143,7 @@ def serve(
     torch = sys.modules.get("torch")
     if torch is not None and spec.threads is not None:
         torch.set_num_threads(spec.threads)  # imported before `_apply` (preload, or forked)
+    import_lazy_modules()
     gc.freeze()
     conn.send(Loaded(os.getpid()))
     replies = ReplyArena(f"{segment_prefix}r{os.getpid()}-")

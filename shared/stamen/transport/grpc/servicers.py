@@ -27,7 +27,7 @@ from stamen.auth.tokens import NodeTokens
 from stamen.codec.objects import Buffer
 from stamen.codec.proto import (
     envelope_from_proto,
-    envelope_to_proto,
+    envelope_to_wire,
     node_to_proto,
     run_to_proto,
     user_config_from_proto,
@@ -53,13 +53,20 @@ __all__ = ["ControlServicer", "FleetServicer", "ServerAppIoServicer"]
 
 class _Servicer:
     _service: str
+    _encoded: tuple[str, ...] = ()
+    """Methods that answer `pb.EncodedMessages`: PullMessagesResponse's bytes, made from
+    the stored envelopes without decoding them (`envelope_to_wire`)."""
 
     def __init__(self, drain: Drain | None, authority: Authority | None = None) -> None:
         self.drain = Drain() if drain is None else drain
         self.authority = authority
 
     def __mapping__(self) -> dict[str, Handler]:
-        return guard(super().__mapping__(), self.authority, self._service)  # type: ignore[misc]
+        mapping = guard(super().__mapping__(), self.authority, self._service)  # type: ignore[misc]
+        for method in self._encoded:
+            name = f"/stamen.v1.{self._service}/{method}"
+            mapping[name] = mapping[name]._replace(reply_type=pb.EncodedMessages)
+        return mapping
 
     @asynccontextmanager
     async def _serving(self, method: str) -> AsyncIterator[None]:
@@ -72,6 +79,7 @@ class FleetServicer(_Servicer, pb.FleetBase):
     """The Fleet API (what SuperNodes call) over gRPC."""
 
     _service = "Fleet"
+    _encoded = ("PullMessages",)
 
     def __init__(
         self, api: FleetApi, drain: Drain | None = None, authority: FleetAuthority | None = None
@@ -114,11 +122,13 @@ class FleetServicer(_Servicer, pb.FleetBase):
             interval = await self._api.heartbeat(self._node(message.node_id))
         return pb.HeartbeatResponse(heartbeat_interval=interval)
 
-    async def pull_messages(self, message: pb.PullMessagesRequest) -> pb.PullMessagesResponse:
+    async def pull_messages(  # type: ignore[override]  # (the same bytes: `_encoded`)
+        self, message: pb.PullMessagesRequest
+    ) -> pb.EncodedMessages:
         async with self._serving("PullMessages"):
             poll = self._api.pull_messages(self._node(message.node_id), message.timeout)
             envelopes = await self.drain.long_poll(poll, [])
-            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+            return pb.EncodedMessages(messages=[envelope_to_wire(e) for e in envelopes])
 
     async def push_messages(self, message: pb.PushMessagesRequest) -> pb.PushMessagesResponse:
         async with self._serving("PushMessages"):
@@ -156,6 +166,7 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
     """The ServerAppIo API (what ServerApp runners call) over gRPC."""
 
     _service = "ServerAppIo"
+    _encoded = ("PullMessages", "PullCheckpoint")
 
     def __init__(
         self, api: ServerAppIoApi, drain: Drain | None = None, authority: Authority | None = None
@@ -190,13 +201,15 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             result = await self._api.push_messages(_run_id(message.run_id), envelopes)
         return _push_response(result)
 
-    async def pull_messages(self, message: pb.PullRepliesRequest) -> pb.PullMessagesResponse:
+    async def pull_messages(  # type: ignore[override]  # (the same bytes: `_encoded`)
+        self, message: pb.PullRepliesRequest
+    ) -> pb.EncodedMessages:
         async with self._serving("PullMessages"):
             poll = self._api.pull_messages(
                 _run_id(message.run_id), message.message_ids, message.timeout
             )
             envelopes = await self.drain.long_poll(poll, [])
-            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+            return pb.EncodedMessages(messages=[envelope_to_wire(e) for e in envelopes])
 
     async def push_object(self, messages: AsyncIterator[pb.ObjectChunk]) -> pb.PushObjectResponse:
         async with self._serving("PushObject"):
@@ -240,10 +253,12 @@ class ServerAppIoServicer(_Servicer, pb.ServerAppIoBase):
             result = await self._api.push_checkpoint(_run_id(message.run_id), envelope)
         return _push_response(result)
 
-    async def pull_checkpoint(self, message: pb.PullCheckpointRequest) -> pb.PullMessagesResponse:
+    async def pull_checkpoint(  # type: ignore[override]  # (the same bytes: `_encoded`)
+        self, message: pb.PullCheckpointRequest
+    ) -> pb.EncodedMessages:
         async with self._serving("PullCheckpoint"):
             envelopes = await self._api.pull_checkpoint(_run_id(message.run_id))
-            return pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
+            return pb.EncodedMessages(messages=[envelope_to_wire(e) for e in envelopes])
 
     async def report_round(self, message: pb.ReportRoundRequest) -> pb.ReportRoundResponse:
         async with self._serving("ReportRound"):

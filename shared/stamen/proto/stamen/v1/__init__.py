@@ -17,6 +17,7 @@ __all__ = (
     "CreateRunRequest",
     "CreateRunResponse",
     "DoubleList",
+    "EncodedMessages",
     "Error",
     "FleetBase",
     "FleetStub",
@@ -258,6 +259,20 @@ class DoubleList(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "DoubleList", DoubleList)
+
+
+@dataclass(eq=False, repr=False)
+class EncodedMessages(betterproto2.Message):
+    """
+    The wire form of PullMessagesResponse (field 1, repeated Message) with each Message as
+    the bytes it is encoded to: a SuperLink sends stored envelopes without decoding and
+    re-encoding their content. Receivers read it as PullMessagesResponse.
+    """
+
+    messages: "list[bytes]" = betterproto2.field(1, betterproto2.TYPE_BYTES, repeated=True)
+
+
+default_message_pool.register_message("stamen.v1", "EncodedMessages", EncodedMessages)
 
 
 @dataclass(eq=False, repr=False)
