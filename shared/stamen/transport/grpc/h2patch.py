@@ -6,8 +6,11 @@
    chunk stream). The override describes a DATA frame by its length instead.
 2. grpclib keeps HTTP/2's default 16 KiB frames, so each 1 MiB chunk travels as 64 frames,
    each parsed, flow-controlled and copied on its own. Each connection now advertises a
-   1 MiB maximum frame size to its peer (measured with benchmarks/superlink_bench.py: the
-   SuperLink's user CPU per MiB down ~35%). It changes framing only, never the bytes.
+   maximum frame size to its peer that holds a whole chunk message (a chunk, its protobuf
+   fields and gRPC's 5-byte prefix): one frame per chunk, sent without grpclib slicing
+   (copying) the message into a full frame and a tail of a few bytes (measured with
+   benchmarks/superlink_bench.py: the SuperLink's user CPU per MiB down ~35% from 16 KiB
+   frames). It changes framing only, never the bytes.
 3. h2 drops the whole connection, with no status, when a header list decodes to more than
    64 KiB. Each connection now decodes up to `MAX_DECODED_HEADERS` (1 MiB, still bounded),
    so that the server can refuse just that request with RESOURCE_EXHAUSTED (`guard`).
@@ -24,10 +27,13 @@ from grpclib.protocol import H2Protocol
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
+from stamen.codec.objects import CHUNK_SIZE
+
 __all__ = ["MAX_DECODED_HEADERS", "MAX_FRAME_SIZE", "install", "installed"]
 
-MAX_FRAME_SIZE = 1 << 20
-"""What each side asks its peer to send at most per frame (HTTP/2 allows up to 16 MiB)."""
+MAX_FRAME_SIZE = CHUNK_SIZE + (64 << 10)
+"""What each side asks its peer to send at most per frame (HTTP/2 allows up to 16 MiB):
+an object chunk's whole message with room to spare."""
 
 MAX_DECODED_HEADERS = 1 << 20
 """The most header bytes a connection decodes for one request before it gives up on the
