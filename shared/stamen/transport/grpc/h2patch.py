@@ -1,4 +1,4 @@
-"""Two contained fixes to h2 as grpclib drives it, for streams of ~1 MiB chunks.
+"""Contained fixes to h2 as grpclib drives it, for streams of ~1 MiB chunks.
 
 1. h2 logs each received frame with `logger.trace("Received frame: %s", repr(frame))`:
    the `repr` is built eagerly even though the default logger discards it, and for a DATA
@@ -11,7 +11,9 @@
    (copying) the message into a full frame and a tail of a few bytes (measured with
    benchmarks/superlink_bench.py: the SuperLink's user CPU per MiB down ~35% from 16 KiB
    frames). It changes framing only, never the bytes.
-3. h2 drops the whole connection, with no status, when a header list decodes to more than
+3. hyperframe copies each DATA frame's payload into a new body even when the frame has no
+   padding (`b"".join([b"", data, b""])`); the override sends the payload as it is then.
+4. h2 drops the whole connection, with no status, when a header list decodes to more than
    64 KiB. Each connection now decodes up to `MAX_DECODED_HEADERS` (1 MiB, still bounded),
    so that the server can refuse just that request with RESOURCE_EXHAUSTED (`guard`).
 
@@ -40,10 +42,17 @@ MAX_DECODED_HEADERS = 1 << 20
 connection (past `guard.MAX_HEADER_LIST_SIZE` the request itself is refused)."""
 
 _connection_made = H2Protocol.connection_made
+_serialize_data_body = DataFrame.serialize_body
 
 
 def _data_frame_body_repr(self: DataFrame) -> str:
     return f"<{len(self.data)} bytes>"
+
+
+def _data_frame_body(self: DataFrame) -> bytes:
+    if type(self.data) is bytes and "PADDED" not in self.flags:
+        return self.data
+    return _serialize_data_body(self)
 
 
 def _connection_made_with_large_frames(self: H2Protocol, transport: asyncio.BaseTransport) -> None:
@@ -55,13 +64,15 @@ def _connection_made_with_large_frames(self: H2Protocol, transport: asyncio.Base
 
 
 def install() -> None:
-    """Apply both fixes (once per process)."""
+    """Apply the fixes (once per process)."""
     DataFrame._body_repr = _data_frame_body_repr  # type: ignore[method-assign,assignment]
+    DataFrame.serialize_body = _data_frame_body  # type: ignore[method-assign]
     H2Protocol.connection_made = _connection_made_with_large_frames  # type: ignore[method-assign]
 
 
 def installed() -> bool:
     return (
         DataFrame._body_repr is _data_frame_body_repr
+        and DataFrame.serialize_body is _data_frame_body
         and H2Protocol.connection_made is _connection_made_with_large_frames
     )
