@@ -14,15 +14,15 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 from stamen.codec import (
-    ArrayMemo,
     Buffer,
     check_object,
     decode_message,
+    encode_batch,
     encode_message,
     iter_chunks,
 )
@@ -183,16 +183,13 @@ class ServerAppIoGrid:
     # --- in the calling thread --------------------------------------------------------------
 
     def _encode(self, messages: Iterable[Message]) -> tuple[list[Envelope], dict[str, Buffer]]:
-        """Envelopes and their objects; one memo for the batch hashes a shared model once."""
-        memo: ArrayMemo = {}
-        envelopes: list[Envelope] = []
-        objects: dict[str, Buffer] = {}
+        """Envelopes and their objects; a content shared by the batch is encoded once."""
+        return encode_batch(self._of_this_run(messages))
+
+    def _of_this_run(self, messages: Iterable[Message]) -> Iterator[Message]:
         for message in messages:
             message.metadata.run_id = self._run.run_id
-            envelope, message_objects = encode_message(message, memo)
-            envelopes.append(envelope)
-            objects.update(message_objects)
-        return envelopes, objects
+            yield message
 
     def _call(
         self,

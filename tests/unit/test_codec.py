@@ -17,6 +17,7 @@ from record_checks import canon
 from stamen.codec import (
     Envelope,
     decode_message,
+    encode_batch,
     encode_message,
     envelope_from_proto,
     envelope_to_proto,
@@ -277,6 +278,26 @@ def test_memo_hashes_a_broadcast_model_once(monkeypatch: pytest.MonkeyPatch) -> 
     for node in range(1, 11):
         encode_message(Message(RecordDict({"model": model}), node, "train"))
     assert len(calls) == 30
+
+
+def test_a_batch_encodes_a_shared_content_once_and_each_metadata_apart() -> None:
+    shared = RecordDict({"model": ArrayRecord([np.arange(4, dtype=np.float32)])})
+    other = RecordDict({"m": MetricRecord({"a": 1})})
+    messages = [Message(shared, node, "train") for node in (1, 2)] + [
+        Message(other, 3, "evaluate"),
+        Message(error=Error(ErrorCode.UNKNOWN, "x"), metadata=_metadata()),
+    ]
+    envelopes, objects = encode_batch(messages)
+    one_by_one = [encode_message(m) for m in messages]
+    assert envelopes == [envelope for envelope, _ in one_by_one]
+    assert objects == {
+        k: v for _, message_objects in one_by_one for k, v in message_objects.items()
+    }
+    assert envelopes[0].payload is envelopes[1].payload  # encoded once
+    assert envelopes[0].metadata is not envelopes[1].metadata
+    assert [e.metadata.dst_node_id for e in envelopes[:3]] == [1, 2, 3]
+    decoded = decode_message(envelopes[1], objects)
+    assert canon(decoded.content) == canon(shared)
 
 
 def test_memo_ignores_a_reused_id_of_another_array() -> None:

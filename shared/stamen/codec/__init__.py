@@ -6,7 +6,7 @@ names, chunks and reassembles array bytes.
 """
 
 from .envelope import Envelope
-from .message import ArrayMemo, decode_message, encode_message
+from .message import ArrayMemo, decode_message, encode_batch, encode_message
 from .objects import (
     CHUNK_SIZE,
     MAX_MESSAGE_SIZE,
@@ -43,6 +43,7 @@ __all__ = [
     "check_proto",
     "collect_object",
     "decode_message",
+    "encode_batch",
     "encode_message",
     "envelope_from_proto",
     "envelope_to_proto",

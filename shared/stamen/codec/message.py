@@ -10,7 +10,7 @@ to it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TypeAlias
@@ -33,7 +33,7 @@ from .proto import (
 )
 from .wire import Unsupported, decode_content, encode_content
 
-__all__ = ["ArrayMemo", "decode_message", "encode_message"]
+__all__ = ["ArrayMemo", "decode_message", "encode_batch", "encode_message"]
 
 ArrayMemo: TypeAlias = dict[int, tuple[Array, str]]
 """id(Array) -> (the Array, its object id). Holding the Array keeps its id from being
@@ -62,6 +62,31 @@ def encode_message(
         metadata=replace(message.metadata), payload=payload, object_ids=tuple(objects)
     )
     return envelope, objects
+
+
+def encode_batch(messages: Iterable[Message]) -> tuple[list[Envelope], dict[str, Buffer]]:
+    """The envelopes of a batch and all their objects (object id -> bytes).
+
+    Messages that share one content object (a model broadcast to 1,000 nodes) share its
+    payload: it is encoded once and only the metadata is per message. Like `ArrayMemo`,
+    this holds while the batch's contents are not modified as it is being encoded.
+    """
+    memo: ArrayMemo = {}
+    encoded: dict[int, tuple[RecordDict, Envelope]] = {}  # id(content) -> its first envelope
+    envelopes: list[Envelope] = []
+    objects: dict[str, Buffer] = {}
+    for message in messages:
+        content = message.content if message.has_content() else None
+        first = encoded.get(id(content))
+        if content is not None and first is not None and first[0] is content:
+            envelope = replace(first[1], metadata=replace(message.metadata))
+        else:
+            envelope, message_objects = encode_message(message, memo)
+            objects.update(message_objects)
+            if content is not None:
+                encoded[id(content)] = (content, envelope)
+        envelopes.append(envelope)
+    return envelopes, objects
 
 
 def _encode_body(message: Message, memo: ArrayMemo, objects: dict[str, Buffer]) -> bytes:
