@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,17 @@ def test_node_ids_use_all_63_bits(state: LinkState) -> None:
     big = (1 << 63) - 1
     state.add_node(Node(big))
     assert state.get_node(big).node_id == big
+
+
+def test_the_node_copy_knows_every_field_of_node() -> None:
+    # memorystate._copy_node names Node's fields one by one: a new field must be added there.
+    assert [f.name for f in fields(Node)] == [
+        "node_id",
+        "node_config",
+        "online",
+        "last_heartbeat",
+        "registered_at",
+    ]
 
 
 def test_returned_records_are_copies(state: LinkState) -> None:
