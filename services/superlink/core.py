@@ -14,8 +14,10 @@ the same after a restart.
 from __future__ import annotations
 
 import math
+import os
 import re
 import secrets
+import struct
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -70,10 +72,21 @@ _MAX_ID = (1 << 63) - 1
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 
 
+# Random ids drawn from the OS 512 at a time: registering a simulation's 100,000 nodes
+# made one system call per id. A forked child draws its own.
+_ID_BATCH = struct.Struct("<512Q")
+_random_ids: list[int] = []
+os.register_at_fork(after_in_child=_random_ids.clear)
+
+
 def new_id(taken: Callable[[int], bool]) -> int:
     """A random positive 63-bit id (never 0: that stands for the ServerApp side)."""
     while True:
-        candidate = secrets.randbits(63)
+        try:
+            candidate = _random_ids.pop() >> 1
+        except IndexError:
+            _random_ids.extend(_ID_BATCH.unpack(secrets.token_bytes(_ID_BATCH.size)))
+            continue
         if candidate and not taken(candidate):
             return candidate
 

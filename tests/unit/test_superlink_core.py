@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from stamen.codec.envelope import Envelope
@@ -292,6 +293,27 @@ def test_new_ids_are_positive_63_bit_and_avoid_taken_ones() -> None:
         assert 0 < value < 1 << 63
         assert value not in seen
         seen.add(value)
+
+
+def test_new_ids_stay_distinct_past_a_batch_of_random_bits() -> None:
+    ids = [new_id(lambda _: False) for _ in range(2000)]  # several batches of 512
+    assert len(set(ids)) == len(ids)
+    assert all(0 < value < 1 << 63 for value in ids)
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    new_id(lambda _: False)  # the parent holds a batch now
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(writer, new_id(lambda _: False).to_bytes(8, "little"))
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    reported = os.read(reader, 8)
+    os.close(reader)
+    assert len(reported) == 8
+    assert int.from_bytes(reported, "little") != new_id(lambda _: False)
 
 
 def test_arrivals_report_a_message_complete_with_its_last_object() -> None:
