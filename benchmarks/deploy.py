@@ -117,6 +117,7 @@ def _finish(
     sample = Sample(wall, memory.peak / 2**20, first_mark(work, started),
                     {"round_seconds": clock.round_seconds, "run_wall": run_wall,
                      "exchange_seconds": clock.exchanges})  # fmt: skip
+    sample.peak_pss_mib = memory.peak_pss / 2**20
     sample.peaks_by_name = {
         name: memory.peak_by_root.get(pid, 0) / 2**20 for pid, name in names.items()
     }

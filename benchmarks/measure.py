@@ -1,11 +1,14 @@
 """Run a command (or a group of processes) and measure wall time and peak memory.
 
-Peak memory is the largest sum of RSS over the whole process tree, sampled every 50 ms
-with psutil: Ray's and the worker pools' processes count, as they cost the machine.
+Peak memory is the largest sum over the whole process tree, sampled every 50 ms with
+psutil: Ray's and the worker pools' processes count, as they cost the machine. Two sums:
+RSS, which counts a page shared by several processes (a forked worker's torch) once in
+each, and PSS, which splits such a page among them, so that the sum is what the tree costs.
 """
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -23,19 +26,31 @@ import psutil
 @dataclass
 class Sample:
     wall: float
-    peak_mib: float
+    peak_mib: float  # summed RSS
     first_training: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     peaks_by_name: dict[str, float] = field(default_factory=dict)
+    peak_pss_mib: float = float("nan")  # summed PSS
 
 
 class TreeMemory:
-    """Samples the summed RSS of processes and their descendants in a thread."""
+    """Samples the summed RSS and PSS of processes and their descendants in a thread
+    (`peak`, `peak_pss`: bytes; `peak_by_root`: RSS).
+
+    RSS is cheap to read; PSS makes the kernel walk each process's page tables (5-10 ms
+    for a torch process), which on 2 cores would slow the run it measures. So PSS is read
+    at most a quarter of the time: after a reading that took t, not again for 3 t. (Its
+    peak is the highest reading, so a short peak may fall between two: a lower bound.)
+    """
+
+    PSS_SHARE = 0.25
+    """The largest share of one core that reading PSS may take."""
 
     def __init__(self, roots: Sequence[int], interval: float = 0.05) -> None:
         self.roots = list(roots)
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
         self.peak_by_root: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -51,24 +66,37 @@ class TreeMemory:
     def add(self, pid: int) -> None:
         self.roots.append(pid)
 
-    def _rss(self, pid: int) -> int:
+    def _tree(self, pid: int) -> list[psutil.Process]:
         try:
             root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
+            return [root, *root.children(recursive=True)]
         except psutil.Error:
-            return 0
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+            return []
 
     def _run(self) -> None:
+        pss_due = 0.0
         while not self._stop.wait(self.interval):
-            per_root = {pid: self._rss(pid) for pid in list(self.roots)}
+            trees = {pid: self._tree(pid) for pid in list(self.roots)}
+            per_root = {pid: _summed(procs, "rss") for pid, procs in trees.items()}
             for pid, rss in per_root.items():
                 self.peak_by_root[pid] = max(self.peak_by_root.get(pid, 0), rss)
             self.peak = max(self.peak, sum(per_root.values()))
+            began = time.monotonic()
+            if began >= pss_due:
+                pss = sum(_summed(procs, "pss") for procs in trees.values())
+                self.peak_pss = max(self.peak_pss, pss)
+                took = time.monotonic() - began
+                pss_due = began + took / self.PSS_SHARE
+
+
+def _summed(procs: Sequence[psutil.Process], kind: str) -> int:
+    """RSS or PSS of `procs` in bytes (a process that has ended counts 0)."""
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            info = proc.memory_full_info() if kind == "pss" else proc.memory_info()
+            total += getattr(info, kind)
+    return total
 
 
 def run_command(
@@ -89,7 +117,9 @@ def run_command(
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}")
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
     extra = json.loads(lines[-1]) if lines else {}
-    return Sample(wall, memory.peak / 2**20, first_mark(mark_dir, started), extra)
+    sample = Sample(wall, memory.peak / 2**20, first_mark(mark_dir, started), extra)
+    sample.peak_pss_mib = memory.peak_pss / 2**20
+    return sample
 
 
 def first_mark(mark_dir: Path, started: float) -> float | None:
@@ -107,6 +137,15 @@ def kill_tree(pid: int) -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(procs, timeout=10)
+
+
+def compile_sources(root: Path) -> None:
+    """Write the bytecode of a source tree's Python files (its shared/ code, examples and
+    benchmark apps), as `pip install` does for an installed package (Flower's too). Else,
+    where PYTHONDONTWRITEBYTECODE is set, every run compiles Stamen's modules again: a
+    cost that no installed copy pays (about 0.3 s of a simulation's start-up here)."""
+    for folder in ("shared", "examples", "benchmarks"):
+        compileall.compile_dir(root / folder, quiet=1)
 
 
 def base_env(framework: str, mark_dir: Path, **bench: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import deploy
-from benchmarks.measure import Sample, base_env, run_command
+from benchmarks.measure import Sample, base_env, compile_sources, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMEN_PY = ROOT / ".venv/bin/python"
@@ -39,6 +39,7 @@ class Scenario:
     target: str
     run: Callable[[str, Path], Sample | None]
     max_runs: int | None = None  # S4: Flower may take its full 10 minutes per run
+    frameworks: tuple[str, ...] = ("stamen", "flower")  # those that can run it
 
 
 def simulation(
@@ -55,27 +56,49 @@ def simulation(
     return run
 
 
+SEED_APP = ROOT / "examples/quickstart-pytorch"
+
+
+def seed_app(nodes: int, rounds: int) -> Callable[..., Sample | None]:
+    """The seed app as a user runs it: `stamen-simulation` with --output-dir (metrics.png
+    and all). Stamen only: the app imports `stamen` and reads its run config, which
+    Flower's run_simulation cannot pass."""
+
+    def run(framework: str, mark_dir: Path) -> Sample | None:
+        cmd = [str(STAMEN_PY), "-m", "stamen.simulation.cli", f"--dir={SEED_APP}",
+               "--server-app=server:app", "--client-app=client:app",
+               f"--num-supernodes={nodes}", f"--run-config=num-server-rounds={rounds}",
+               f"--output-dir={mark_dir / 'results'}"]  # fmt: skip
+        return run_command(cmd, base_env(framework, mark_dir), mark_dir, timeout=FLOWER_TIMEOUT)
+
+    return run
+
+
 SCENARIOS = [
+    Scenario("S0", "seed app: simulation, 10 nodes, 1 round", "wall s", "<= 3.0 s",
+             seed_app(10, 1), frameworks=("stamen",)),
     Scenario("S1", "simulation, 10 nodes, 3 rounds, all clients", "wall s", "<= 3.5 s",
              simulation(10, 3, 1.0)),
-    Scenario("S2", "simulation, 100 nodes, 3 rounds, all clients", "s per round", "<= 0.5 s",
+    Scenario("S2", "simulation, 100 nodes, 3 rounds, all clients", "s per round", "<= 0.25 s",
              simulation(100, 3, 1.0)),
     Scenario("S3", "simulation, 1,000 nodes, 1 round, 10%", "wall s", "<= 4 s",
              simulation(1000, 1, 0.1)),
-    Scenario("S5", "engine: 1,000 nodes, all clients, echo client", "client tasks/s", ">= 1,000",
+    Scenario("S5", "engine: 1,000 nodes, all clients, echo client", "client tasks/s", ">= 3,000",
              simulation(1000, 1, 1.0, MODE="echo")),
-    Scenario("D1", "deployment, TLS, 10 SuperNodes, 3 rounds", "wall s", "<= 10 s",
+    Scenario("D1", "deployment, TLS, 10 SuperNodes, 3 rounds", "wall s", "<= 12 s",
              deploy.scenario(nodes=10, rounds=3, tls=True)),
     Scenario("D2", "deployment, 4 SuperNodes, model + 400 MiB, 3 rounds", "s per round",
              "<= 10 s; SuperLink <= 2x model", deploy.scenario(nodes=4, rounds=3, EXTRA_MIB="400")),
     Scenario("D2b", "D2, but each node changes the 400 MiB buffer: all bytes new per round",
-             "s per round", "(D2's)",
+             "s per round", "<= 15 s",
              deploy.scenario(nodes=4, rounds=3, EXTRA_MIB="400", EXTRA_CHANGES="1")),
     Scenario("D3", "deployment, tiny model, 10 SuperNodes, echo clients: push to last reply",
-             "s per exchange", "<= 0.05 s overhead",
+             "s per exchange", "<= 0.025 s",
              deploy.scenario(nodes=10, rounds=3, HIDDEN="0", MODE="echo")),
     Scenario("S4", "simulation, 10,000 nodes, 1 round, 1%", "wall s", "(finishes)",
              simulation(10000, 1, 0.01), max_runs=1),
+    Scenario("S6", "simulation, 100,000 nodes, 2 rounds, 0.1%", "wall s", "finishes, peak <= 1 GB",
+             simulation(100000, 2, 0.001), max_runs=1),
 ]  # fmt: skip
 
 
@@ -90,6 +113,13 @@ def headline(scenario: Scenario, sample: Sample) -> float:
         # One round of fit + evaluate on every node: 2 tasks per node.
         return 2 * 1000 / rounds[0] if rounds else float("nan")
     return sample.wall
+
+
+def firsts_cell(firsts: dict[str, list[float]]) -> str:
+    """When training first started; "-" for an app that does not say (the seed app)."""
+    if not any(firsts.values()):
+        return "-"
+    return f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))}"
 
 
 def run_cell(runs: dict[str, list[float]]) -> str:
@@ -150,16 +180,19 @@ def main() -> None:
     if "flower" in frameworks:
         ensure_flower_venv()
     rows = {} if args.smoke else existing_rows(args.out)
+    compile_sources(ROOT)
     imports = import_seconds()
     for scenario in chosen:
-        figures: dict[str, list[float]] = {f: [] for f in frameworks}
-        walls: dict[str, list[float]] = {f: [] for f in frameworks}
-        firsts: dict[str, list[float]] = {f: [] for f in frameworks}
-        peaks: dict[str, list[float]] = {f: [] for f in frameworks}
-        runs: dict[str, list[float]] = {f: [] for f in frameworks}
-        notes: dict[str, list[str]] = {f: [] for f in frameworks}
+        able = [f for f in frameworks if f in scenario.frameworks]
+        figures: dict[str, list[float]] = {f: [] for f in able}
+        walls: dict[str, list[float]] = {f: [] for f in able}
+        firsts: dict[str, list[float]] = {f: [] for f in able}
+        peaks: dict[str, list[float]] = {f: [] for f in able}
+        psses: dict[str, list[float]] = {f: [] for f in able}
+        runs: dict[str, list[float]] = {f: [] for f in able}
+        notes: dict[str, list[str]] = {f: [] for f in able}
         for i in range(min(args.runs, scenario.max_runs or args.runs)):
-            for framework in frameworks:
+            for framework in able:
                 try:
                     with tempfile.TemporaryDirectory() as tmp:
                         sample = scenario.run(framework, Path(tmp))
@@ -172,6 +205,7 @@ def main() -> None:
                 figures[framework].append(headline(scenario, sample))
                 walls[framework].append(sample.wall)
                 peaks[framework].append(sample.peak_mib)
+                psses[framework].append(sample.peak_pss_mib)
                 if "run_wall" in sample.extra:
                     runs[framework].append(sample.extra["run_wall"])
                 if sample.first_training is not None:
@@ -181,8 +215,8 @@ def main() -> None:
                          for k in ("round", "exchange")}  # fmt: skip
                 print(f"{scenario.key} {framework} run {i + 1}: {headline(scenario, sample):.3f} "
                       f"{scenario.metric}, wall {sample.wall:.2f}s, peak {sample.peak_mib:.0f} "
-                      f"MiB, rounds {times['round']}, exchanges {times['exchange']}",
-                      flush=True)  # fmt: skip
+                      f"MiB RSS, {sample.peak_pss_mib:.0f} MiB PSS, rounds {times['round']}, "
+                      f"exchanges {times['exchange']}", flush=True)  # fmt: skip
         s, f = figures.get("stamen"), figures.get("flower")
         ratio = ""
         if s and f:
@@ -193,8 +227,9 @@ def main() -> None:
         rows[scenario.key] = (
             f"| {scenario.key} | {scenario.title} | {scenario.metric} | {fmt(s)} | {fmt(f)} | "
             f"{ratio} | {scenario.target} | {fmt(walls.get('stamen'))} | "
-            f"{fmt(firsts.get('stamen'))} / {fmt(firsts.get('flower'))} | "
+            f"{firsts_cell(firsts)} | "
             f"{fmt(peaks.get('stamen'))} / {fmt(peaks.get('flower'))} | "
+            f"{fmt(psses.get('stamen'))} / {fmt(psses.get('flower'))} | "
             f"{run_cell(runs)} | "
             f"{notes_cell(notes)} | {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} |"
         )
@@ -233,13 +268,16 @@ Written by `make bench` (benchmarks/run.py); last written {time.strftime("%Y-%m-
   alternating; each cell: median (min-max)
 - app import time (torch + scikit-learn, one process): {imports:.2f} s
 - ratio: how many times better Stamen's headline figure is than Flower's
+- peak memory, sampled every 50 ms: summed RSS of the process tree (a page shared by
+  forked processes counts in each) and summed PSS (shared pages split among the processes
+  that map them: what the tree costs); simulation target: <= 450 MiB PSS
 - wall: from starting the first process to the end of the run; deployment scenarios also
   give the ServerApp's own run, from its start to its exit (it waits for all SuperNodes,
   so their start-up is inside it)
 - measured: when the row's runs ended (UTC); `--only` runs replace just their rows
 
-| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak MiB, process tree (Stamen / Flower) | deployment: ServerApp start to exit, s (Stamen / Flower) | SuperLink peak MiB (Stamen / Flower) | measured |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| key | scenario | headline | Stamen | Flower 1.42 | ratio | target | Stamen wall s | first training s (Stamen / Flower) | peak RSS MiB, process tree (Stamen / Flower) | peak PSS MiB, process tree (Stamen / Flower) | deployment: ServerApp start to exit, s (Stamen / Flower) | SuperLink peak MiB (Stamen / Flower) | measured |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """  # noqa: E501
     order = [s.key for s in SCENARIOS]
     table = [rows[key] for key in sorted(rows, key=lambda k: order.index(k) if k in order else 99)]

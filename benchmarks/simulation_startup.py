@@ -4,8 +4,9 @@ source trees side by side: runs alternate so that the shared machine's load hits
     python -m benchmarks.simulation_startup BEFORE_TREE AFTER_TREE [--runs 5]
 
 A tree is a checkout's root (its shared/ goes first on PYTHONPATH, so the installed
-dependencies serve both); the command is `python -m stamen.simulation.cli`, whose
-`__main__` is what the `stamen-simulation` script runs.
+dependencies serve both; its bytecode is written first, as an install would); the
+command is `python -m stamen.simulation.cli`, whose `__main__` is what the
+`stamen-simulation` script runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.measure import compile_sources
 
 APP = Path(__file__).resolve().parent.parent / "examples" / "quickstart-pytorch"
 ARGS = [
@@ -52,6 +55,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--output-dir", type=Path, default=Path("build/simulation_startup"))
     args = parser.parse_args()
+    for tree in (args.before, args.after):
+        compile_sources(tree)
     figures: dict[str, list[tuple[float, float, float]]] = {"before": [], "after": []}
     for run in range(args.runs):
         for name in ("before", "after"):

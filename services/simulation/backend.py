@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from stamen.workers import WorkerPool
+from stamen.workers.warm import import_lazy_modules
 
 from .config import BackendConfig
 
-__all__ = ["worker_pool"]
+__all__ = ["prefork_warm", "worker_pool"]
 
 
 def worker_pool(client_app_ref: str, directory: Path | None, backend: BackendConfig) -> WorkerPool:
@@ -25,3 +26,12 @@ def worker_pool(client_app_ref: str, directory: Path | None, backend: BackendCon
         num_cpus=resources.num_cpus,
         num_gpus=resources.num_gpus,
     )
+
+
+def prefork_warm(pool: WorkerPool) -> bool:
+    """`pool.prefork()`, with what the app's libraries import on first use (`warm`:
+    torch._dynamo, at the first optimizer step) imported first where it will fork: paid
+    once here and shared, instead of by each worker in round 1 and held by each."""
+    if pool.fork_blocker() is None:
+        import_lazy_modules()
+    return pool.prefork()

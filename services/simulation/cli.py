@@ -11,7 +11,8 @@ importing, then the workers come first. Where it is safe (`fork_blocker` in
 `stamen.workers.launcher`), this process imports the ClientApp and forks the workers from
 itself, so that the import is paid once for all; else the worker pool's forkserver is
 launched (it imports the ClientApp at once). Only then does this process import the rest
-of Stamen and the ServerApp.
+of Stamen and the ServerApp. Before all that, `--output-dir` forks the child that will
+draw metrics.png (`plotter`): it imports matplotlib meanwhile, on another core.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from .settings import SimulationSettings, describe
 if TYPE_CHECKING:
     from stamen.server.history import History
     from stamen.workers import WorkerPool
+
+    from .plotter import Plotter
 
 __all__ = ["entry", "main", "serve", "simulation"]
 
@@ -192,6 +195,25 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
             ctx.exit(
                 _fail(f"--output-dir: cannot create {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
             )
+        from .plotter import Plotter
+
+        plotter = Plotter.start()  # first: it imports matplotlib while this process imports
+    else:
+        plotter = None
+    try:
+        _simulate_and_report(ctx, settings, status, plotter)
+    finally:
+        if plotter is not None:
+            plotter.close()
+
+
+def _simulate_and_report(
+    ctx: click.Context,
+    settings: SimulationSettings,
+    status: StatusLine | None,
+    plotter: Plotter | None,
+) -> None:
+    """Run the simulation, then print its summary table and write what was asked for."""
     try:
         with contextlib.nullcontext() if status is None else stderr_above(status):
             served = _simulate(settings, status)
@@ -211,7 +233,7 @@ def simulation(ctx: click.Context, /, **options: Any) -> None:
     if table:
         click.echo(table)
     if settings.output_dir is not None:
-        _write_results(ctx, history, settings.output_dir)
+        _write_results(ctx, history, settings.output_dir, plotter)
     if settings.save_final_arrays is not None:
         _save_final_arrays(ctx, history, settings.save_final_arrays)
 
@@ -333,14 +355,12 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
     if fork_blocker(start_method, specs[0].threads) is None:
         from stamen.client import ClientApp
         from stamen.common.loading import load_app
-        from stamen.workers.warm import import_lazy_modules
 
-        from .backend import worker_pool
+        from .backend import prefork_warm, worker_pool
 
         load_app(settings.client_app, ClientApp, settings.directory)
-        import_lazy_modules()  # once here, not in each worker at its first training step
         pool = worker_pool(settings.client_app, settings.directory, backend)
-        pool.prefork()  # when it may not after all, the pool starts its workers itself
+        prefork_warm(pool)  # when it may not after all, the pool starts its workers itself
         yield pool
         return
     open_context(start_method, settings.client_app, str(settings.directory), specs[0].threads)
@@ -354,15 +374,24 @@ def _workers_first(settings: SimulationSettings) -> Iterator[WorkerPool | None]:
         stopper.join(FORKSERVER_STOP_TIMEOUT)
 
 
-def _write_results(ctx: click.Context, history: History, directory: Path) -> None:
-    from stamen.server.results import write_results
+def _write_results(
+    ctx: click.Context, history: History, directory: Path, plotter: Plotter | None
+) -> None:
+    from stamen.server.plot import plot_history
+    from stamen.server.results import PLOT_FILE, write_results
 
     # A torch app gets its final model as a state dict too: the ServerApp imported torch
     # and the arrays have a state dict's names (not "0", "1", ...).
     names = list(history.final_arrays or ())
     state_dict = "torch" in sys.modules and bool(names) and not all(n.isdigit() for n in names)
     try:
-        written = write_results(history, directory, torch_state_dict=state_dict)
+        written = write_results(history, directory, torch_state_dict=state_dict, plot=False)
+        picture = directory / PLOT_FILE  # drawn last, as write_results would
+        drawn = None if plotter is None else plotter.draw(history, picture)
+        if drawn is None:  # the plotter could not: draw it here
+            drawn = plot_history(history, picture)
+        if drawn:
+            written.append(picture)
     except OSError as exc:
         ctx.exit(_fail(f"--output-dir: cannot write the results: {exc}", EXIT_FAILED))
     logger.info("results in %s: %s", directory, ", ".join(path.name for path in written))

@@ -2,8 +2,9 @@
 
 The SuperLink core with in-memory state, N virtual SuperNodes, each the deployment's
 `SuperNodeAgent` over the memory transport with a handle on the shared `WorkerPool` as
-its executor, and the ServerApp runner. Nothing here routes messages or runs apps: it
-only connects those parts, so a simulation behaves as a deployment does.
+its executor (started when its node is first sent an instruction: `nodes.py`), and the
+ServerApp runner. Nothing here routes messages or runs apps: it only connects those
+parts, so a simulation behaves as a deployment does.
 
 Start-up order hides the app's import time: the pool starts first, so the workers
 import the ClientApp (torch: seconds) while this process imports the ServerApp,
@@ -28,27 +29,29 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stamen.client import ClientApp
+from stamen.codec.envelope import Envelope
 from stamen.common.cli import run
 from stamen.common.errors import ConfigError
+from stamen.common.push import PushResult
 from stamen.common.records import UserConfig
 from stamen.runner import run_serverapp
 from stamen.server import ServerApp
 from stamen.server.history import History
 from stamen.superlink import MemoryLinkState, MemoryObjectStore, SuperLink, observed_link
-from stamen.supernode import ObjectCache, SuperNodeAgent
 from stamen.transport.api import ServerAppIoApi
 from stamen.transport.memory import MemoryFleet, MemoryServerAppIo
 from stamen.workers import WorkerPool
 
 from .apps import AppRef, client_app_ref, server_app_of
-from .backend import worker_pool
+from .backend import prefork_warm, worker_pool
 from .config import BackendConfig, parse_backend_config
+from .nodes import VirtualNodes
 from .progress import ObservedServerAppIo, RunObserver
 from .references import check_reference
 
@@ -65,7 +68,7 @@ CHATTY_LOGGERS = ("stamen.supernode", "stamen.superlink")
 virtual nodes. Quieted to WARNING during a simulation unless DEBUG is on for them."""
 
 NODE_START_TIMEOUT = 120.0
-"""Seconds the virtual nodes may take to register (10,000 take about two)."""
+"""Seconds the virtual nodes may take to register (100,000 take a few)."""
 
 
 def run_simulation(
@@ -110,7 +113,7 @@ def run_simulation(
         asyncio.get_running_loop()
     except RuntimeError:
         if client.reference.partition(":")[0] in sys.modules:
-            pool.prefork()  # when it is safe: see stamen.workers.launcher.fork_blocker
+            prefork_warm(pool)  # when it is safe: see stamen.workers.launcher.fork_blocker
         return run(simulate())
     with concurrent.futures.ThreadPoolExecutor(1, "stamen-simulation") as thread:
         return thread.submit(lambda: run(simulate())).result()
@@ -214,6 +217,7 @@ class Simulation:
 
     link: SuperLink
     client_app: AppRef
+    nodes: VirtualNodes
 
     async def run(
         self,
@@ -224,7 +228,7 @@ class Simulation:
         observer: RunObserver | None = None,
     ) -> History:
         """Run `server_app` once over the virtual nodes; its History."""
-        serverappio: ServerAppIoApi = MemoryServerAppIo(self.link.serverappio)
+        serverappio: ServerAppIoApi = _WakingServerAppIo(self.link.serverappio, self.nodes)
         if observer is not None:
             serverappio = ObservedServerAppIo(serverappio, observer)
         return await run_serverapp(
@@ -264,53 +268,38 @@ async def open_simulation(
         async with pool, link, observed_link(link, dashboard_address=dashboard) as observed:
             if observed.dashboard_url:
                 logger.info("dashboard at %s", observed.dashboard_url)
-            fleet = MemoryFleet(observed.fleet)
-            # One cache for all nodes: objects are immutable and named by their hash, so
-            # the round's model is fetched (copied, verified) once, not once per node.
-            cache = ObjectCache()
-            agents = tuple(
-                SuperNodeAgent(
-                    fleet,
-                    pool.executor(),
-                    {"partition-id": i, "num-partitions": num_supernodes},
-                    object_cache=cache,
-                )
-                for i in range(num_supernodes)
-            )
             try:
                 async with asyncio.TaskGroup() as tasks:
                     loading = tasks.create_task(pool.started(), name="stamen-simulation-loading")
-                    registered = _Countdown(num_supernodes)
-                    for agent in agents:
-                        tasks.create_task(agent.run(registered))
+                    nodes = VirtualNodes(MemoryFleet(observed.fleet), pool, num_supernodes, tasks)
                     async with asyncio.timeout(NODE_START_TIMEOUT):
-                        await registered.wait()
+                        await nodes.register()
                     logger.info(
                         "%d virtual SuperNodes registered in %.2fs",
                         num_supernodes,
                         time.perf_counter() - began,
                     )
                     try:
-                        yield Simulation(link, client_app)
+                        yield Simulation(link, client_app, nodes)
                     finally:
                         loading.cancel()  # a run that ended needs no news of the workers
-                        for agent in agents:
-                            agent.stop()
+                        nodes.stop()
             except BaseExceptionGroup as group:
                 raise _sole(group) from None
 
 
-class _Countdown(asyncio.Event):
-    """An Event that is set after `count` calls to `set()`: one for all the nodes."""
+class _WakingServerAppIo(MemoryServerAppIo):
+    """The ServerApp's `ServerAppIoApi`: pushing instructions starts the agents of the
+    nodes they go to (`VirtualNodes.wake`)."""
 
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        self._left = count
+    def __init__(self, handler: ServerAppIoApi, nodes: VirtualNodes) -> None:
+        super().__init__(handler)
+        self._nodes = nodes
 
-    def set(self) -> None:
-        self._left -= 1
-        if self._left <= 0:
-            super().set()
+    async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
+        result = await super().push_messages(run_id, envelopes)
+        self._nodes.wake(envelope.metadata.dst_node_id for envelope in envelopes)
+        return result
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:

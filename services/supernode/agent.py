@@ -6,7 +6,8 @@ pushes the reply with the objects the SuperLink still lacks. It is the same clas
 deployment (over gRPC, with a worker process) and in simulation (over the memory
 transport, with the shared pool), so it knows nothing of processes, signals or TLS.
 Virtual nodes should share one `object_cache`: each agent's own cache keeps copies of
-the models it fetched.
+the models it fetched. A virtual node registered before its agent starts hands the agent
+its `registration`.
 
 Idle cost: the SuperLink counts a node waiting in a long poll as alive, so an idle agent
 is a few coroutine frames in that poll: no heartbeat task, no task group, no events
@@ -58,6 +59,7 @@ from stamen.common.records import UserConfig
 from stamen.common.run import Run
 from stamen.transport.api import FleetApi
 from stamen.transport.objects import fetch_object, push_missing
+from stamen.transport.types import NodeRegistration
 
 from .core import DEFAULT_GRACE_PERIOD, NodeCore, RegisterAgain, Stopping
 from .replies import Reply, error_code, error_reply
@@ -112,6 +114,7 @@ class SuperNodeAgent:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         grace_period: float = DEFAULT_GRACE_PERIOD,
         object_cache: ObjectCache | None = None,
+        registration: NodeRegistration | None = None,
     ) -> None:
         self._core = NodeCore(
             node_config,
@@ -130,6 +133,8 @@ class SuperNodeAgent:
         self._wait_scope: asyncio.Timeout | None = None  # a long poll or a backoff pause
         self._task_scope: asyncio.Timeout | None = None  # the ClientApp's run
         self._beating: asyncio.Task[None] | None = None
+        if registration is not None:  # made for it before it started (a virtual node)
+            self._core.registered(registration.node_id, registration.heartbeat_interval)
 
     @property
     def node_id(self) -> int | None:

@@ -30,6 +30,8 @@ def test_harness_writes_a_results_table(tmp_path: Path) -> None:
     assert "| key | scenario |" in table
     (row,) = [line for line in table.splitlines() if line.startswith("| S1 ")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    stamen_figure, first_training = cells[3], cells[8]
+    stamen_figure, first_training, rss, pss = cells[3], cells[8], cells[9], cells[10]
     assert stamen_figure[0].isdigit(), row  # a measured wall time, not "did not finish"
     assert first_training[0].isdigit(), row
+    assert rss[0].isdigit(), row  # both peaks of the process tree: RSS
+    assert pss[0].isdigit(), row  # and PSS

@@ -315,8 +315,10 @@ async def test_ten_thousand_idle_nodes_cost_little_memory(
     async with open_simulation(client, 10_000, BackendConfig(num_workers=2)) as simulation:
         gc.collect()
         grown = process.memory_info().rss - before
+        assert simulation.nodes.started == 0  # no agent before its node is sampled
         config = {"num-server-rounds": 1, "fraction-fit": 0.01, "fraction-evaluate": 0.01}
         history = await simulation.run(server, server_app_ref=reference, run_config=config)
+        assert 100 <= simulation.nodes.started <= 200  # those sampled for fit or evaluate
 
     assert grown < 100 * 2**20, f"10,000 registered nodes took {grown / 2**20:.0f} MiB"
     assert history.metrics_distributed_fit["nodes"] == [(1, 100)]

@@ -67,3 +67,36 @@ def test_the_forkserver_preload_imports_what_the_app_would_import_lazily(
     assert "json.tool" in sys.modules  # the app imported json: its lazy part comes too
     assert "library_not_imported.lazy" not in sys.modules
     assert frozen == [True]  # what the workers inherit is kept out of their collections
+
+
+class _Pool:
+    """What prefork_warm asks of a WorkerPool: whether it may fork, and the fork."""
+
+    def __init__(self, blocker: str | None) -> None:
+        self.blocker = blocker
+        self.preforked = False
+
+    def fork_blocker(self) -> str | None:
+        return self.blocker
+
+    def prefork(self) -> bool:
+        self.preforked = True
+        return self.blocker is None
+
+
+@pytest.mark.parametrize("blocker", [None, "other threads run in this process"])
+def test_workers_forked_from_this_process_find_the_lazy_imports_done(
+    blocker: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stamen.simulation.backend import prefork_warm
+
+    monkeypatch.setattr(warm, "LAZY_IMPORTS", {"json": "json.tool"})
+    monkeypatch.delitem(sys.modules, "json.tool", raising=False)
+    pool = _Pool(blocker)
+
+    forked = prefork_warm(pool)  # type: ignore[arg-type]  # the two methods it calls
+
+    assert pool.preforked  # asked either way: the pool logs why it does not fork
+    assert forked is (blocker is None)
+    # Imported only for workers that inherit it: else a worker pays it where it needs it.
+    assert ("json.tool" in sys.modules) is (blocker is None)

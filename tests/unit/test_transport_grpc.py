@@ -372,6 +372,20 @@ async def test_data_frames_are_not_hex_dumped_once_the_transport_is_used() -> No
     assert repr(frame).endswith("<1048576 bytes>")
 
 
+def test_data_frames_serialize_as_hyperframe_does_without_copying_the_payload() -> None:
+    h2patch.install()
+    payload = bytes(range(256)) * 8
+    plain = DataFrame(1, data=payload, flags=["END_STREAM"])
+    assert plain.serialize_body() is payload
+    padded = DataFrame(1, data=payload, flags=["PADDED"], pad_length=3)
+    for frame in (plain, padded, DataFrame(1, data=memoryview(payload))):
+        assert frame.serialize_body() == h2patch._serialize_data_body(frame)  # hyperframe's own
+        reread = DataFrame(1)
+        reread.parse_flags(frame.serialize()[4])
+        reread.parse_body(memoryview(frame.serialize()[9:]))
+        assert reread.data == payload
+
+
 async def test_connections_ask_their_peer_for_large_frames() -> None:
     received: list[int] = []
     async with serving(FakeFleet()) as (_, address):

@@ -284,3 +284,37 @@ async def test_a_cancelled_task_is_interrupted_or_its_worker_killed_and_replaced
             result = await pool.execute(view_task(model, mode="echo"))
         assert decode_message(result.envelope, result.objects).has_content()
         assert (our_processes() != workers) is replaced
+
+
+async def test_a_task_cancelled_while_it_waits_behind_another_never_runs(app_dir: Path) -> None:
+    """A worker's slot holds the next task while the worker runs one; cancelled there,
+    it is dropped, not run once the worker is free."""
+    model = np.arange(4, dtype=np.float32)
+    pool = WorkerPool(
+        "sim_app:views", app_dir, num_workers=1, start_method="spawn", cancel_grace=0.5
+    )
+    starts: list[int] = []
+    started = asyncio.Event()
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        starts.append(1)
+        started.set()
+        writer.close()
+
+    async with await asyncio.start_server(on_connect, "127.0.0.1", 0) as server, pool:
+        port = server.sockets[0].getsockname()[1]
+        async with asyncio.timeout(30):
+            await pool.started()
+        running = asyncio.create_task(pool.execute(view_task(model, mode="sleep", port=port)))
+        async with asyncio.timeout(30):
+            await started.wait()
+        waiting = asyncio.create_task(pool.execute(view_task(model, mode="sleep", port=port)))
+        await asyncio.sleep(0)  # handed to the slot, behind the running task
+        for task in (waiting, running):
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        async with asyncio.timeout(30):
+            result = await pool.execute(view_task(model, mode="echo"))
+        assert decode_message(result.envelope, result.objects).has_content()
+    assert starts == [1]  # the waiting task never started

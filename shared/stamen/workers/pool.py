@@ -134,7 +134,13 @@ class WorkerPool:
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._job_ids = itertools.count(1)
         self._slots: list[Slot] = []
+        # Each loaded slot takes two tasks at a time: while its worker runs one, the next
+        # waits in the slot, which sends it as soon as the reply is in, with no trip
+        # through the event loop (a busy loop left the workers idle between tasks). A
+        # slot's free places: first ones in `_idle`, second ones in `_spare`, so that
+        # tasks go to idle workers before any waits behind another.
         self._idle: deque[Slot] = deque()
+        self._spare: deque[Slot] = deque()
         self._queue: deque[_Pending] = deque()
         self._running: dict[int, _Pending] = {}
         self._up: set[Slot] = set()  # workers that have loaded the app and live
@@ -295,8 +301,9 @@ class WorkerPool:
                 await asyncio.to_thread(self._discard_preforked)
             if self._slots:
                 for slot in self._slots:
-                    slot.stop(kill=slot not in self._idle)
+                    slot.stop(kill=self._places(slot) < 2)
                 self._idle.clear()
+                self._spare.clear()
                 threads = [slot.thread for slot in self._slots]
                 await asyncio.to_thread(_join, threads, self._stop_timeout + 2.0)
                 await self._cache.aclose()
@@ -360,11 +367,20 @@ class WorkerPool:
             self._counts.objects_inline += 1
         return packed
 
+    def _places(self, slot: Slot) -> int:
+        """How many more tasks `slot` takes now (0 to 2)."""
+        return (slot in self._idle) + (slot in self._spare)
+
+    def _free_place(self, slot: Slot) -> None:
+        """`slot` takes one more task: a place behind a running task goes to `_spare`;
+        once the worker runs nothing, its first place goes to `_idle`."""
+        (self._idle if slot in self._spare else self._spare).append(slot)
+
     def _dispatch(self) -> None:
-        while self._queue and self._idle:
+        while self._queue and (self._idle or self._spare):
             pending = self._queue.popleft()
             pending.queued = False
-            slot = self._idle.popleft()
+            slot = (self._idle or self._spare).popleft()
             pending.slot = slot
             self._running[pending.job.job_id] = pending
             slot.assign(pending.job)
@@ -390,7 +406,9 @@ class WorkerPool:
             )
         if len(self._up) == len(self._slots):
             self._all_up.set()
-        self._idle.append(slot)
+        waiting = sum(pending.slot is slot for pending in self._running.values())
+        for _ in range(2 - waiting):
+            self._free_place(slot)
         self._dispatch()
 
     def _on_load_failed(self, slot: Slot, reason: str) -> None:
@@ -421,12 +439,15 @@ class WorkerPool:
                 pending.future.set_exception(outcome.error)
         if outcome.died:
             self._up.discard(slot)
+            for places in (self._idle, self._spare):  # a task waiting in the slot runs
+                if slot in places:  # on its replacement
+                    places.remove(slot)
             if not self._closing:  # else the pool killed it (its task has failed already)
                 logger.error("%s; starting a replacement", outcome.error)
                 if self._failure is None:
                     self._all_up.clear()
         elif not self._closing:
-            self._idle.append(slot)
+            self._free_place(slot)
             self._dispatch()
 
     def _segment_unlinked(self, name: str) -> None:

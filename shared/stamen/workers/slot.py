@@ -143,6 +143,7 @@ class Slot:
         self._lock = threading.Lock()
         self._process: BaseProcess | None = None
         self._job: int | None = None  # the job the worker runs now
+        self._dropped: set[int] = set()  # jobs cancelled while they waited in the inbox
         self._stopping = False
         self._first = first
 
@@ -162,9 +163,13 @@ class Slot:
 
     def cancel(self, job_id: int, *, kill: bool) -> None:
         """Any thread: interrupt job `job_id` if the worker still runs it (INTERRUPT), or
-        with `kill`, kill the worker (a replacement starts)."""
+        with `kill`, kill the worker (a replacement starts); a job still waiting in the
+        inbox is dropped unrun."""
         with self._lock:
-            if self._job != job_id or self._process is None or self._process.pid is None:
+            if self._job != job_id:
+                self._dropped.add(job_id)
+                return
+            if self._process is None or self._process.pid is None:
                 return
             if kill:
                 logger.warning(
@@ -221,7 +226,12 @@ class Slot:
             if job is None:
                 return False
             with self._lock:
-                self._job = job.job_id
+                dropped = job.job_id in self._dropped
+                self._dropped.discard(job.job_id)
+                self._job = None if dropped else job.job_id
+            if dropped:
+                self._events.finished(self, job.job_id, _failed("it was cancelled first"))
+                continue
             try:
                 outcome = self._round_trip(worker, job)
             finally:

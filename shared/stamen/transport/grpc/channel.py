@@ -22,6 +22,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from stamen.common.config import split_address
 from stamen.common.errors import ConfigError, StamenError, UnavailableError
+from stamen.common.heap import keep_chunk_buffers
 
 from . import h2patch
 from .errors import FailureCodec, from_grpc
@@ -71,6 +72,7 @@ def connect(address: str, *, root_certificates: Path | None, insecure: bool) -> 
     host, port = split_address(address)
     context = None if insecure else client_context(root_certificates)
     h2patch.install()
+    keep_chunk_buffers()  # object streams reuse their ~1 MiB buffers
     return SuperLinkChannel(host, port, ssl_context=context)
 
 

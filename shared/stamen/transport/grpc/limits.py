@@ -14,6 +14,7 @@ chunks (see `stamen.codec.objects`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import betterproto2
@@ -22,7 +23,9 @@ from grpclib.encoding.proto import ProtoCodec
 from stamen.codec.objects import MAX_MESSAGE_SIZE
 from stamen.codec.proto import parse_proto
 from stamen.common.errors import InvalidMessageError, MessageTooLargeError
+from stamen.proto.stamen import v1 as pb
 
+from .chunkwire import Unsupported, decode_chunk, encode_chunk
 from .errors import as_grpc
 
 __all__ = ["MAX_MESSAGE_SIZE", "BoundedProtoCodec"]
@@ -35,12 +38,20 @@ class BoundedProtoCodec(ProtoCodec):
         self.max_message_size = max_message_size
 
     def encode(self, message: Any, message_type: type[Any]) -> bytes:
-        data: bytes = super().encode(message, message_type)
+        data: bytes | None = None
+        if message_type is pb.ObjectChunk and isinstance(message, pb.ObjectChunk):
+            with contextlib.suppress(Unsupported):
+                data = encode_chunk(message)
+        if data is None:
+            data = super().encode(message, message_type)
         self._check_size(len(data))
         return data
 
     def decode(self, data: bytes, message_type: type[Any]) -> Any:
         self._check_size(len(data))
+        if message_type is pb.ObjectChunk:
+            with contextlib.suppress(Unsupported):
+                return decode_chunk(data)
         try:
             if issubclass(message_type, betterproto2.Message):
                 return parse_proto(message_type, data)

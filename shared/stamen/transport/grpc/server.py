@@ -14,6 +14,7 @@ from grpclib.server import Server
 
 from stamen.common.config import split_address
 from stamen.common.errors import ConfigError
+from stamen.common.heap import keep_chunk_buffers
 
 from . import h2patch
 from .errors import FailureCodec
@@ -29,6 +30,7 @@ def api_server(
     """A `Server` (not started) for `servicer` (and `more` services on the same port),
     plus a health service that reports its drain's state (call inside the event loop)."""
     h2patch.install()
+    keep_chunk_buffers()  # object streams reuse their ~1 MiB buffers
     health = Health({servicer: [servicer.drain.health]})
     return Server(
         [servicer, *more, health], codec=BoundedProtoCodec(), status_details_codec=FailureCodec()
