@@ -1,4 +1,4 @@
-"""The SuperLink's pulled messages leave as stored bytes: the same message as before."""
+"""Pushed and pulled messages leave as their envelopes' bytes: the same bytes as before."""
 
 from __future__ import annotations
 
@@ -41,3 +41,11 @@ def test_encoded_messages_read_as_a_pull_messages_response() -> None:
     before = pb.PullMessagesResponse(messages=[envelope_to_proto(e) for e in envelopes])
     assert pb.PullMessagesResponse.parse(sent) == before
     assert bytes(pb.EncodedMessages()) == bytes(pb.PullMessagesResponse())  # none waiting
+
+
+def test_an_encoded_push_reads_as_either_push_request_byte_for_byte() -> None:
+    envelopes = [encode_message(m)[0] for m in _messages()]
+    sent = bytes(pb.EncodedPush(id=42, messages=[envelope_to_wire(e) for e in envelopes]))
+    messages = [envelope_to_proto(e) for e in envelopes]
+    assert sent == bytes(pb.PushMessagesRequest(node_id=42, messages=messages))
+    assert sent == bytes(pb.PushInstructionsRequest(run_id=42, messages=messages))

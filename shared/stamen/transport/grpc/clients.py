@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
@@ -24,7 +25,7 @@ from stamen.auth.signing import NODE_TOKEN_HEADER
 from stamen.codec.envelope import Envelope
 from stamen.codec.proto import (
     envelope_from_proto,
-    envelope_to_proto,
+    envelope_to_wire,
     node_from_proto,
     run_from_proto,
     user_config_to_proto,
@@ -197,12 +198,12 @@ class GrpcFleetClient(_Client):
             return [envelope_from_proto(message) for message in reply.messages]
 
     async def push_messages(self, node_id: int, envelopes: Sequence[Envelope]) -> PushResult:
-        request = pb.PushMessagesRequest(
-            node_id=node_id, messages=[envelope_to_proto(e) for e in envelopes]
-        )
+        request = _encoded_push(node_id, envelopes)
         async with self._call():
             reply = await self._stub.push_messages(
-                request, timeout=self.timeout, metadata=self._as(node_id)
+                cast(pb.PushMessagesRequest, request),  # the same bytes: `_encoded_push`
+                timeout=self.timeout,
+                metadata=self._as(node_id),
             )
         return _push_result(reply)
 
@@ -266,11 +267,12 @@ class GrpcServerAppIoClient(_Client):
             return [node_from_proto(node) for node in reply.nodes]
 
     async def push_messages(self, run_id: int, envelopes: Sequence[Envelope]) -> PushResult:
-        request = pb.PushInstructionsRequest(
-            run_id=run_id, messages=[envelope_to_proto(e) for e in envelopes]
-        )
+        request = _encoded_push(run_id, envelopes)
         async with self._call():
-            reply = await self._stub.push_messages(request, timeout=self.timeout)
+            reply = await self._stub.push_messages(
+                cast(pb.PushInstructionsRequest, request),  # the same bytes: `_encoded_push`
+                timeout=self.timeout,
+            )
         return _push_result(reply)
 
     async def pull_messages(
@@ -309,9 +311,12 @@ class GrpcServerAppIoClient(_Client):
         return reply.lease_seconds
 
     async def push_checkpoint(self, run_id: int, envelope: Envelope) -> PushResult:
-        request = pb.PushInstructionsRequest(run_id=run_id, messages=[envelope_to_proto(envelope)])
+        request = _encoded_push(run_id, [envelope])
         async with self._call():
-            reply = await self._stub.push_checkpoint(request, timeout=self.timeout)
+            reply = await self._stub.push_checkpoint(
+                cast(pb.PushInstructionsRequest, request),  # the same bytes: `_encoded_push`
+                timeout=self.timeout,
+            )
         return _push_result(reply)
 
     async def pull_checkpoint(self, run_id: int) -> list[Envelope]:
@@ -400,6 +405,12 @@ class GrpcControlClient(_Client):
                     yield chunk.data
         finally:
             await aclose(stream)
+
+
+def _encoded_push(sender: int, envelopes: Sequence[Envelope]) -> pb.EncodedPush:
+    """PushMessagesRequest (node id) or PushInstructionsRequest (run id), byte for byte,
+    made from the envelopes' payloads without decoding them (`envelope_to_wire`)."""
+    return pb.EncodedPush(id=sender, messages=[envelope_to_wire(e) for e in envelopes])
 
 
 def _push_result(reply: pb.PushMessagesResponse) -> PushResult:

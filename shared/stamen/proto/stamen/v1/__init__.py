@@ -18,6 +18,7 @@ __all__ = (
     "CreateRunResponse",
     "DoubleList",
     "EncodedMessages",
+    "EncodedPush",
     "Error",
     "FleetBase",
     "FleetStub",
@@ -273,6 +274,22 @@ class EncodedMessages(betterproto2.Message):
 
 
 default_message_pool.register_message("stamen.v1", "EncodedMessages", EncodedMessages)
+
+
+@dataclass(eq=False, repr=False)
+class EncodedPush(betterproto2.Message):
+    """
+    The wire form of PushMessagesRequest (field 1: node_id) and PushInstructionsRequest
+    (field 1: run_id), with each Message as the bytes it is encoded to: a sender pushes its
+    envelopes without decoding and re-encoding their content.
+    """
+
+    id: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    messages: "list[bytes]" = betterproto2.field(2, betterproto2.TYPE_BYTES, repeated=True)
+
+
+default_message_pool.register_message("stamen.v1", "EncodedPush", EncodedPush)
 
 
 @dataclass(eq=False, repr=False)
